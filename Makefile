@@ -1,0 +1,60 @@
+# Thin wrapper over CMake: `make run` and `make test` are the only commands a newcomer needs.
+#   make deps     install missing Debian packages (apt-get; sudo when not root)
+#   make build    configure and build (build/; SANITIZE=1 -> build-asan/ with ASan+UBSan)
+#   make run      deps + build, then the proxy on config/lbproxy.yaml with two demo backends
+#   make test     deps + build, then every test (Criterion, via CTest)
+#   make bench    benchmark every dispatch strategy against nginx and HAProxy (QUICK=1: short)
+#   make clean    remove build directories
+
+SANITIZE ?= 0
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+ifeq ($(SANITIZE),1)
+BUILD_DIR ?= build-asan
+CMAKE_FLAGS += -DLBPROXY_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+else
+BUILD_DIR ?= build
+CMAKE_FLAGS += -DCMAKE_BUILD_TYPE=RelWithDebInfo
+endif
+
+# What building and testing need on Debian 12 / Ubuntu.
+PACKAGES := build-essential cmake pkg-config libuv1-dev node-llhttp libyaml-dev \
+            libcriterion-dev libcurl4-openssl-dev curl ca-certificates
+
+.PHONY: all deps build run test bench clean format
+
+all: build
+
+deps:
+	@missing=""; \
+	for p in $(PACKAGES) $(EXTRA_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "make deps: installing$$missing"; \
+	  SUDO=; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(BUILD_DIR)/CMakeCache.txt:
+	cmake -S . -B $(BUILD_DIR) $(CMAKE_FLAGS)
+
+build: $(BUILD_DIR)/CMakeCache.txt
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+run: deps build
+	@tests/support/run-demo.sh $(BUILD_DIR)
+
+test: deps build
+	cd $(BUILD_DIR) && ctest --output-on-failure --timeout 1200
+
+bench:
+	@$(MAKE) --no-print-directory deps EXTRA_PACKAGES="wrk nginx-light haproxy gnuplot-nox valgrind"
+	@$(MAKE) --no-print-directory build BUILD_DIR=build-release CMAKE_FLAGS="-DCMAKE_BUILD_TYPE=Release -DLBPROXY_TESTS=OFF"
+	@bench/run.sh build-release $(if $(QUICK),--quick,)
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build build-asan build-release

@@ -1,0 +1,157 @@
+/* The per-worker data plane context: upstream pools, the buffer free list, the write helper. */
+#include "px.h"
+
+#include "log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct px_buf *px_buf_get(struct px_ctx *ctx) {
+  struct px_buf *b = ctx->free_bufs;
+
+  if (b != NULL) {
+    ctx->free_bufs = b->next;
+    ctx->nfree--;
+    return b;
+  }
+  return malloc(sizeof(*b) + ctx->bufsize);
+}
+
+void px_buf_put(struct px_ctx *ctx, struct px_buf *b) {
+  if (b == NULL)
+    return;
+  if (ctx->nfree >= PX_BUF_FREE_MAX) {
+    free(b);
+    return;
+  }
+  b->next = ctx->free_bufs;
+  ctx->free_bufs = b;
+  ctx->nfree++;
+}
+
+int px_write(uv_stream_t *s, uv_write_t *req, uv_buf_t *bufs, unsigned n, uv_write_cb cb) {
+  int r = uv_try_write(s, bufs, n);
+  size_t done;
+  unsigned i = 0;
+
+  if (r == UV_EAGAIN)
+    r = 0;
+  else if (r < 0)
+    return r;
+  done = (size_t)r;
+  while (i < n && done >= bufs[i].len) {
+    done -= bufs[i].len;
+    i++;
+  }
+  if (i == n)
+    return 1;
+  bufs[i].base += done;
+  bufs[i].len -= done;
+  r = uv_write(req, s, bufs + i, n - i, cb);
+  return r < 0 ? r : 0;
+}
+
+static void pools_free(struct px_ctx *ctx) {
+  for (size_t i = 0; i < ctx->npools; i++) {
+    bal_pool_free(&ctx->pools[i].bal);
+    free(ctx->pools[i].servers);
+  }
+  free(ctx->pools);
+  ctx->pools = NULL;
+  ctx->npools = 0;
+}
+
+static int pools_init(struct px_ctx *ctx, _Atomic uint64_t *rr_counters) {
+  const struct lbp_config *cfg = ctx->cfg;
+
+  ctx->pools = calloc(cfg->nupstreams, sizeof(*ctx->pools));
+  if (ctx->pools == NULL)
+    return UV_ENOMEM;
+  ctx->npools = cfg->nupstreams;
+  for (size_t i = 0; i < cfg->nupstreams; i++) {
+    const struct cfg_upstream *up = &cfg->upstreams[i];
+    struct px_pool *p = &ctx->pools[i];
+    unsigned weights[BAL_MAX_SERVERS];
+    int rc;
+
+    if (up->nservers == 0 || up->nservers > BAL_MAX_SERVERS)
+      return UV_EINVAL;
+    p->cfg = up;
+    p->servers = calloc(up->nservers, sizeof(*p->servers));
+    if (p->servers == NULL)
+      return UV_ENOMEM;
+    for (size_t k = 0; k < up->nservers; k++) {
+      p->servers[k].cfg = &up->servers[k];
+      p->servers[k].pool = p;
+      p->servers[k].index = (unsigned)k;
+      weights[k] = up->servers[k].weight;
+    }
+    rc = bal_pool_init(&p->bal, &bal_roundrobin, (unsigned)up->nservers, weights,
+                       rr_counters ? &rr_counters[i] : NULL);
+    if (rc != 0)
+      return rc == -ENOMEM ? UV_ENOMEM : UV_EINVAL;
+  }
+  return 0;
+}
+
+int px_ctx_new(uv_loop_t *loop, const struct lbp_config *cfg, _Atomic uint64_t *rr_counters,
+               struct px_ctx **out) {
+  struct px_ctx *ctx = calloc(1, sizeof(*ctx));
+  int rc;
+
+  if (ctx == NULL)
+    return UV_ENOMEM;
+  ctx->loop = loop;
+  ctx->cfg = cfg;
+  /* A request head must fit in one buffer, with room to spare for the line that overflows. */
+  ctx->bufsize = PX_BUF_MIN;
+  if (cfg->limits.max_header_bytes + 1024 > ctx->bufsize)
+    ctx->bufsize = cfg->limits.max_header_bytes + 1024;
+  rc = pools_init(ctx, rr_counters);
+  if (rc != 0) {
+    pools_free(ctx);
+    free(ctx);
+    return rc;
+  }
+  *out = ctx;
+  return 0;
+}
+
+static void ctx_free(struct px_ctx *ctx) {
+  void (*done)(void *) = ctx->done;
+  void *arg = ctx->done_arg;
+
+  while (ctx->free_bufs != NULL) {
+    struct px_buf *b = ctx->free_bufs;
+    ctx->free_bufs = b->next;
+    free(b);
+  }
+  pools_free(ctx);
+  free(ctx);
+  if (done != NULL)
+    done(arg);
+}
+
+void px_ctx_handle_gone(struct px_ctx *ctx) {
+  ctx->nhandles--;
+  if (ctx->closing && ctx->nhandles == 0)
+    ctx_free(ctx);
+}
+
+void px_ctx_close(struct px_ctx *ctx, void (*done)(void *arg), void *arg) {
+  ctx->closing = 1;
+  ctx->done = done;
+  ctx->done_arg = arg;
+  while (ctx->clients != NULL) {
+    struct px_client *c = ctx->clients;
+    px_client_close(c); /* unlinks c */
+  }
+  while (ctx->upstreams != NULL)
+    px_upstream_close(ctx->upstreams); /* unlinks it */
+  if (ctx->nhandles == 0)
+    ctx_free(ctx);
+}
+
+const struct px_counters *px_ctx_counters(const struct px_ctx *ctx) {
+  return &ctx->counters;
+}

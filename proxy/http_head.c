@@ -1,0 +1,318 @@
+/* Request/response head parsing with llhttp and rewriting as iovecs over the received bytes. */
+
+/*
+ * A proxy must not forward hop-by-hop headers (Connection, Keep-Alive, Proxy-Connection, TE,
+ * Upgrade, and any header the Connection header names), and it appends the client's address
+ * to X-Forwarded-For. Everything else is forwarded byte for byte. Rather than copying kept
+ * lines into a new buffer, the callbacks below only record where the lines to drop start and
+ * end; px_head_iov then describes the forwarded head as runs of the received bytes with a few
+ * small inserts between them, and the caller hands those iovecs to one writev together with
+ * the body bytes that followed the head in the same read.
+ */
+#include "http_head.h"
+
+#include <string.h>
+#include <strings.h>
+
+int px_span_ieq(const char *base, struct px_span s, const char *lit, size_t litlen) {
+  return s.len == litlen && strncasecmp(base + s.off, lit, litlen) == 0;
+}
+
+void px_head_reset(struct px_head *h, const char *base, int is_request, uint32_t start) {
+  memset(h, 0, sizeof(*h));
+  h->base = base;
+  h->is_request = (uint8_t)is_request;
+  h->start = start;
+  h->end = start;
+}
+
+static struct px_head *head_of(llhttp_t *p) {
+  return p->data;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t len) {
+  struct px_head *h = head_of(p);
+  if (h->url.len == 0)
+    h->url.off = (uint32_t)(at - h->base);
+  h->url.len += (uint32_t)len;
+  return 0;
+}
+
+static void drop_line(struct px_head *h) {
+  if (h->ndrops == PX_HEAD_MAX_DROPS) {
+    h->flags |= PX_HEAD_OVERFLOW;
+    return;
+  }
+  h->drops[h->ndrops].off = h->field.off;
+  h->drops[h->ndrops].len = 0;
+  h->ndrops++;
+  h->flags |= PX_HEAD_DROP_OPEN;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len) {
+  struct px_head *h = head_of(p);
+  uint32_t off = (uint32_t)(at - h->base);
+
+  if (h->flags & PX_HEAD_DONE)
+    return 0;
+  if (!(h->flags & PX_HEAD_IN_FIELD)) {
+    /* A new line starts where the previous one ended: close an open drop here. */
+    if (h->flags & PX_HEAD_DROP_OPEN) {
+      h->drops[h->ndrops - 1].len = off - h->drops[h->ndrops - 1].off;
+      h->flags &= (uint16_t)~PX_HEAD_DROP_OPEN;
+    }
+    h->field.off = off;
+    h->field.len = 0;
+    h->value.off = off;
+    h->value.len = 0;
+    h->flags |= PX_HEAD_IN_FIELD;
+  }
+  h->field.len += (uint32_t)len;
+  return 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len) {
+  struct px_head *h = head_of(p);
+
+  if (h->flags & PX_HEAD_DONE)
+    return 0;
+  if (!(h->flags & PX_HEAD_IN_VALUE)) {
+    h->value.off = (uint32_t)(at - h->base);
+    h->value.len = 0;
+    h->flags |= PX_HEAD_IN_VALUE;
+  }
+  h->value.len += (uint32_t)len;
+  return 0;
+}
+
+/* True if a Connection token names a header we must keep or already handle. */
+static int token_is_builtin(const char *t, size_t n) {
+  static const char *const keep[] = {"close", "keep-alive", "upgrade", "host", "content-length",
+                                     "transfer-encoding"};
+  for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++)
+    if (strlen(keep[i]) == n && strncasecmp(t, keep[i], n) == 0)
+      return 1;
+  return 0;
+}
+
+/* Calls fn for each comma-separated token of a Connection value, trimmed of whitespace. */
+static int each_token(const char *v, size_t n, int (*fn)(void *, const char *, size_t), void *arg) {
+  size_t i = 0;
+  while (i < n) {
+    size_t s, e;
+    while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+      i++;
+    s = i;
+    while (i < n && v[i] != ',')
+      i++;
+    e = i;
+    while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+      e--;
+    if (e > s && fn(arg, v + s, e - s))
+      return 1;
+  }
+  return 0;
+}
+
+static int token_is_other(void *arg, const char *t, size_t n) {
+  return !token_is_builtin(t, n);
+}
+
+static void classify(struct px_head *h) {
+  const char *b = h->base;
+  struct px_span f = h->field;
+
+  switch (f.len) {
+  case 2:
+    if (px_span_ieq(b, f, "te", 2))
+      drop_line(h);
+    break;
+  case 4:
+    if (h->is_request && px_span_ieq(b, f, "host", 4)) {
+      if (h->flags & PX_HEAD_HAS_HOST)
+        h->flags |= PX_HEAD_DUP_HOST;
+      h->host = h->value;
+      h->flags |= PX_HEAD_HAS_HOST;
+    }
+    break;
+  case 7:
+    if (px_span_ieq(b, f, "upgrade", 7))
+      drop_line(h);
+    break;
+  case 10:
+    if (px_span_ieq(b, f, "connection", 10)) {
+      drop_line(h);
+      if (h->nconn < PX_HEAD_MAX_CONN)
+        h->conn[h->nconn++] = h->value;
+      else
+        h->flags |= PX_HEAD_OVERFLOW;
+      if (each_token(b + h->value.off, h->value.len, token_is_other, NULL))
+        h->flags |= PX_HEAD_CONN_TOKENS;
+    } else if (px_span_ieq(b, f, "keep-alive", 10)) {
+      drop_line(h);
+    }
+    break;
+  case 15:
+    if (h->is_request && px_span_ieq(b, f, "x-forwarded-for", 15)) {
+      h->flags |= PX_HEAD_HAS_XFF;
+      h->xff_end = h->value.off + h->value.len;
+    }
+    break;
+  case 16:
+    if (px_span_ieq(b, f, "proxy-connection", 16))
+      drop_line(h);
+    break;
+  default:
+    break;
+  }
+}
+
+static int on_header_value_complete(llhttp_t *p) {
+  struct px_head *h = head_of(p);
+
+  if (h->flags & PX_HEAD_DONE)
+    return 0;
+  classify(h);
+  h->flags &= (uint16_t)~(PX_HEAD_IN_FIELD | PX_HEAD_IN_VALUE);
+  return 0;
+}
+
+static int on_pause(llhttp_t *p) {
+  return HPE_PAUSED;
+}
+
+const llhttp_settings_t px_request_settings = {
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_header_value_complete = on_header_value_complete,
+    .on_headers_complete = on_pause,
+    .on_message_complete = on_pause,
+};
+
+const llhttp_settings_t px_response_settings = {
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_header_value_complete = on_header_value_complete,
+    .on_headers_complete = on_pause,
+    .on_message_complete = on_pause,
+};
+
+/* Adds a drop for [off, off+len) keeping the list sorted and free of duplicates. */
+static void add_drop_sorted(struct px_head *h, uint32_t off, uint32_t len) {
+  unsigned i = 0;
+  while (i < h->ndrops && h->drops[i].off < off)
+    i++;
+  if (i < h->ndrops && h->drops[i].off == off)
+    return;
+  if (h->ndrops == PX_HEAD_MAX_DROPS) {
+    h->flags |= PX_HEAD_OVERFLOW;
+    return;
+  }
+  memmove(&h->drops[i + 1], &h->drops[i], (h->ndrops - i) * sizeof(h->drops[0]));
+  h->drops[i].off = off;
+  h->drops[i].len = len;
+  h->ndrops++;
+}
+
+struct name_match {
+  const char *name;
+  size_t len;
+};
+
+static int token_matches(void *arg, const char *t, size_t n) {
+  struct name_match *m = arg;
+  return n == m->len && !token_is_builtin(t, n) && strncasecmp(t, m->name, n) == 0;
+}
+
+/* Drops every header line whose name a Connection value lists (RFC 9110 7.6.1). The head was
+ * already validated by llhttp, so splitting it into lines here is safe. */
+static void drop_connection_tokens(struct px_head *h, uint32_t body_start) {
+  const char *b = h->base;
+  uint32_t pos = h->start;
+
+  while (pos < body_start && b[pos] != '\n') /* skip the start line */
+    pos++;
+  pos++;
+  while (pos < body_start) {
+    uint32_t ls = pos, colon = pos;
+    while (pos < body_start && b[pos] != '\n')
+      pos++;
+    pos++; /* past '\n' */
+    while (colon < pos && b[colon] != ':')
+      colon++;
+    if (colon >= pos)
+      continue; /* the blank line */
+    struct name_match m = {b + ls, colon - ls};
+    for (unsigned i = 0; i < h->nconn; i++)
+      if (each_token(b + h->conn[i].off, h->conn[i].len, token_matches, &m)) {
+        add_drop_sorted(h, ls, pos - ls);
+        break;
+      }
+  }
+}
+
+static uint32_t term_len(const struct px_head *h) {
+  return (h->end - h->start >= 2 && h->base[h->end - 2] == '\r') ? 2 : 1;
+}
+
+int px_head_complete(struct px_head *h, uint32_t end) {
+  h->end = end;
+  if (h->flags & PX_HEAD_DROP_OPEN) {
+    h->drops[h->ndrops - 1].len = end - term_len(h) - h->drops[h->ndrops - 1].off;
+    h->flags &= (uint16_t)~PX_HEAD_DROP_OPEN;
+  }
+  if (h->flags & PX_HEAD_CONN_TOKENS)
+    drop_connection_tokens(h, end);
+  h->flags |= PX_HEAD_DONE;
+  h->flags &= (uint16_t)~(PX_HEAD_IN_FIELD | PX_HEAD_IN_VALUE);
+  return (h->flags & PX_HEAD_OVERFLOW) ? -1 : 0;
+}
+
+static int emit(uv_buf_t *iov, int *n, int max, const char *p, size_t len) {
+  if (len == 0)
+    return 0;
+  if (*n == max)
+    return -1;
+  iov[(*n)++] = uv_buf_init((char *)p, (unsigned)len);
+  return 0;
+}
+
+int px_head_iov(const struct px_head *h, const uv_buf_t *xff_insert, const uv_buf_t *tail,
+                int ntail, uint32_t extra, uv_buf_t *iov, int max) {
+  const char *b = h->base;
+  uint32_t pos = h->start, tailpos = h->end - term_len(h);
+  int want_xff = xff_insert != NULL && (h->flags & PX_HEAD_HAS_XFF);
+  unsigned di = 0;
+  int n = 0;
+
+  for (;;) {
+    uint32_t next_drop = di < h->ndrops ? h->drops[di].off : UINT32_MAX;
+    uint32_t next_xff = want_xff ? h->xff_end : UINT32_MAX;
+    uint32_t ev = tailpos;
+
+    if (next_drop < ev)
+      ev = next_drop;
+    if (next_xff <= ev)
+      ev = next_xff;
+    if (emit(iov, &n, max, b + pos, ev - pos) < 0)
+      return -1;
+    pos = ev;
+    if (want_xff && ev == next_xff) {
+      if (emit(iov, &n, max, xff_insert->base, xff_insert->len) < 0)
+        return -1;
+      want_xff = 0;
+    } else if (ev == next_drop && ev < tailpos) {
+      pos = h->drops[di].off + h->drops[di].len;
+      di++;
+    } else {
+      break;
+    }
+  }
+  for (int i = 0; i < ntail; i++)
+    if (emit(iov, &n, max, tail[i].base, tail[i].len) < 0)
+      return -1;
+  if (emit(iov, &n, max, b + tailpos, h->end + extra - tailpos) < 0)
+    return -1;
+  return n;
+}

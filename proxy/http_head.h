@@ -1,0 +1,73 @@
+/* Request/response head parsing with llhttp and rewriting as iovecs over the received bytes. */
+#ifndef LBP_HTTP_HEAD_H
+#define LBP_HTTP_HEAD_H
+
+#include <llhttp.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#define PX_HEAD_MAX_DROPS 8 /* hop-by-hop header lines one head may drop */
+#define PX_HEAD_MAX_CONN  4 /* Connection header lines remembered for their tokens */
+#define PX_HEAD_MAX_IOV   24
+
+struct px_span {
+  uint32_t off, len;
+};
+
+enum px_head_flags {
+  PX_HEAD_DONE = 1 << 0,       /* headers complete: later callbacks are trailers, ignored */
+  PX_HEAD_HAS_XFF = 1 << 1,    /* an X-Forwarded-For line was seen (xff_end is valid) */
+  PX_HEAD_HAS_HOST = 1 << 2,   /* a Host line was seen (host is valid) */
+  PX_HEAD_DUP_HOST = 1 << 3,   /* more than one Host line: a bad request */
+  PX_HEAD_CONN_TOKENS = 1 << 4, /* Connection names other headers, which must go too */
+  PX_HEAD_OVERFLOW = 1 << 5,   /* too many lines to drop: treat the head as bad */
+  PX_HEAD_IN_FIELD = 1 << 6,   /* parser is inside a header name */
+  PX_HEAD_IN_VALUE = 1 << 7,   /* parser is inside a header value */
+  PX_HEAD_DROP_OPEN = 1 << 8,  /* the last drop's end is not known yet */
+};
+
+/* What the callbacks learn about one head. Offsets are from `base`, the buffer the message is
+ * read into; the buffer must not move while the head is parsed. */
+struct px_head {
+  const char *base;
+  uint32_t start; /* first byte of the head */
+  uint32_t end;   /* one past the blank line ending the head (set by px_head_complete) */
+  uint16_t flags;
+  uint8_t is_request;
+  uint8_t ndrops;
+  uint8_t nconn;
+  struct px_span url;   /* request target */
+  struct px_span host;  /* Host value */
+  struct px_span field; /* current header name */
+  struct px_span value; /* current header value */
+  uint32_t xff_end;     /* end of the last X-Forwarded-For value */
+  struct px_span drops[PX_HEAD_MAX_DROPS]; /* header lines not forwarded, in order */
+  struct px_span conn[PX_HEAD_MAX_CONN];   /* Connection values, for their tokens */
+};
+
+/* llhttp settings wired to the px_head in parser->data. on_headers_complete and
+ * on_message_complete return HPE_PAUSED so the caller learns where the head and the message
+ * end (llhttp_get_error_pos) and decides what comes next. */
+extern const llhttp_settings_t px_request_settings;
+extern const llhttp_settings_t px_response_settings;
+
+/* Starts a new head at offset `start` of `base`. */
+void px_head_reset(struct px_head *h, const char *base, int is_request, uint32_t start);
+
+/* Finishes the head once llhttp paused at headers complete with error_pos at `end`: closes the
+ * last drop, applies the Connection tokens. Returns 0, or -1 if the head cannot be forwarded
+ * (too many hop-by-hop lines). */
+int px_head_complete(struct px_head *h, uint32_t end);
+
+/* Builds the forwarded head as iovecs over `h->base`: the received bytes minus dropped lines,
+ * with `xff_insert` (if not NULL and an X-Forwarded-For line exists) placed after its value,
+ * and `tail` pieces placed before the blank line. The last iovec runs on to `extra` bytes past
+ * the head (body bytes already received). Returns the iovec count (<= max) or -1. */
+int px_head_iov(const struct px_head *h, const uv_buf_t *xff_insert, const uv_buf_t *tail,
+                int ntail, uint32_t extra, uv_buf_t *iov, int max);
+
+/* Case-insensitive comparison of a span against a literal name. */
+int px_span_ieq(const char *base, struct px_span s, const char *lit, size_t litlen);
+
+#endif

@@ -1,0 +1,20 @@
+/* One-line-per-event logging to stderr, shared by the master, the workers and the data plane. */
+#ifndef LBP_LOG_H
+#define LBP_LOG_H
+
+enum lbp_log_level { LBP_LOG_DEBUG = 0, LBP_LOG_INFO, LBP_LOG_WARN, LBP_LOG_ERROR };
+
+/* Sets the role printed in every line ("master", "worker 2") and the minimum level printed.
+ * Call once per process, before logging. */
+void lbp_log_init(const char *role, enum lbp_log_level min);
+
+/* Writes "TIME lbproxy[PID] ROLE LEVEL: message\n" with a single write(2), so lines from
+ * several processes sharing stderr never interleave. */
+void lbp_log(enum lbp_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define LBP_DEBUG(...) lbp_log(LBP_LOG_DEBUG, __VA_ARGS__)
+#define LBP_INFO(...)  lbp_log(LBP_LOG_INFO, __VA_ARGS__)
+#define LBP_WARN(...)  lbp_log(LBP_LOG_WARN, __VA_ARGS__)
+#define LBP_ERROR(...) lbp_log(LBP_LOG_ERROR, __VA_ARGS__)
+
+#endif
