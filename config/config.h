@@ -46,8 +46,8 @@ struct cfg_upstream {
  * A NULL host or path matches everything. The most specific route wins: host routes before
  * host-less ones, then the longest path prefix, then the first in the file. */
 struct cfg_route {
-  char *host;     /* NULL = any host */
-  char *path;     /* NULL = any path ("/" behaves the same) */
+  char *host;      /* NULL = any host */
+  char *path;      /* NULL = any path ("/" behaves the same) */
   size_t upstream; /* index into lbp_config.upstreams */
   int line, col;   /* position of the route entry */
 };
@@ -64,12 +64,12 @@ struct cfg_limits {
 };
 
 struct lbp_config {
-  char *file;              /* the name errors are reported against */
-  struct cfg_addr listen;  /* default 0.0.0.0:8080 */
-  unsigned workers;        /* resolved: "auto" becomes the CPU count */
-  int workers_auto;        /* 1 when the file said "auto" (or nothing) */
+  char *file;             /* the name errors are reported against */
+  struct cfg_addr listen; /* default 0.0.0.0:8080 */
+  unsigned workers;       /* resolved: "auto" becomes the CPU count */
+  int workers_auto;       /* 1 when the file said "auto" (or nothing) */
   enum cfg_dispatch dispatch;
-  char *user;              /* NULL when unset */
+  char *user;                 /* NULL when unset */
   uint64_t stats_interval_ms; /* master logs a per-worker "stats" line this often; 0 = never */
   uint16_t proxy_port_base;   /* dispatch proxy: worker i's private port is base+i; 0 = ephemeral */
   struct cfg_timeouts timeouts;

@@ -100,8 +100,8 @@ static void client_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
 }
 
 static void read_start(struct px_client *c) {
-  if (!c->reading && !c->eof && uv_read_start((uv_stream_t *)&c->tcp, client_alloc,
-                                              client_read_cb) == 0)
+  if (!c->reading && !c->eof &&
+      uv_read_start((uv_stream_t *)&c->tcp, client_alloc, client_read_cb) == 0)
     c->reading = 1;
 }
 
@@ -191,6 +191,8 @@ static void px_client_write_cb(uv_write_t *req, int status) {
   c->writing = 0;
   if (c->state == PX_C_CLOSING)
     return;
+  if (c->state == PX_C_WAIT)
+    uv_timer_stop(&c->timer);
   if (status < 0) {
     px_client_close(c);
     return;
@@ -209,7 +211,10 @@ int px_client_write(struct px_client *c, uv_buf_t *bufs, unsigned n, uint8_t the
   }
   c->after_write = then;
   if (rc == 0) {
+    /* The socket is full: the client has client_idle to take more (nginx's send_timeout). */
     c->writing = 1;
+    if (c->state == PX_C_WAIT)
+      timer_start(c, c->ctx->cfg->timeouts.client_idle_ms);
     return 0;
   }
   return 1;
@@ -282,6 +287,10 @@ static void client_timer_cb(uv_timer_t *t) {
     break;
   case PX_C_BODY:
     px_client_close(c); /* the client stalled mid-body */
+    break;
+  case PX_C_WAIT:
+    if (c->writing)
+      px_client_close(c); /* the client stopped reading its response */
     break;
   default:
     break;

@@ -87,8 +87,8 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len) {
 
 /* True if a Connection token names a header we must keep or already handle. */
 static int token_is_builtin(const char *t, size_t n) {
-  static const char *const keep[] = {"close", "keep-alive", "upgrade", "host", "content-length",
-                                     "transfer-encoding"};
+  static const char *const keep[] = {"close", "keep-alive",     "upgrade",
+                                     "host",  "content-length", "transfer-encoding"};
   for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++)
     if (strlen(keep[i]) == n && strncasecmp(t, keep[i], n) == 0)
       return 1;
@@ -173,7 +173,7 @@ static int on_header_value_complete(llhttp_t *p) {
   if (h->flags & PX_HEAD_DONE)
     return 0;
   classify(h);
-  h->flags &= (uint16_t)~(PX_HEAD_IN_FIELD | PX_HEAD_IN_VALUE);
+  h->flags &= (uint16_t) ~(PX_HEAD_IN_FIELD | PX_HEAD_IN_VALUE);
   return 0;
 }
 
@@ -265,7 +265,7 @@ int px_head_complete(struct px_head *h, uint32_t end) {
   if (h->flags & PX_HEAD_CONN_TOKENS)
     drop_connection_tokens(h, end);
   h->flags |= PX_HEAD_DONE;
-  h->flags &= (uint16_t)~(PX_HEAD_IN_FIELD | PX_HEAD_IN_VALUE);
+  h->flags &= (uint16_t) ~(PX_HEAD_IN_FIELD | PX_HEAD_IN_VALUE);
   return (h->flags & PX_HEAD_OVERFLOW) ? -1 : 0;
 }
 

@@ -16,15 +16,15 @@ struct px_span {
 };
 
 enum px_head_flags {
-  PX_HEAD_DONE = 1 << 0,       /* headers complete: later callbacks are trailers, ignored */
-  PX_HEAD_HAS_XFF = 1 << 1,    /* an X-Forwarded-For line was seen (xff_end is valid) */
-  PX_HEAD_HAS_HOST = 1 << 2,   /* a Host line was seen (host is valid) */
-  PX_HEAD_DUP_HOST = 1 << 3,   /* more than one Host line: a bad request */
+  PX_HEAD_DONE = 1 << 0,        /* headers complete: later callbacks are trailers, ignored */
+  PX_HEAD_HAS_XFF = 1 << 1,     /* an X-Forwarded-For line was seen (xff_end is valid) */
+  PX_HEAD_HAS_HOST = 1 << 2,    /* a Host line was seen (host is valid) */
+  PX_HEAD_DUP_HOST = 1 << 3,    /* more than one Host line: a bad request */
   PX_HEAD_CONN_TOKENS = 1 << 4, /* Connection names other headers, which must go too */
-  PX_HEAD_OVERFLOW = 1 << 5,   /* too many lines to drop: treat the head as bad */
-  PX_HEAD_IN_FIELD = 1 << 6,   /* parser is inside a header name */
-  PX_HEAD_IN_VALUE = 1 << 7,   /* parser is inside a header value */
-  PX_HEAD_DROP_OPEN = 1 << 8,  /* the last drop's end is not known yet */
+  PX_HEAD_OVERFLOW = 1 << 5,    /* too many lines to drop: treat the head as bad */
+  PX_HEAD_IN_FIELD = 1 << 6,    /* parser is inside a header name */
+  PX_HEAD_IN_VALUE = 1 << 7,    /* parser is inside a header value */
+  PX_HEAD_DROP_OPEN = 1 << 8,   /* the last drop's end is not known yet */
 };
 
 /* What the callbacks learn about one head. Offsets are from `base`, the buffer the message is
@@ -37,11 +37,11 @@ struct px_head {
   uint8_t is_request;
   uint8_t ndrops;
   uint8_t nconn;
-  struct px_span url;   /* request target */
-  struct px_span host;  /* Host value */
-  struct px_span field; /* current header name */
-  struct px_span value; /* current header value */
-  uint32_t xff_end;     /* end of the last X-Forwarded-For value */
+  struct px_span url;                      /* request target */
+  struct px_span host;                     /* Host value */
+  struct px_span field;                    /* current header name */
+  struct px_span value;                    /* current header value */
+  uint32_t xff_end;                        /* end of the last X-Forwarded-For value */
   struct px_span drops[PX_HEAD_MAX_DROPS]; /* header lines not forwarded, in order */
   struct px_span conn[PX_HEAD_MAX_CONN];   /* Connection values, for their tokens */
 };

@@ -17,7 +17,7 @@ int pp2_encode(const struct sockaddr *src, const struct sockaddr *dst, unsigned 
   if (alen == 0 || cap < PP2_HDR_MIN + alen)
     return -1;
   memcpy(out, sig, PP2_SIG_LEN);
-  out[12] = 0x21; /* version 2, PROXY */
+  out[12] = 0x21;                                    /* version 2, PROXY */
   out[13] = src->sa_family == AF_INET ? 0x11 : 0x21; /* TCP over IPv4 / IPv6 */
   out[14] = (unsigned char)(alen >> 8);
   out[15] = (unsigned char)alen;

@@ -11,8 +11,8 @@
 #include <stdint.h>
 #include <uv.h>
 
-#define PX_BUF_MIN (32 * 1024)   /* read buffer size unless max_header_bytes needs more */
-#define PX_BUF_FREE_MAX 256      /* buffers kept on the free list at most */
+#define PX_BUF_MIN      (32 * 1024) /* read buffer size unless max_header_bytes needs more */
+#define PX_BUF_FREE_MAX 256         /* buffers kept on the free list at most */
 
 /* A fixed-size I/O buffer from the context's free list. */
 struct px_buf {
@@ -26,7 +26,7 @@ struct px_upstream;
 struct px_server {
   const struct cfg_server *cfg;
   struct px_pool *pool;
-  unsigned index;          /* in pool->bal.servers */
+  unsigned index;           /* in pool->bal.servers */
   struct px_upstream *idle; /* most recently used first */
   unsigned nidle;
 };
@@ -74,29 +74,29 @@ struct px_client {
   llhttp_t parser;
   struct px_head head;
   struct px_ctx *ctx;
-  struct px_client *prev, *next; /* ctx->clients */
-  struct px_upstream *up;        /* attached upstream connection */
-  struct px_buf *in;             /* request bytes */
-  struct px_buf *out;            /* response bytes (the upstream reads into it) */
+  struct px_client *prev, *next;    /* ctx->clients */
+  struct px_upstream *up;           /* attached upstream connection */
+  struct px_buf *in;                /* request bytes */
+  struct px_buf *out;               /* response bytes (the upstream reads into it) */
   uint32_t in_len, in_pos, fwd_pos; /* filled, parsed, forwarded */
   uint32_t out_len, out_pos, out_fwd;
   struct bal_tried tried;
   struct px_pool *pool;
-  int server;              /* selected server index, -1 if none */
+  int server; /* selected server index, -1 if none */
   uint8_t state;
-  uint8_t refs;            /* closes still to come + attached upstream */
-  uint8_t writing;         /* wreq in use */
-  uint8_t keep_alive;      /* the client wants another request after this one */
-  uint8_t head_pending;    /* the rewritten head still has to go before body bytes */
-  uint8_t req_done;        /* the whole request reached the upstream parser */
-  uint8_t resp_started;    /* response bytes went to the client: no error page any more */
+  uint8_t refs;         /* closes still to come + attached upstream */
+  uint8_t writing;      /* wreq in use */
+  uint8_t keep_alive;   /* the client wants another request after this one */
+  uint8_t head_pending; /* the rewritten head still has to go before body bytes */
+  uint8_t req_done;     /* the whole request reached the upstream parser */
+  uint8_t resp_started; /* response bytes went to the client: no error page any more */
   uint8_t resp_done;
-  uint8_t after_write;     /* what to do when the write in flight completes */
+  uint8_t after_write; /* what to do when the write in flight completes */
   uint8_t http10;
   uint8_t retried;
-  uint8_t eof;             /* the client half-closed */
+  uint8_t eof; /* the client half-closed */
   uint8_t reading;
-  char peer[52];           /* ", " + client address, for X-Forwarded-For */
+  char peer[52]; /* ", " + client address, for X-Forwarded-For */
   uint8_t peer_len;
 };
 
@@ -118,15 +118,15 @@ struct px_upstream {
   struct px_ctx *ctx;
   struct px_server *srv;
   struct px_client *c;
-  struct px_upstream *idle_next; /* srv->idle list */
+  struct px_upstream *idle_next;   /* srv->idle list */
   struct px_upstream *prev, *next; /* ctx->upstreams */
   uint8_t state;
   uint8_t refs;
   uint8_t writing;
-  uint8_t reused;         /* served a request before: a failure may be a stale keep-alive */
-  uint8_t got_bytes;      /* response bytes arrived for the current request */
-  uint8_t head_sent;      /* the final response head was parsed */
-  uint8_t head_pending;   /* ... and still has to be written to the client */
+  uint8_t reused;       /* served a request before: a failure may be a stale keep-alive */
+  uint8_t got_bytes;    /* response bytes arrived for the current request */
+  uint8_t head_sent;    /* the final response head was parsed */
+  uint8_t head_pending; /* ... and still has to be written to the client */
 };
 
 /* ctx.c */

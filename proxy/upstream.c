@@ -401,8 +401,8 @@ void px_upstream_acquire(struct px_client *c, struct px_server *srv, int fresh) 
     ctx->upstreams->prev = u;
   ctx->upstreams = u;
   attach(u, c);
-  rc = uv_tcp_connect(&u->creq, &u->tcp, (const struct sockaddr *)&srv->cfg->addr.sa,
-                      up_connect_cb);
+  rc =
+      uv_tcp_connect(&u->creq, &u->tcp, (const struct sockaddr *)&srv->cfg->addr.sa, up_connect_cb);
   if (rc < 0) {
     px_client_upstream_failed(c, rc);
     return;

@@ -11,8 +11,8 @@
 
 int dispatch_listen_socket(uv_loop_t *loop, const struct sockaddr *sa, int reuseport,
                            uv_tcp_t *tcp) {
-  socklen_t len = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                            : sizeof(struct sockaddr_in);
+  socklen_t len =
+      sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
   int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   int one = 1, rc;
 

@@ -47,8 +47,8 @@ static int reuseport_start(struct master *m) {
   return 0;
 }
 
-static int listen_slot_listeners(struct master *m, struct slot *s, uv_tcp_t **socks,
-                                 uint8_t *kinds, int max) {
+static int listen_slot_listeners(struct master *m, struct slot *s, uv_tcp_t **socks, uint8_t *kinds,
+                                 int max) {
   if (max < 1 || s->listen_sock == NULL)
     return 0;
   socks[0] = s->listen_sock;
@@ -56,11 +56,9 @@ static int listen_slot_listeners(struct master *m, struct slot *s, uv_tcp_t **so
   return 1;
 }
 
-static void listen_nothing(struct master *m, struct slot *s) {
-}
+static void listen_nothing(struct master *m, struct slot *s) {}
 
-static void listen_stop(struct master *m) {
-}
+static void listen_stop(struct master *m) {}
 
 const struct dispatch_ops dispatch_shared = {
     .name = "shared",

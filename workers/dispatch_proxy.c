@@ -38,8 +38,7 @@ static int proxy_start(struct master *m) {
 
     if (t == NULL)
       return UV_ENOMEM;
-    uv_ip4_addr("127.0.0.1", m->cfg->proxy_port_base ? m->cfg->proxy_port_base + (int)i : 0,
-                &sa);
+    uv_ip4_addr("127.0.0.1", m->cfg->proxy_port_base ? m->cfg->proxy_port_base + (int)i : 0, &sa);
     rc = dispatch_listen_socket(m->loop, (struct sockaddr *)&sa, 0, t);
     if (rc == 0)
       rc = uv_tcp_getsockname(t, (struct sockaddr *)&s->private_sa, &len);
@@ -56,8 +55,8 @@ static int proxy_start(struct master *m) {
   return dispatch_accept_start(m);
 }
 
-static int proxy_slot_listeners(struct master *m, struct slot *s, uv_tcp_t **socks,
-                                uint8_t *kinds, int max) {
+static int proxy_slot_listeners(struct master *m, struct slot *s, uv_tcp_t **socks, uint8_t *kinds,
+                                int max) {
   if (max < 1)
     return 0;
   socks[0] = s->listen_sock;
@@ -120,11 +119,9 @@ static void proxy_slot_free(struct master *m, struct slot *s) {
   dispatch_accept_resume(m);
 }
 
-static void proxy_slot_down(struct master *m, struct slot *s) {
-}
+static void proxy_slot_down(struct master *m, struct slot *s) {}
 
-static void proxy_stop(struct master *m) {
-}
+static void proxy_stop(struct master *m) {}
 
 const struct dispatch_ops dispatch_proxy = {
     .name = "proxy",

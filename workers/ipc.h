@@ -12,14 +12,14 @@
 #define IPC_FD_FLAG     0x80 /* a type with this bit set carries exactly one fd */
 
 enum ipc_type {
-  IPC_HELLO = 1,                 /* worker -> master: online; payload u32 pid */
-  IPC_CONFIG = 2,                /* master -> worker: u32 generation, u16 slot, name\0, bytes */
-  IPC_READY = 3,                 /* worker -> master: u16 private port (0 if none) */
-  IPC_CONN = 4 | IPC_FD_FLAG,    /* master -> worker: u32 seq; fd = accepted client socket */
-  IPC_STATUS = 5,                /* worker -> master: u32 acked seq, u32 active, u64 accepted */
-  IPC_REFUSE = 6,                /* worker -> master: u32 seq of a conn it will not serve */
-  IPC_LISTEN = 7 | IPC_FD_FLAG,  /* master -> worker: u8 kind; fd = a listening socket */
-  IPC_STOP = 8,                  /* master -> worker: stop now */
+  IPC_HELLO = 1,                /* worker -> master: online; payload u32 pid */
+  IPC_CONFIG = 2,               /* master -> worker: u32 generation, u16 slot, name\0, bytes */
+  IPC_READY = 3,                /* worker -> master: u16 private port (0 if none) */
+  IPC_CONN = 4 | IPC_FD_FLAG,   /* master -> worker: u32 seq; fd = accepted client socket */
+  IPC_STATUS = 5,               /* worker -> master: u32 acked seq, u32 active, u64 accepted */
+  IPC_REFUSE = 6,               /* worker -> master: u32 seq of a conn it will not serve */
+  IPC_LISTEN = 7 | IPC_FD_FLAG, /* master -> worker: u8 kind; fd = a listening socket */
+  IPC_STOP = 8,                 /* master -> worker: stop now */
 };
 
 /* Returns a short name for logs ("conn", "status", ...). */
@@ -57,7 +57,7 @@ struct ipc_channel {
   struct ipc_decoder dec;
   ipc_channel_frame_cb on_frame;
   ipc_channel_error_cb on_error;
-  void *data; /* owner's pointer */
+  void *data;   /* owner's pointer */
   int fd_taken; /* set by ipc_channel_accept during on_frame */
   int failed;
 };

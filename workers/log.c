@@ -28,8 +28,9 @@ void lbp_log(enum lbp_log_level level, const char *fmt, ...) {
     return;
   gettimeofday(&tv, NULL);
   gmtime_r(&tv.tv_sec, &tm);
-  n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ lbproxy[%ld] %s %s: ",
-               tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+  n = snprintf(line, sizeof(line),
+               "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ lbproxy[%ld] %s %s: ", tm.tm_year + 1900,
+               tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
                (long)(tv.tv_usec / 1000), (long)getpid(), log_role, names[level]);
   va_start(ap, fmt);
   m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);

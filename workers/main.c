@@ -3,6 +3,7 @@
 #include "master.h"
 
 #include <getopt.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,16 +42,27 @@ static int test_config(const char *path) {
   return 0;
 }
 
+/* Every connection costs an fd (two in the proxy strategy's master): allow as many as the
+ * hard limit lets us, as nginx's worker_rlimit_nofile would. */
+static void raise_nofile(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
 int main(int argc, char **argv) {
   static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
-                                        {"test", no_argument, NULL, 't'},
-                                        {"help", no_argument, NULL, 'h'},
-                                        {"version", no_argument, NULL, 'v'},
-                                        {NULL, 0, NULL, 0}};
+                                       {"test", no_argument, NULL, 't'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {"version", no_argument, NULL, 'v'},
+                                       {NULL, 0, NULL, 0}};
   const char *channel = getenv("LBPROXY_CHANNEL_FD");
   const char *path = DEFAULT_CONFIG;
   int test = 0, c;
 
+  raise_nofile();
   if (channel != NULL) /* started by a master (argv is only "worker N", for ps) */
     return worker_run(atoi(channel));
   while ((c = getopt_long(argc, argv, "c:thv", opts, NULL)) != -1) {

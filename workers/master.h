@@ -53,7 +53,7 @@ struct slot {
   uint64_t starts;
   /* listening sockets the strategy gives this slot's worker (fd owned by the master) */
   uv_tcp_t *listen_sock;
-  uint16_t private_port; /* from READY */
+  uint16_t private_port;              /* from READY */
   struct sockaddr_storage private_sa; /* proxy: where the master connects to reach it */
   /* handoff */
   uint32_t next_seq;
@@ -86,10 +86,10 @@ struct master {
   char listen_addr[80];
   struct slot *slots;
   unsigned nslots;
-  unsigned rr; /* round-robin position */
+  unsigned rr;       /* round-robin position */
   uint8_t announced; /* the ready line was printed */
   uint8_t stopping;
-  uint8_t accept_paused; /* a connection waits in the listener for a worker with room */
+  uint8_t accept_paused;     /* a connection waits in the listener for a worker with room */
   struct mconn_fifo pending; /* handed back (refused, worker died), waiting for a worker */
   struct mconn *free_mconns;
   unsigned nmconns; /* mconn structs not yet freed */

@@ -9,13 +9,13 @@
  * `body_cap` bytes are kept. */
 struct hc_resp {
   int status;
-  int keep_alive;        /* llhttp_should_keep_alive() after the message */
-  int chunked;           /* response used Transfer-Encoding: chunked */
-  char head[16384];      /* raw response head as received (status line + headers) */
+  int keep_alive;   /* llhttp_should_keep_alive() after the message */
+  int chunked;      /* response used Transfer-Encoding: chunked */
+  char head[16384]; /* raw response head as received (status line + headers) */
   size_t head_len;
   uint64_t body_len;
-  uint64_t body_fnv;     /* FNV-1a 64 over the whole body */
-  char body[65536];      /* first bytes of the body, NUL-terminated */
+  uint64_t body_fnv; /* FNV-1a 64 over the whole body */
+  char body[65536];  /* first bytes of the body, NUL-terminated */
 };
 
 /* Connects to 127.0.0.1:port (from `bind_ip` when not NULL, e.g. "127.0.0.2"); the socket

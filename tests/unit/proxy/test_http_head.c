@@ -130,7 +130,8 @@ Test(http_head, gives_the_same_result_whatever_the_read_boundaries) {
 
   parse(&whole, raw, 1, 0);
   forwarded(&whole, 1, NULL, want);
-  cr_assert_str_eq(want, "GET /p HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 1.2.3.4, 127.0.0.2\r\n\r\n");
+  cr_assert_str_eq(want,
+                   "GET /p HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 1.2.3.4, 127.0.0.2\r\n\r\n");
   for (size_t step = 1; step < strlen(raw); step++) {
     parse(&piece, raw, 1, step);
     forwarded(&piece, 1, NULL, got);

@@ -23,12 +23,12 @@ static int route(const char *host, const char *target) {
 static void setup(void) {
   memset(&cfg, 0, sizeof(cfg));
   cfg.routes = routes;
-  add(NULL, NULL, 0);                   /* 0: default */
-  add(NULL, "/api/", 1);                /* 1 */
-  add(NULL, "/api/v2/", 2);             /* 2 */
-  add("example.com", NULL, 3);          /* 3 */
-  add("example.com", "/api/", 4);       /* 4 */
-  add("*.example.com", NULL, 5);        /* 5 */
+  add(NULL, NULL, 0);             /* 0: default */
+  add(NULL, "/api/", 1);          /* 1 */
+  add(NULL, "/api/v2/", 2);       /* 2 */
+  add("example.com", NULL, 3);    /* 3 */
+  add("example.com", "/api/", 4); /* 4 */
+  add("*.example.com", NULL, 5);  /* 5 */
 }
 
 TestSuite(router, .init = setup);

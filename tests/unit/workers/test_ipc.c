@@ -175,15 +175,14 @@ struct fdtest {
   uv_loop_t *loop;
   struct ipc_channel tx, rx;
   struct ipc_out outs[NCONN];
-  uv_pipe_t sent[NCONN];     /* one end of each pipe, sent over the channel */
-  int keep[NCONN];           /* the other end, kept here to write a marker into */
+  uv_pipe_t sent[NCONN]; /* one end of each pipe, sent over the channel */
+  int keep[NCONN];       /* the other end, kept here to write a marker into */
   uv_tcp_t dummy;
   int frames, fds, sent_ok;
   char marker_seen[NCONN];
 };
 
-static void noop_error(struct ipc_channel *ch, int err) {
-}
+static void noop_error(struct ipc_channel *ch, int err) {}
 
 /* Each CONN-like frame's payload names the pipe whose end travels with it; reading a byte
  * from the received fd proves it is that pipe. */
@@ -240,9 +239,9 @@ Test(ipc_channel, carries_each_fd_with_its_own_frame_in_order) {
     cr_assert_eq(uv_pipe_init(t.loop, &t.sent[i], 0), 0);
     cr_assert_eq(uv_pipe_open(&t.sent[i], p[0]), 0);
     t.outs[i].req.data = &t;
-    cr_assert_eq(ipc_send_small(&t.tx, &t.outs[i], IPC_LISTEN, &idx, 1,
-                                (uv_stream_t *)&t.sent[i], out_cb),
-                 0);
+    cr_assert_eq(
+        ipc_send_small(&t.tx, &t.outs[i], IPC_LISTEN, &idx, 1, (uv_stream_t *)&t.sent[i], out_cb),
+        0);
     /* An fd-less frame between fd frames must not take or shift an fd. */
     cr_assert_eq(ipc_send(&t.tx, IPC_STATUS, "0123456789abcdef", 16), 0);
   }

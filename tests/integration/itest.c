@@ -1,0 +1,184 @@
+/* Integration-test fixture: starts backends and lbproxy, checks clean exits and logs. */
+#include "itest.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+const char *const it_strategies[IT_NSTRATEGIES] = {"handoff", "handoff-least", "proxy", "shared",
+                                                   "reuseport"};
+int it_strategy_index[IT_NSTRATEGIES] = {0, 1, 2, 3, 4};
+
+struct itest T;
+
+void it_dump(const char *log) {
+  char line[2048];
+  FILE *f = fopen(log, "r");
+  while (f != NULL && fgets(line, sizeof(line), f) != NULL)
+    fprintf(stderr, "  | %s", line);
+  if (f != NULL)
+    fclose(f);
+}
+
+void it_assert_log_clean(const char *log) {
+  static const char *const bad[] = {"AddressSanitizer", "LeakSanitizer",
+                                    "runtime error:", "UndefinedBehaviorSanitizer"};
+  char line[4096];
+  FILE *f = fopen(log, "r");
+  int dirty = 0;
+
+  while (f != NULL && !dirty && fgets(line, sizeof(line), f) != NULL)
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+      if (strstr(line, bad[i]) != NULL)
+        dirty = 1;
+  if (f != NULL)
+    fclose(f);
+  if (dirty)
+    it_dump(log);
+  cr_assert(!dirty, "sanitizer report in %s", log);
+}
+
+static void start_backends(int nbe) {
+  char name[16];
+
+  cr_assert_leq(nbe, IT_MAX_BACKENDS);
+  for (int i = 0; i < nbe; i++) {
+    snprintf(name, sizeof(name), "b%d", i + 1);
+    int rc = h_backend_start(&T.be[i], T.dir, name, NULL);
+    if (rc != 0)
+      it_dump(T.be[i].proc.log);
+    cr_assert_eq(rc, 0, "backend %s did not start (%d)", name, rc);
+    T.nbe = i + 1;
+  }
+}
+
+static void start_proxy(const char *yaml) {
+  int rc = h_proxy_start(&T.px, T.dir, yaml);
+  if (rc != 0) {
+    fprintf(stderr, "config:\n%s\n", yaml);
+    it_dump(T.px.proc.log);
+  }
+  cr_assert_eq(rc, 0, "lbproxy did not become ready (%d)", rc);
+  T.started = 1;
+}
+
+static void begin(const char *dispatch, int workers, int nbe) {
+  memset(&T, 0, sizeof(T));
+  cr_assert_eq(h_tmpdir(T.dir, sizeof(T.dir)), 0);
+  T.dispatch = dispatch;
+  T.workers = workers;
+  start_backends(nbe);
+}
+
+void it_start(const char *dispatch, int workers, int nbe, const char *top) {
+  char yaml[8192];
+  size_t n;
+
+  begin(dispatch, workers, nbe);
+  n = (size_t)snprintf(yaml, sizeof(yaml),
+                       "listen: 127.0.0.1:0\nworkers: %d\ndispatch: %s\nstats_interval: 100ms\n%s"
+                       "upstreams:\n  app:\n    servers:\n",
+                       workers, dispatch, top ? top : "");
+  for (int i = 0; i < nbe; i++)
+    n += (size_t)snprintf(yaml + n, sizeof(yaml) - n, "      - 127.0.0.1:%u\n", T.be[i].port);
+  start_proxy(yaml);
+}
+
+void it_start_yaml(const char *dispatch, int workers, int nbe, const char *fmt) {
+  char yaml[8192], body[6144];
+  unsigned p[IT_MAX_BACKENDS] = {0};
+
+  begin(dispatch, workers, nbe);
+  for (int i = 0; i < nbe; i++)
+    p[i] = T.be[i].port;
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+  snprintf(body, sizeof(body), fmt, p[0], p[1], p[2], p[3]);
+#pragma GCC diagnostic pop
+  snprintf(yaml, sizeof(yaml), "listen: 127.0.0.1:0\nworkers: %d\ndispatch: %s\n%s", workers,
+           dispatch, body);
+  start_proxy(yaml);
+}
+
+void it_stop(void) {
+  int status;
+
+  if (T.started) {
+    status = h_proxy_stop(&T.px);
+    if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+      it_dump(T.px.proc.log);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "lbproxy wait status %#x", status);
+    it_assert_log_clean(T.px.proc.log);
+    T.started = 0;
+  }
+  for (int i = 0; i < T.nbe; i++) {
+    h_backend_stop(&T.be[i]);
+    it_assert_log_clean(T.be[i].proc.log);
+  }
+  T.nbe = 0;
+}
+
+void it_fini(void) {
+  if (T.started)
+    h_proxy_stop(&T.px);
+  for (int i = 0; i < T.nbe; i++)
+    h_backend_stop(&T.be[i]);
+  if (T.dir[0])
+    h_rmtree(T.dir);
+  memset(&T, 0, sizeof(T));
+}
+
+int it_get(const char *path, struct hc_resp *r) {
+  return hc_get(T.px.port, path, r);
+}
+
+long it_log_size(void) {
+  struct stat st;
+  return stat(T.px.proc.log, &st) == 0 ? (long)st.st_size : 0;
+}
+
+/* Parses "key=1,2,3" out of a stats line. Returns how many numbers. */
+static int parse_list(const char *line, const char *key, uint64_t *out, int max) {
+  char val[1024];
+  int n = 0;
+  char *p, *end;
+
+  if (h_line_field(line, key, val, sizeof(val)) != 0)
+    return 0;
+  for (p = val; *p && n < max; p = *end ? end + 1 : end) {
+    out[n++] = strtoull(p, &end, 10);
+    if (end == p)
+      break;
+  }
+  return n;
+}
+
+int it_wait_stats(long from, int timeout_ms,
+                  int (*ok)(const uint64_t *, const uint64_t *, int, void *), void *arg,
+                  uint64_t *accepted, uint64_t *active) {
+  int64_t deadline = h_now_ms() + timeout_ms;
+  char line[2048];
+
+  while (h_now_ms() < deadline) {
+    long next = h_wait_line(T.px.proc.log, " stats ", from, 1000, line, sizeof(line));
+    if (next < 0)
+      continue;
+    from = next;
+    int n = parse_list(line, "accepted", accepted, IT_MAX_WORKERS);
+    if (parse_list(line, "active", active, IT_MAX_WORKERS) == n && n == T.workers &&
+        ok(accepted, active, n, arg))
+      return 1;
+  }
+  return 0;
+}
+
+pid_t it_worker_pid(int slot) {
+  pid_t pids[IT_MAX_WORKERS + 2] = {0};
+  h_proxy_worker_pids(&T.px, pids, IT_MAX_WORKERS + 1);
+  return pids[slot] > 0 ? pids[slot] : -1;
+}

@@ -1,0 +1,433 @@
+/* HTTP through the real proxy, once per dispatch strategy: balancing, keep-alive, bodies, errors.
+ */
+#include "itest.h"
+#include "pattern.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static struct hc_resp R; /* large: off the stack */
+
+static uint64_t pattern_fnv(uint64_t n) {
+  unsigned char buf[65536];
+  uint64_t h = HC_FNV_INIT;
+  for (uint64_t off = 0; off < n; off += sizeof(buf)) {
+    size_t k = n - off < sizeof(buf) ? (size_t)(n - off) : sizeof(buf);
+    pattern_fill(off, buf, k);
+    h = hc_fnv(h, buf, k);
+  }
+  return h;
+}
+
+static void header_is(const char *name, const char *want) {
+  char v[256];
+  cr_assert_eq(hc_header(&R, name, v, sizeof(v)), 0, "no %s header in:\n%s", name, R.head);
+  cr_assert_str_eq(v, want, "%s", name);
+}
+
+static uint64_t header_u64(const char *name) {
+  char v[64];
+  cr_assert_eq(hc_header(&R, name, v, sizeof(v)), 0, "no %s header", name);
+  return strtoull(v, NULL, 10);
+}
+
+static int connect_proxy(void) {
+  int fd = hc_connect(T.px.port, NULL);
+  cr_assert_geq(fd, 0, "connect: %s", strerror(-fd));
+  return fd;
+}
+
+IT_EACH_STRATEGY(http, round_robin_alternates_between_two_backends) {
+  char prev[16] = "";
+  int b1 = 0, b2 = 0;
+
+  it_start(dispatch, 2, 2, NULL);
+  for (int i = 0; i < 8; i++) {
+    char v[16];
+    cr_assert_eq(it_get("/", &R), 0);
+    cr_assert_eq(R.status, 200);
+    cr_assert_eq(hc_header(&R, "X-Backend", v, sizeof(v)), 0);
+    cr_assert_str_neq(v, prev, "request %d went to %s twice in a row", i, v);
+    snprintf(prev, sizeof(prev), "%s", v);
+    b1 += strcmp(v, "b1") == 0;
+    b2 += strcmp(v, "b2") == 0;
+  }
+  cr_assert_eq(b1, 4);
+  cr_assert_eq(b2, 4);
+  it_stop();
+}
+
+IT_EACH_STRATEGY(http, keep_alive_reuses_connections_on_both_sides) {
+  int fd, conns = 0;
+
+  it_start(dispatch, 2, 2, NULL);
+  fd = connect_proxy();
+  for (int i = 0; i < 20; i++) {
+    cr_assert_eq(hc_roundtrip(fd, "GET / HTTP/1.1\r\nHost: t\r\n\r\n", &R), 0, "request %d", i);
+    cr_assert_eq(R.status, 200);
+    cr_assert(R.keep_alive, "response %d closes the client connection", i);
+  }
+  /* From the fifth request on, each backend serves on a connection it served before. */
+  cr_assert_gt(header_u64("X-Conn-Requests"), 1);
+  close(fd);
+  /* Count at the backends: one client connection, 20 requests -> one upstream connection per
+   * backend (the worker pools them), not 20. The direct /conns request counts itself. */
+  for (int i = 0; i < 2; i++) {
+    cr_assert_eq(hc_get(T.be[i].port, "/conns", &R), 0);
+    conns += (int)header_u64("X-Conns") - 1;
+  }
+  cr_assert_leq(conns, 2, "%d upstream connections for 20 requests", conns);
+  it_stop();
+}
+
+IT_EACH_STRATEGY(http, chunked_download_of_one_mib_arrives_intact) {
+  it_start(dispatch, 2, 1, NULL);
+  cr_assert_eq(it_get("/chunked?n=1048576&chunk=10000", &R), 0);
+  cr_assert_eq(R.status, 200);
+  cr_assert(R.chunked);
+  cr_assert_eq(R.body_len, 1048576);
+  cr_assert_eq(R.body_fnv, pattern_fnv(1048576));
+  it_stop();
+}
+
+IT_EACH_STRATEGY(http, content_length_download_of_four_mib_arrives_intact) {
+  it_start(dispatch, 2, 1, NULL);
+  cr_assert_eq(it_get("/bytes?n=4194304", &R), 0);
+  cr_assert_eq(R.status, 200);
+  cr_assert_eq(R.body_len, 4194304);
+  cr_assert_eq(R.body_fnv, pattern_fnv(4194304));
+  it_stop();
+}
+
+/* Sends a POST /sum of `n` pattern bytes, chunked or with Content-Length, and checks the
+ * length and checksum the backend computed. */
+static void upload(int fd, uint64_t n, int chunked) {
+  static unsigned char buf[70000];
+  char head[256], want[32];
+  int hl;
+
+  hl = chunked ? snprintf(head, sizeof(head),
+                          "POST /sum HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+               : snprintf(head, sizeof(head),
+                          "POST /sum HTTP/1.1\r\nHost: t\r\nContent-Length: %llu\r\n\r\n",
+                          (unsigned long long)n);
+  cr_assert_eq(hc_send_all(fd, head, (size_t)hl), 0);
+  for (uint64_t off = 0; off < n;) {
+    size_t k = 1 + (size_t)(off * 7919 % 65000); /* uneven pieces */
+    if (k > n - off)
+      k = (size_t)(n - off);
+    pattern_fill(off, buf, k);
+    if (chunked) {
+      char ch[32];
+      int cl = snprintf(ch, sizeof(ch), "%zx\r\n", k);
+      cr_assert_eq(hc_send_all(fd, ch, (size_t)cl), 0);
+    }
+    cr_assert_eq(hc_send_all(fd, buf, k), 0);
+    if (chunked)
+      cr_assert_eq(hc_send_all(fd, "\r\n", 2), 0);
+    off += k;
+  }
+  if (chunked)
+    cr_assert_eq(hc_send_all(fd, "0\r\n\r\n", 5), 0);
+  cr_assert_eq(hc_read_response(fd, &R, 0), 0);
+  cr_assert_eq(R.status, 200);
+  cr_assert_eq(header_u64("X-Body-Len"), n);
+  snprintf(want, sizeof(want), "%016llx", (unsigned long long)pattern_fnv(n));
+  header_is("X-Body-Fnv", want);
+}
+
+IT_EACH_STRATEGY(http, upload_of_ten_mib_chunked_arrives_intact) {
+  it_start(dispatch, 2, 1, NULL);
+  int fd = connect_proxy();
+  upload(fd, 10 << 20, 1);
+  close(fd);
+  it_stop();
+}
+
+IT_EACH_STRATEGY(http, upload_of_ten_mib_with_content_length_arrives_intact) {
+  it_start(dispatch, 2, 1, NULL);
+  int fd = connect_proxy();
+  upload(fd, 10 << 20, 0);
+  upload(fd, 100000, 0); /* the connection stays usable after a large body */
+  close(fd);
+  it_stop();
+}
+
+IT_EACH_STRATEGY(http, backend_down_gives_502_with_a_body) {
+  it_start(dispatch, 2, 1, NULL);
+  h_backend_stop(&T.be[0]);
+  T.nbe = 0;
+  int fd = connect_proxy();
+  cr_assert_eq(hc_roundtrip(fd, "GET / HTTP/1.1\r\nHost: t\r\n\r\n", &R), 0);
+  cr_assert_eq(R.status, 502);
+  cr_assert_str_eq(R.body, "502 Bad Gateway\n");
+  header_is("Connection", "keep-alive");
+  /* A body-less request keeps its connection: the next one gets its own answer. */
+  cr_assert_eq(hc_roundtrip(fd, "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", &R), 0);
+  cr_assert_eq(R.status, 502);
+  header_is("Connection", "close");
+  cr_assert(hc_wait_closed(fd, 10000));
+  close(fd);
+  it_stop();
+}
+
+IT_EACH_STRATEGY(http, garbage_gets_400_and_the_connection_closes) {
+  it_start(dispatch, 2, 1, NULL);
+  int fd = connect_proxy();
+  cr_assert_eq(hc_roundtrip(fd, "HELLO THERE\r\n\r\n", &R), 0);
+  cr_assert_eq(R.status, 400);
+  header_is("Connection", "close");
+  cr_assert_str_eq(R.body, "400 Bad Request\n");
+  cr_assert(hc_wait_closed(fd, 10000));
+  close(fd);
+  it_stop();
+}
+
+IT_EACH_STRATEGY(http, smuggling_shapes_get_400) {
+  static const char *const bad[] = {
+      "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: t\nX-A: b\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+      "GET / HTTP/1.1\r\nX-No-Host: 1\r\n\r\n",
+  };
+  it_start(dispatch, 2, 1, NULL);
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    int fd = connect_proxy();
+    cr_assert_eq(hc_roundtrip(fd, bad[i], &R), 0, "case %zu", i);
+    cr_assert_eq(R.status, 400, "case %zu: %d", i, R.status);
+    cr_assert(hc_wait_closed(fd, 10000));
+    close(fd);
+  }
+  it_stop();
+}
+
+IT_EACH_STRATEGY(http, huge_header_gets_431_and_a_large_one_passes) {
+  static char req[40000];
+  it_start(dispatch, 2, 1, "limits:\n  max_header_bytes: 16k\n");
+
+  int fd = connect_proxy();
+  int n = snprintf(req, sizeof(req), "GET / HTTP/1.1\r\nHost: t\r\nX-Big: ");
+  memset(req + n, 'a', 12000);
+  strcpy(req + n + 12000, "\r\n\r\n");
+  cr_assert_eq(hc_roundtrip(fd, req, &R), 0);
+  cr_assert_eq(R.status, 200, "a 12 KB head is under the 16k limit");
+  memset(req + n, 'b', 20000);
+  strcpy(req + n + 20000, "\r\n\r\n");
+  cr_assert_eq(hc_roundtrip(fd, req, &R), 0);
+  cr_assert_eq(R.status, 431);
+  header_is("Connection", "close");
+  cr_assert(hc_wait_closed(fd, 10000));
+  close(fd);
+  it_stop();
+}
+
+IT_EACH_STRATEGY(http, backend_sees_the_real_client_and_no_hop_by_hop_headers) {
+  it_start(dispatch, 2, 1, NULL);
+  int fd = hc_connect(T.px.port, "127.0.0.2");
+  cr_assert_geq(fd, 0);
+  cr_assert_eq(hc_roundtrip(fd,
+                            "GET /headers HTTP/1.1\r\nHost: t\r\nConnection: keep-alive, X-Hop\r\n"
+                            "X-Hop: 1\r\nKeep-Alive: 5\r\nTE: trailers\r\nX-Keep: yes\r\n\r\n",
+                            &R),
+               0);
+  cr_assert_eq(R.status, 200);
+  cr_assert_str_eq(R.body, "GET /headers HTTP/1.1\r\nHost: t\r\nX-Keep: yes\r\n"
+                           "X-Forwarded-For: 127.0.0.2\r\n\r\n");
+  cr_assert_eq(
+      hc_roundtrip(fd, "GET /headers HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 10.1.2.3\r\n\r\n", &R),
+      0);
+  cr_assert_str_eq(R.body, "GET /headers HTTP/1.1\r\nHost: t\r\n"
+                           "X-Forwarded-For: 10.1.2.3, 127.0.0.2\r\n\r\n");
+  close(fd);
+  it_stop();
+}
+
+IT_EACH_STRATEGY(http, head_responses_have_no_body_and_keep_the_connection) {
+  it_start(dispatch, 2, 1, NULL);
+  int fd = connect_proxy();
+  cr_assert_eq(hc_send_all(fd, "HEAD /bytes?n=5000 HTTP/1.1\r\nHost: t\r\n\r\n", 40), 0);
+  cr_assert_eq(hc_read_response(fd, &R, 1), 0);
+  cr_assert_eq(R.status, 200);
+  cr_assert_eq(R.body_len, 0);
+  header_is("Content-Length", "5000");
+  cr_assert_eq(hc_roundtrip(fd, "GET /bytes?n=10 HTTP/1.1\r\nHost: t\r\n\r\n", &R), 0);
+  cr_assert_eq(R.body_len, 10);
+  close(fd);
+  it_stop();
+}
+
+IT_EACH_STRATEGY(http, pipelined_requests_are_answered_in_order) {
+  const char *three = "GET /status?code=201 HTTP/1.1\r\nHost: t\r\n\r\n"
+                      "GET /status?code=202 HTTP/1.1\r\nHost: t\r\n\r\n"
+                      "GET /status?code=203 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+  it_start(dispatch, 2, 1, NULL);
+  int fd = connect_proxy();
+  cr_assert_eq(hc_send_all(fd, three, strlen(three)), 0);
+  for (int code = 201; code <= 203; code++) {
+    cr_assert_eq(hc_read_response(fd, &R, 0), 0);
+    cr_assert_eq(R.status, code);
+  }
+  cr_assert(hc_wait_closed(fd, 10000));
+  close(fd);
+  it_stop();
+}
+
+IT_EACH_STRATEGY(http, a_silent_upstream_gets_504) {
+  it_start(dispatch, 2, 1, "timeouts:\n  upstream_response: 300ms\n");
+  int64_t t0 = h_now_ms();
+  cr_assert_eq(it_get("/hang", &R), 0);
+  cr_assert_eq(R.status, 504);
+  cr_assert_str_eq(R.body, "504 Gateway Timeout\n");
+  cr_assert_geq(h_now_ms() - t0, 300);
+  it_stop();
+}
+
+IT_EACH_STRATEGY(http, routes_by_host_and_path_and_404s_the_rest) {
+  it_start_yaml(dispatch, 2, 2,
+                "upstreams:\n"
+                "  web:\n    servers: [127.0.0.1:%1$u]\n"
+                "  api:\n    servers: [127.0.0.1:%2$u]\n"
+                "routes:\n"
+                "  - host: api.test\n    upstream: api\n"
+                "  - path: /v2/\n    upstream: api\n"
+                "  - path: /web/\n    upstream: web\n");
+  int fd = connect_proxy();
+  cr_assert_eq(hc_roundtrip(fd, "GET / HTTP/1.1\r\nHost: api.test:80\r\n\r\n", &R), 0);
+  header_is("X-Backend", "b2");
+  cr_assert_eq(hc_roundtrip(fd, "GET /v2/x HTTP/1.1\r\nHost: www.test\r\n\r\n", &R), 0);
+  header_is("X-Backend", "b2");
+  cr_assert_eq(hc_roundtrip(fd, "GET /web/x HTTP/1.1\r\nHost: www.test\r\n\r\n", &R), 0);
+  header_is("X-Backend", "b1");
+  cr_assert_eq(hc_roundtrip(fd, "GET /other HTTP/1.1\r\nHost: www.test\r\n\r\n", &R), 0);
+  cr_assert_eq(R.status, 404);
+  cr_assert(R.keep_alive);
+  close(fd);
+  it_stop();
+}
+
+IT_EACH_STRATEGY(http, http10_clients_get_keep_alive_only_when_they_ask) {
+  it_start(dispatch, 2, 1, NULL);
+  int fd = connect_proxy();
+  cr_assert_eq(hc_roundtrip(fd, "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", &R), 0);
+  cr_assert_eq(R.status, 200);
+  header_is("Connection", "keep-alive");
+  cr_assert_eq(hc_roundtrip(fd, "GET / HTTP/1.0\r\n\r\n", &R), 0);
+  cr_assert_eq(R.status, 200);
+  header_is("Connection", "close");
+  cr_assert(hc_wait_closed(fd, 10000));
+  close(fd);
+  it_stop();
+}
+
+IT_EACH_STRATEGY(http, connection_close_from_the_client_is_honoured) {
+  it_start(dispatch, 2, 1, NULL);
+  int fd = connect_proxy();
+  cr_assert_eq(hc_roundtrip(fd, "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", &R), 0);
+  cr_assert_eq(R.status, 200);
+  header_is("Connection", "close");
+  cr_assert(hc_wait_closed(fd, 10000));
+  close(fd);
+  it_stop();
+}
+
+IT_EACH_STRATEGY(http, expect_100_continue_uploads_complete) {
+  static char body[100000];
+  char head[256], interim[256];
+  size_t got = 0;
+
+  it_start(dispatch, 2, 1, NULL);
+  int fd = connect_proxy();
+  int hl = snprintf(head, sizeof(head),
+                    "POST /sum HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
+                    "Content-Length: %zu\r\n\r\n",
+                    sizeof(body));
+  cr_assert_eq(hc_send_all(fd, head, (size_t)hl), 0);
+  /* The 100 Continue comes from the backend, through the proxy, before any body byte. */
+  while (got < sizeof(interim) - 1 && (got < 4 || memcmp(interim + got - 4, "\r\n\r\n", 4))) {
+    ssize_t n = recv(fd, interim + got, 1, 0);
+    cr_assert_eq(n, 1);
+    got++;
+  }
+  interim[got] = '\0';
+  cr_assert(strncmp(interim, "HTTP/1.1 100", 12) == 0, "%s", interim);
+  memset(body, 'x', sizeof(body));
+  cr_assert_eq(hc_send_all(fd, body, sizeof(body)), 0);
+  cr_assert_eq(hc_read_response(fd, &R, 0), 0);
+  cr_assert_eq(R.status, 200);
+  cr_assert_eq(header_u64("X-Body-Len"), sizeof(body));
+  close(fd);
+  it_stop();
+}
+
+IT_EACH_STRATEGY(http, a_request_that_exactly_fills_a_read_buffer_is_answered) {
+  /* Regression: when a request's last byte filled the 32 KiB read buffer, the next read had
+   * no room and the connection was dropped instead of answered. */
+  static char req[32768];
+  it_start(dispatch, 2, 1, NULL);
+  for (int round = 0; round < 3; round++) {
+    int fd = connect_proxy();
+    int hl = snprintf(req, sizeof(req),
+                      "POST /sum HTTP/1.1\r\nHost: t\r\nContent-Length: %05d\r\n\r\n", 0);
+    int blen = (int)sizeof(req) - hl;
+    hl = snprintf(req, sizeof(req), "POST /sum HTTP/1.1\r\nHost: t\r\nContent-Length: %05d\r\n\r\n",
+                  blen);
+    memset(req + hl, 'y', (size_t)blen);
+    cr_assert_eq(hc_send_all(fd, req, sizeof(req)), 0);
+    cr_assert_eq(hc_read_response(fd, &R, 0), 0, "round %d", round);
+    cr_assert_eq(R.status, 200);
+    cr_assert_eq(header_u64("X-Body-Len"), (uint64_t)blen);
+    close(fd);
+  }
+  it_stop();
+}
+
+static int all_idle(const uint64_t *acc, const uint64_t *act, int n, void *arg) {
+  for (int i = 0; i < n; i++)
+    if (act[i] != 0)
+      return 0;
+  return 1;
+}
+
+IT_EACH_STRATEGY(http, a_client_that_stops_reading_is_dropped_after_client_idle) {
+  uint64_t acc[IT_MAX_WORKERS], act[IT_MAX_WORKERS];
+  static char sink[65536];
+  uint64_t got = 0;
+  ssize_t n;
+
+  it_start(dispatch, 2, 1, "timeouts:\n  client_idle: 300ms\n");
+  int fd = connect_proxy();
+  cr_assert_eq(hc_send_all(fd, "GET /bytes?n=200000000 HTTP/1.1\r\nHost: t\r\n\r\n", 45), 0);
+  /* Not reading: socket buffers fill, the proxy's write waits, then gives up. */
+  cr_assert(it_wait_stats(it_log_size(), 30000, all_idle, NULL, acc, act),
+            "the stalled client connection is still open");
+  while ((n = recv(fd, sink, sizeof(sink), 0)) > 0)
+    got += (uint64_t)n;
+  cr_assert_lt(got, 200000000, "the whole body arrived: the connection was not cut");
+  close(fd);
+  it_stop();
+}
+
+IT_EACH_STRATEGY(http, a_slow_request_head_gets_408) {
+  it_start(dispatch, 2, 1, "timeouts:\n  client_header: 300ms\n");
+  int fd = connect_proxy();
+  cr_assert_eq(hc_send_all(fd, "GET / HTTP/1.1\r\nHost: t\r\n", 25), 0);
+  cr_assert_eq(hc_read_response(fd, &R, 0), 0);
+  cr_assert_eq(R.status, 408);
+  cr_assert(hc_wait_closed(fd, 10000));
+  close(fd);
+  it_stop();
+}
+
+IT_EACH_STRATEGY(http, an_idle_keep_alive_connection_is_closed_after_client_idle) {
+  it_start(dispatch, 2, 1, "timeouts:\n  client_idle: 300ms\n");
+  int fd = connect_proxy();
+  cr_assert_eq(hc_roundtrip(fd, "GET / HTTP/1.1\r\nHost: t\r\n\r\n", &R), 0);
+  cr_assert_eq(R.status, 200);
+  cr_assert(hc_wait_closed(fd, 10000));
+  close(fd);
+  it_stop();
+}
