@@ -73,17 +73,6 @@ static void check_clean_exit(void) {
   }                                                                                                \
   static void name##_body(void)
 
-static uint64_t pattern_fnv(uint64_t n) {
-  unsigned char buf[65536];
-  uint64_t h = HC_FNV_INIT;
-  for (uint64_t off = 0; off < n; off += sizeof(buf)) {
-    size_t k = n - off < sizeof(buf) ? (size_t)(n - off) : sizeof(buf);
-    pattern_fill(off, buf, k);
-    h = hc_fnv(h, buf, k);
-  }
-  return h;
-}
-
 static uint64_t header_u64(const struct hc_resp *r, const char *name) {
   char v[128];
   cr_assert_eq(hc_header(r, name, v, sizeof(v)), 0, "no %s header in:\n%s", name, r->head);
@@ -125,7 +114,7 @@ BACKEND_TEST(backend, bytes_of_one_mebibyte_arrive_with_the_pattern_checksum) {
   cr_assert_not(g_r.chunked);
   cr_assert_eq(header_u64(&g_r, "Content-Length"), 1048576);
   cr_assert_eq(g_r.body_len, 1048576);
-  cr_assert_eq(g_r.body_fnv, pattern_fnv(1048576));
+  cr_assert_eq(g_r.body_fnv, hc_pattern_fnv(1048576));
 }
 
 BACKEND_TEST(backend, chunked_one_mebibyte_arrives_in_chunks_with_the_pattern_checksum) {
@@ -133,7 +122,7 @@ BACKEND_TEST(backend, chunked_one_mebibyte_arrives_in_chunks_with_the_pattern_ch
   cr_assert_eq(g_r.status, 200);
   cr_assert(g_r.chunked);
   cr_assert_eq(g_r.body_len, 1048576);
-  cr_assert_eq(g_r.body_fnv, pattern_fnv(1048576));
+  cr_assert_eq(g_r.body_fnv, hc_pattern_fnv(1048576));
 }
 
 BACKEND_TEST(backend, chunked_64_mebibytes_stream_through_with_the_pattern_checksum) {
@@ -141,7 +130,7 @@ BACKEND_TEST(backend, chunked_64_mebibytes_stream_through_with_the_pattern_check
   get("/chunked?n=67108864");
   cr_assert(g_r.chunked);
   cr_assert_eq(g_r.body_len, n);
-  cr_assert_eq(g_r.body_fnv, pattern_fnv(n));
+  cr_assert_eq(g_r.body_fnv, hc_pattern_fnv(n));
 }
 
 /* Sends `n` pattern bytes to /sum, chunked or with Content-Length; returns their checksum. */
@@ -253,7 +242,7 @@ BACKEND_TEST(backend, eof_body_ends_when_the_backend_closes) {
   cr_assert_not(g_r.chunked);
   cr_assert_not(g_r.keep_alive);
   cr_assert_eq(g_r.body_len, 300000);
-  cr_assert_eq(g_r.body_fnv, pattern_fnv(300000));
+  cr_assert_eq(g_r.body_fnv, hc_pattern_fnv(300000));
   cr_assert_eq(hc_wait_closed(fd, 10000), 1);
   close(fd);
 }
@@ -308,7 +297,7 @@ BACKEND_TEST(backend, three_pipelined_requests_get_three_responses_in_order) {
   cr_assert_eq(header_u64(&g_r, "X-Conn-Requests"), 1);
   cr_assert_eq(hc_read_response(fd, &g_r, 0), 0);
   cr_assert_eq(g_r.body_len, 10);
-  cr_assert_eq(g_r.body_fnv, pattern_fnv(10));
+  cr_assert_eq(g_r.body_fnv, hc_pattern_fnv(10));
   cr_assert_eq(header_u64(&g_r, "X-Conn-Requests"), 2);
   cr_assert_eq(hc_read_response(fd, &g_r, 0), 0);
   cr_assert_eq(g_r.status, 202);
@@ -399,7 +388,7 @@ BACKEND_TEST(backend_options, size_serves_that_many_pattern_bytes_on_root) {
   start_backend((const char *const[]){"--size", "100000", NULL});
   get("/");
   cr_assert_eq(g_r.body_len, 100000);
-  cr_assert_eq(g_r.body_fnv, pattern_fnv(100000));
+  cr_assert_eq(g_r.body_fnv, hc_pattern_fnv(100000));
 }
 
 BACKEND_TEST(backend_options, delay_holds_every_response_back) {

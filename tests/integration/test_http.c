@@ -12,17 +12,6 @@
 
 static struct hc_resp R; /* large: off the stack */
 
-static uint64_t pattern_fnv(uint64_t n) {
-  unsigned char buf[65536];
-  uint64_t h = HC_FNV_INIT;
-  for (uint64_t off = 0; off < n; off += sizeof(buf)) {
-    size_t k = n - off < sizeof(buf) ? (size_t)(n - off) : sizeof(buf);
-    pattern_fill(off, buf, k);
-    h = hc_fnv(h, buf, k);
-  }
-  return h;
-}
-
 static void header_is(const char *name, const char *want) {
   char v[256];
   cr_assert_eq(hc_header(&R, name, v, sizeof(v)), 0, "no %s header in:\n%s", name, R.head);
@@ -90,7 +79,7 @@ IT_EACH_STRATEGY(http, chunked_download_of_one_mib_arrives_intact) {
   cr_assert_eq(R.status, 200);
   cr_assert(R.chunked);
   cr_assert_eq(R.body_len, 1048576);
-  cr_assert_eq(R.body_fnv, pattern_fnv(1048576));
+  cr_assert_eq(R.body_fnv, hc_pattern_fnv(1048576));
   it_stop();
 }
 
@@ -99,7 +88,7 @@ IT_EACH_STRATEGY(http, content_length_download_of_four_mib_arrives_intact) {
   cr_assert_eq(it_get("/bytes?n=4194304", &R), 0);
   cr_assert_eq(R.status, 200);
   cr_assert_eq(R.body_len, 4194304);
-  cr_assert_eq(R.body_fnv, pattern_fnv(4194304));
+  cr_assert_eq(R.body_fnv, hc_pattern_fnv(4194304));
   it_stop();
 }
 
@@ -136,7 +125,7 @@ static void upload(int fd, uint64_t n, int chunked) {
   cr_assert_eq(hc_read_response(fd, &R, 0), 0);
   cr_assert_eq(R.status, 200);
   cr_assert_eq(header_u64("X-Body-Len"), n);
-  snprintf(want, sizeof(want), "%016llx", (unsigned long long)pattern_fnv(n));
+  snprintf(want, sizeof(want), "%016llx", (unsigned long long)hc_pattern_fnv(n));
   header_is("X-Body-Fnv", want);
 }
 

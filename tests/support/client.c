@@ -1,5 +1,6 @@
 /* Test HTTP/1.1 client: blocking sockets, responses parsed with llhttp one at a time. */
 #include "client.h"
+#include "pattern.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -299,4 +300,15 @@ int hc_wait_closed(int fd, int timeout_ms) {
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
       return 1;
   }
+}
+
+uint64_t hc_pattern_fnv(uint64_t n) {
+  unsigned char buf[65536];
+  uint64_t h = HC_FNV_INIT;
+  for (uint64_t off = 0; off < n; off += sizeof(buf)) {
+    size_t k = n - off < sizeof(buf) ? (size_t)(n - off) : sizeof(buf);
+    pattern_fill(off, buf, k);
+    h = hc_fnv(h, buf, k);
+  }
+  return h;
 }

@@ -45,4 +45,7 @@ int hc_wait_closed(int fd, int timeout_ms);
 #define HC_FNV_INIT 0xcbf29ce484222325ULL
 uint64_t hc_fnv(uint64_t h, const void *data, size_t len);
 
+/* FNV-1a 64 of the first n bytes of the backends' pattern (pattern.h). */
+uint64_t hc_pattern_fnv(uint64_t n);
+
 #endif
