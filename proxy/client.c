@@ -34,6 +34,9 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#define LINGER_MS  2000      /* a lingering close waits this long for more client bytes */
+#define LINGER_MAX (1 << 20) /* and discards at most this many */
+
 static void client_process(struct px_client *c);
 static void client_next(struct px_client *c);
 static void parse_head(struct px_client *c);
@@ -100,7 +103,7 @@ static void client_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
 }
 
 static void read_start(struct px_client *c) {
-  if (!c->reading && !c->eof &&
+  if (!c->reading && (!c->eof || c->state == PX_C_LINGER) &&
       uv_read_start((uv_stream_t *)&c->tcp, client_alloc, client_read_cb) == 0)
     c->reading = 1;
 }
@@ -113,6 +116,7 @@ static void read_stop(struct px_client *c) {
 }
 
 static void timer_start(struct px_client *c, uint64_t ms);
+static void release_server(struct px_client *c, int failed);
 
 /* ---- closing ---- */
 
@@ -150,17 +154,32 @@ void px_client_close(struct px_client *c) {
     c->up = NULL;
     px_upstream_abort(u);
   }
+  if (c->pool != NULL)
+    release_server(c, 1);
   uv_close((uv_handle_t *)&c->tcp, client_close_cb);
   uv_close((uv_handle_t *)&c->timer, client_close_cb);
 }
 
-/* Ends a connection after a complete exchange: FIN first, so the peer sees the end of the
- * response at once even if another process still holds a copy of this socket. */
+/* Ends a connection after its last response: FIN first, so the peer sees the end of the
+ * response at once even if another process still holds a copy of this socket. If the client
+ * may still be sending (an error page, an early response, bytes we did not read), closing now
+ * would make the kernel answer its next segment with RST and throw away the unread tail of our
+ * response in the client's receive path: linger instead, as nginx's lingering_close does,
+ * reading and discarding until its FIN, LINGER_MS of silence or LINGER_MAX bytes. */
 static void client_finish(struct px_client *c) {
   uv_os_fd_t fd;
+
   if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
     shutdown(fd, SHUT_WR);
-  px_client_close(c);
+  if (!(c->linger || c->in_pos < c->in_len || !c->req_done) || c->eof || c->ctx->closing) {
+    px_client_close(c);
+    return;
+  }
+  c->state = PX_C_LINGER;
+  c->in_len = c->in_pos = c->fwd_pos = 0;
+  c->lingered = 0;
+  timer_start(c, LINGER_MS);
+  read_start(c);
 }
 
 /* ---- writing to the client ---- */
@@ -222,6 +241,13 @@ int px_client_write(struct px_client *c, uv_buf_t *bufs, unsigned n, uint8_t the
 
 /* ---- error responses ---- */
 
+/* The selected server is done with this request (failed: it could not serve it). */
+static void release_server(struct px_client *c, int failed) {
+  if (c->server >= 0)
+    bal_release(&c->pool->bal, (unsigned)c->server, failed);
+  c->server = -1;
+}
+
 /* Completes a request that has no body (an empty execute runs llhttp to message complete), so
  * an error page can keep the connection. Returns 1 if the request is now complete. */
 static int finish_bodyless(struct px_client *c) {
@@ -256,9 +282,11 @@ void px_client_send_error(struct px_client *c, int status) {
     c->up = NULL;
     px_upstream_abort(u);
   }
+  release_server(c, status >= 500);
   ka = (status == 404 || status == 502 || status == 503 || status == 504) && c->keep_alive &&
-       !c->eof && !c->ctx->closing && finish_bodyless(c);
+       !c->ctx->closing && finish_bodyless(c) && !(c->eof && c->in_pos >= c->in_len);
   c->keep_alive = (uint8_t)ka;
+  c->linger = !ka;
   c->resp_started = 1;
   c->state = PX_C_WAIT;
   read_stop(c);
@@ -292,6 +320,9 @@ static void client_timer_cb(uv_timer_t *t) {
     if (c->writing)
       px_client_close(c); /* the client stopped reading its response */
     break;
+  case PX_C_LINGER:
+    px_client_close(c);
+    break;
   default:
     break;
   }
@@ -324,30 +355,67 @@ static void select_and_connect(struct px_client *c, int fresh) {
   px_upstream_acquire(c, &c->pool->servers[idx], 0);
 }
 
+/* An absolute-form target ("http://host:port/path", RFC 9112 3.2.2): route by its authority,
+ * forward the origin form, and replace the Host line with the authority, as a proxy must.
+ * 0, or -1 for a target we will not forward (no path, userinfo). */
+static int absolute_target(struct px_client *c) {
+  const char *b = c->in->data, *u = b + c->head.url.off, *auth, *slash;
+  uint32_t ulen = c->head.url.len;
+  const char *sep = memmem(u, ulen, "://", 3);
+
+  if (sep == NULL)
+    return -1;
+  auth = sep + 3;
+  slash = memchr(auth, '/', (size_t)(u + ulen - auth));
+  if (slash == NULL || slash == auth || memchr(auth, '@', (size_t)(slash - auth)) != NULL)
+    return -1;
+  c->authority.off = (uint32_t)(auth - b);
+  c->authority.len = (uint32_t)(slash - auth);
+  c->host_from_target = 1;
+  px_head_drop(&c->head, c->head.url.off, (uint32_t)(slash - u));
+  if (c->head.flags & PX_HEAD_HAS_HOST)
+    px_head_drop(&c->head, c->head.host_line.off, c->head.host_line.len);
+  return (c->head.flags & PX_HEAD_OVERFLOW) ? -1 : 0;
+}
+
+/* Checks a complete request head; the status of the error page to send, or 0. */
+static int check_request(struct px_client *c, uint32_t end) {
+  const char *u = c->in->data + c->head.url.off;
+
+  if (px_head_complete(&c->head, end) < 0 || (c->head.flags & PX_HEAD_DUP_HOST))
+    return 400; /* obs-fold, too many hop-by-hop lines, two Host lines */
+  c->http10 = c->parser.http_major == 1 && c->parser.http_minor == 0;
+  if (c->parser.method == HTTP_CONNECT)
+    return 405;
+  if (c->head.url.len > 0 && u[0] != '/' && !(c->head.url.len == 1 && u[0] == '*') &&
+      absolute_target(c) < 0)
+    return 400;
+  if (!(c->head.flags & PX_HEAD_HAS_HOST) && !c->http10 && !c->host_from_target)
+    return 400; /* RFC 9112 3.2: HTTP/1.1 requires Host */
+  if (c->http10 && (c->parser.flags & (F_CHUNKED | F_TRANSFER_ENCODING)))
+    return 400; /* RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 is faulty framing */
+  return 0;
+}
+
 static void on_request_head(struct px_client *c, uint32_t end) {
   const struct lbp_config *cfg = c->ctx->cfg;
   const char *b = c->in->data;
-  int r;
+  const struct px_span *host;
+  int r, bad;
 
   uv_timer_stop(&c->timer);
-  if (px_head_complete(&c->head, end) < 0 || (c->head.flags & PX_HEAD_DUP_HOST)) {
-    px_client_send_error(c, 400);
+  bad = check_request(c, end);
+  if (bad) {
+    px_client_send_error(c, bad);
     return;
   }
-  c->http10 = c->parser.http_major == 1 && c->parser.http_minor == 0;
-  if (!(c->head.flags & PX_HEAD_HAS_HOST) && !c->http10) {
-    px_client_send_error(c, 400); /* RFC 9112 3.2: HTTP/1.1 requires Host */
-    return;
-  }
-  if (c->parser.method == HTTP_CONNECT) {
-    px_client_send_error(c, 405);
-    return;
-  }
+  host = c->host_from_target ? &c->authority : &c->head.host;
   c->keep_alive = (uint8_t)llhttp_should_keep_alive(&c->parser);
   c->state = PX_C_CONNECT;
   finish_bodyless(c);
-  r = px_route(cfg, (c->head.flags & PX_HEAD_HAS_HOST) ? b + c->head.host.off : NULL,
-               c->head.host.len, b + c->head.url.off, c->head.url.len);
+  r = px_route(cfg,
+               (c->host_from_target || (c->head.flags & PX_HEAD_HAS_HOST)) ? b + host->off : NULL,
+               host->len, b + c->head.url.off, c->head.url.len);
   if (r < 0) {
     px_client_send_error(c, 404);
     return;
@@ -383,6 +451,10 @@ static void parse_head(struct px_client *c) {
     c->in_pos = c->in_len;
     if (c->in_len - c->head.start > limit)
       px_client_send_error(c, 431);
+    else if (c->eof)
+      px_client_close(c); /* half a head, and the client has said it is done */
+    else
+      read_start(c);
     return;
   }
   if (err != HPE_PAUSED) {
@@ -448,6 +520,15 @@ static void client_process(struct px_client *c) {
 static void client_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   struct px_client *c = s->data;
 
+  if (c->state == PX_C_LINGER) {
+    c->lingered += nread > 0 ? (uint32_t)nread : 0;
+    c->in_len = 0; /* discarded */
+    if (nread < 0 || c->lingered > LINGER_MAX)
+      px_client_close(c);
+    else if (nread > 0)
+      timer_start(c, LINGER_MS);
+    return;
+  }
   if (nread > 0) {
     c->in_len += (uint32_t)nread;
     if (c->state == PX_C_CONNECT || c->state == PX_C_WAIT) {
@@ -475,10 +556,11 @@ static void client_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     }
     return;
   }
-  /* EOF or error. A half-close after a complete request still gets its response. */
-  if (nread == UV_EOF && (c->state == PX_C_WAIT || c->state == PX_C_CONNECT) && c->req_done) {
+  /* EOF or error. A half-close after complete requests still gets their responses: those
+   * being served, and the pipelined ones already read. */
+  if (nread == UV_EOF && (((c->state == PX_C_WAIT || c->state == PX_C_CONNECT) && c->req_done) ||
+                          (c->state == PX_C_IDLE && c->in_pos < c->in_len))) {
     c->eof = 1;
-    c->keep_alive = 0;
     read_stop(c);
     return;
   }
@@ -488,6 +570,7 @@ static void client_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 /* ---- forwarding the request ---- */
 
 static const char xff_prefix[] = "X-Forwarded-For: ";
+static const char host_prefix[] = "Host: ";
 static const char crlf[] = "\r\n";
 static const char conn_ka[] = "Connection: keep-alive\r\n";
 
@@ -512,7 +595,7 @@ static void request_written(struct px_client *c) {
 }
 
 void px_client_request_written(struct px_client *c, int status) {
-  if (c->state == PX_C_CLOSING)
+  if (c->state == PX_C_CLOSING || c->up == NULL)
     return;
   if (status < 0) {
     px_client_upstream_failed(c, status);
@@ -527,9 +610,16 @@ static void client_forward(struct px_client *c) {
   uint32_t end = c->in_pos;
   int n, rc;
 
+  if (c->up == NULL)
+    return; /* the exchange ended early (px_client_response_complete) */
   if (c->head_pending) {
-    uv_buf_t tail[4], xff = uv_buf_init(c->peer, c->peer_len);
+    uv_buf_t tail[8], xff = uv_buf_init(c->peer, c->peer_len);
     int nt = 0;
+    if (c->host_from_target) {
+      tail[nt++] = uv_buf_init((char *)host_prefix, sizeof(host_prefix) - 1);
+      tail[nt++] = uv_buf_init(c->in->data + c->authority.off, c->authority.len);
+      tail[nt++] = uv_buf_init((char *)crlf, 2);
+    }
     if (!(c->head.flags & PX_HEAD_HAS_XFF)) {
       tail[nt++] = uv_buf_init((char *)xff_prefix, sizeof(xff_prefix) - 1);
       tail[nt++] = uv_buf_init(c->peer + 2, c->peer_len - 2u);
@@ -600,7 +690,8 @@ void px_client_upstream_failed(struct px_client *c, int err) {
   c->state = PX_C_CONNECT;
   c->head_pending = 1;
   c->fwd_pos = c->head.end;
-  if (reused && nothing_received && err != UV_ETIMEDOUT && !c->retried && c->req_done &&
+  if (reused && nothing_received && !c->retried && c->req_done &&
+      (err == UV_ECONNRESET || err == UV_EPIPE || err == UV_ECONNABORTED) &&
       method_idempotent(c->parser.method)) {
     /* Most likely a pooled connection the server closed as we reused it: once more, on a
      * fresh connection to the same server (the selection stands). */
@@ -612,8 +703,7 @@ void px_client_upstream_failed(struct px_client *c, int err) {
     const struct cfg_addr *a = &c->pool->servers[c->server].cfg->addr;
     LBP_WARN("upstream %s:%u %s: %s", a->host, a->port,
              was_connecting ? "connect failed" : "failed", uv_strerror(err));
-    bal_release(&c->pool->bal, (unsigned)c->server, 1);
-    c->server = -1;
+    release_server(c, 1);
   }
   if (was_connecting) {
     select_and_connect(c, 0); /* the next untried server, or 502 */
@@ -623,9 +713,14 @@ void px_client_upstream_failed(struct px_client *c, int err) {
 }
 
 void px_client_response_complete(struct px_client *c) {
-  if (c->server >= 0)
-    bal_release(&c->pool->bal, (unsigned)c->server, 0);
-  c->server = -1;
+  release_server(c, 0);
+  if (c->state == PX_C_BODY) {
+    /* The upstream answered before the whole request arrived: no more forwarding (there is
+     * no upstream any more); the rest of the request is left to the lingering close. */
+    c->keep_alive = 0;
+    c->state = PX_C_WAIT;
+    read_stop(c);
+  }
   if (c->writing)
     c->after_write = AW_RESPONSE_DONE;
   else
@@ -635,19 +730,26 @@ void px_client_response_complete(struct px_client *c) {
 /* ---- between requests ---- */
 
 static void client_next(struct px_client *c) {
-  if (!c->keep_alive || c->eof || c->ctx->closing || c->state == PX_C_BODY) {
+  if (!c->keep_alive || c->ctx->closing || c->state == PX_C_BODY) {
     client_finish(c);
     return;
   }
   c->state = PX_C_IDLE;
+  c->host_from_target = 0;
   px_buf_put(c->ctx, c->out);
   c->out = NULL;
   if (c->in_pos < c->in_len) {
-    /* A pipelined request is already here: serve it on the next loop turn (not recursively). */
+    /* A pipelined request is already here: serve it on the next loop turn (not recursively),
+     * and read on, the buffer has room again for the rest of it. */
     memmove(c->in->data, c->in->data + c->in_pos, c->in_len - c->in_pos);
     c->in_len -= c->in_pos;
     c->in_pos = c->fwd_pos = 0;
     timer_start(c, 0);
+    read_start(c);
+    return;
+  }
+  if (c->eof) {
+    client_finish(c); /* half-closed, and every request it sent is answered */
     return;
   }
   c->in_len = c->in_pos = c->fwd_pos = 0;
@@ -694,10 +796,15 @@ static void parse_proxy_header(struct px_client *c) {
   }
   if (ss.ss_family != AF_UNSPEC)
     set_peer(c, &ss);
-  c->in_pos = (uint32_t)n;
+  else
+    peer_from_socket(c); /* LOCAL (the master's own connection) or no address family */
   c->state = PX_C_IDLE;
-  if (c->in_pos < c->in_len)
-    parse_head(c);
+  if ((uint32_t)n == c->in_len) {
+    c->in_len = 0; /* nothing after the header yet: an idle connection holds no bytes */
+    return;
+  }
+  c->in_pos = (uint32_t)n;
+  parse_head(c);
 }
 
 uv_tcp_t *px_client_new(struct px_ctx *ctx) {

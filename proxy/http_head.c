@@ -30,11 +30,18 @@ static struct px_head *head_of(llhttp_t *p) {
   return p->data;
 }
 
+/* Spans grow to the end of each new piece, not by its length: a value continued on the next
+ * line (obs-fold) arrives in two pieces with the line break between them, and the span must
+ * cover it to be seen (and rejected). */
+static void extend(struct px_head *h, struct px_span *s, const char *at, size_t len) {
+  s->len = (uint32_t)(at + len - h->base) - s->off;
+}
+
 static int on_url(llhttp_t *p, const char *at, size_t len) {
   struct px_head *h = head_of(p);
   if (h->url.len == 0)
     h->url.off = (uint32_t)(at - h->base);
-  h->url.len += (uint32_t)len;
+  extend(h, &h->url, at, len);
   return 0;
 }
 
@@ -49,6 +56,22 @@ static void drop_line(struct px_head *h) {
   h->flags |= PX_HEAD_DROP_OPEN;
 }
 
+static uint32_t crlf_before(const struct px_head *h, uint32_t line_end) {
+  return (line_end >= 2 && h->base[line_end - 2] == '\r') ? 2 : 1;
+}
+
+/* A header line ended at `line_end` (where the next one starts, or the blank line): lines
+ * waiting for their end get it. */
+static void close_open_lines(struct px_head *h, uint32_t line_end) {
+  if (h->flags & PX_HEAD_DROP_OPEN)
+    h->drops[h->ndrops - 1].len = line_end - h->drops[h->ndrops - 1].off;
+  if (h->flags & PX_HEAD_XFF_OPEN)
+    h->xff_end = line_end - crlf_before(h, line_end);
+  if (h->flags & PX_HEAD_HOST_OPEN)
+    h->host_line.len = line_end - h->host_line.off;
+  h->flags &= (uint16_t) ~(PX_HEAD_DROP_OPEN | PX_HEAD_XFF_OPEN | PX_HEAD_HOST_OPEN);
+}
+
 static int on_header_field(llhttp_t *p, const char *at, size_t len) {
   struct px_head *h = head_of(p);
   uint32_t off = (uint32_t)(at - h->base);
@@ -56,18 +79,14 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
   if (h->flags & PX_HEAD_DONE)
     return 0;
   if (!(h->flags & PX_HEAD_IN_FIELD)) {
-    /* A new line starts where the previous one ended: close an open drop here. */
-    if (h->flags & PX_HEAD_DROP_OPEN) {
-      h->drops[h->ndrops - 1].len = off - h->drops[h->ndrops - 1].off;
-      h->flags &= (uint16_t)~PX_HEAD_DROP_OPEN;
-    }
+    close_open_lines(h, off); /* a new line starts where the previous one ended */
     h->field.off = off;
     h->field.len = 0;
     h->value.off = off;
     h->value.len = 0;
     h->flags |= PX_HEAD_IN_FIELD;
   }
-  h->field.len += (uint32_t)len;
+  extend(h, &h->field, at, len);
   return 0;
 }
 
@@ -81,14 +100,17 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len) {
     h->value.len = 0;
     h->flags |= PX_HEAD_IN_VALUE;
   }
-  h->value.len += (uint32_t)len;
+  extend(h, &h->value, at, len);
   return 0;
 }
 
 /* True if a Connection token names a header we must keep or already handle. */
 static int token_is_builtin(const char *t, size_t n) {
-  static const char *const keep[] = {"close", "keep-alive",     "upgrade",
-                                     "host",  "content-length", "transfer-encoding"};
+  /* Framing and routing headers stay whatever Connection says, and X-Forwarded-For too: we
+   * write into it, and a client must not hide itself from the backend by naming it. */
+  static const char *const keep[] = {"close",          "keep-alive",     "upgrade",
+                                     "host",           "content-length", "transfer-encoding",
+                                     "x-forwarded-for"};
   for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++)
     if (strlen(keep[i]) == n && strncasecmp(t, keep[i], n) == 0)
       return 1;
@@ -122,6 +144,8 @@ static void classify(struct px_head *h) {
   const char *b = h->base;
   struct px_span f = h->field;
 
+  if (memchr(b + h->value.off, '\n', h->value.len) != NULL)
+    h->flags |= PX_HEAD_OBS_FOLD; /* RFC 9112 5.2: reject, never pass it on */
   switch (f.len) {
   case 2:
     if (px_span_ieq(b, f, "te", 2))
@@ -132,7 +156,8 @@ static void classify(struct px_head *h) {
       if (h->flags & PX_HEAD_HAS_HOST)
         h->flags |= PX_HEAD_DUP_HOST;
       h->host = h->value;
-      h->flags |= PX_HEAD_HAS_HOST;
+      h->host_line.off = f.off;
+      h->flags |= PX_HEAD_HAS_HOST | PX_HEAD_HOST_OPEN;
     }
     break;
   case 7:
@@ -154,8 +179,10 @@ static void classify(struct px_head *h) {
     break;
   case 15:
     if (h->is_request && px_span_ieq(b, f, "x-forwarded-for", 15)) {
-      h->flags |= PX_HEAD_HAS_XFF;
-      h->xff_end = h->value.off + h->value.len;
+      if (h->value.len == 0)
+        drop_line(h); /* an empty list: ours replaces it */
+      else
+        h->flags |= PX_HEAD_HAS_XFF | PX_HEAD_XFF_OPEN; /* insert before the line's CRLF */
     }
     break;
   case 16:
@@ -181,12 +208,19 @@ static int on_pause(llhttp_t *p) {
   return HPE_PAUSED;
 }
 
+/* We strip Upgrade and never tunnel, so a request asking for one is an ordinary request: clear
+ * llhttp's upgrade state, or it would stop parsing after this message (HPE_PAUSED_UPGRADE). */
+static int on_request_headers_complete(llhttp_t *p) {
+  p->upgrade = 0;
+  return HPE_PAUSED;
+}
+
 const llhttp_settings_t px_request_settings = {
     .on_url = on_url,
     .on_header_field = on_header_field,
     .on_header_value = on_header_value,
     .on_header_value_complete = on_header_value_complete,
-    .on_headers_complete = on_pause,
+    .on_headers_complete = on_request_headers_complete,
     .on_message_complete = on_pause,
 };
 
@@ -199,7 +233,7 @@ const llhttp_settings_t px_response_settings = {
 };
 
 /* Adds a drop for [off, off+len) keeping the list sorted and free of duplicates. */
-static void add_drop_sorted(struct px_head *h, uint32_t off, uint32_t len) {
+void px_head_drop(struct px_head *h, uint32_t off, uint32_t len) {
   unsigned i = 0;
   while (i < h->ndrops && h->drops[i].off < off)
     i++;
@@ -246,7 +280,7 @@ static void drop_connection_tokens(struct px_head *h, uint32_t body_start) {
     struct name_match m = {b + ls, colon - ls};
     for (unsigned i = 0; i < h->nconn; i++)
       if (each_token(b + h->conn[i].off, h->conn[i].len, token_matches, &m)) {
-        add_drop_sorted(h, ls, pos - ls);
+        px_head_drop(h, ls, pos - ls);
         break;
       }
   }
@@ -258,15 +292,12 @@ static uint32_t term_len(const struct px_head *h) {
 
 int px_head_complete(struct px_head *h, uint32_t end) {
   h->end = end;
-  if (h->flags & PX_HEAD_DROP_OPEN) {
-    h->drops[h->ndrops - 1].len = end - term_len(h) - h->drops[h->ndrops - 1].off;
-    h->flags &= (uint16_t)~PX_HEAD_DROP_OPEN;
-  }
+  close_open_lines(h, end - term_len(h));
   if (h->flags & PX_HEAD_CONN_TOKENS)
     drop_connection_tokens(h, end);
   h->flags |= PX_HEAD_DONE;
   h->flags &= (uint16_t) ~(PX_HEAD_IN_FIELD | PX_HEAD_IN_VALUE);
-  return (h->flags & PX_HEAD_OVERFLOW) ? -1 : 0;
+  return (h->flags & (PX_HEAD_OVERFLOW | PX_HEAD_OBS_FOLD)) ? -1 : 0;
 }
 
 static int emit(uv_buf_t *iov, int *n, int max, const char *p, size_t len) {
@@ -295,6 +326,8 @@ int px_head_iov(const struct px_head *h, const uv_buf_t *xff_insert, const uv_bu
       ev = next_drop;
     if (next_xff <= ev)
       ev = next_xff;
+    if (ev < pos)
+      return -1; /* an insert point or a drop inside a dropped range: never emit it */
     if (emit(iov, &n, max, b + pos, ev - pos) < 0)
       return -1;
     pos = ev;

@@ -25,6 +25,9 @@ enum px_head_flags {
   PX_HEAD_IN_FIELD = 1 << 6,    /* parser is inside a header name */
   PX_HEAD_IN_VALUE = 1 << 7,    /* parser is inside a header value */
   PX_HEAD_DROP_OPEN = 1 << 8,   /* the last drop's end is not known yet */
+  PX_HEAD_XFF_OPEN = 1 << 9,    /* the last X-Forwarded-For line's end is not known yet */
+  PX_HEAD_HOST_OPEN = 1 << 10,  /* the Host line's end is not known yet */
+  PX_HEAD_OBS_FOLD = 1 << 11,   /* a value continued on the next line (obsolete): reject */
 };
 
 /* What the callbacks learn about one head. Offsets are from `base`, the buffer the message is
@@ -37,11 +40,12 @@ struct px_head {
   uint8_t is_request;
   uint8_t ndrops;
   uint8_t nconn;
-  struct px_span url;                      /* request target */
-  struct px_span host;                     /* Host value */
-  struct px_span field;                    /* current header name */
-  struct px_span value;                    /* current header value */
-  uint32_t xff_end;                        /* end of the last X-Forwarded-For value */
+  struct px_span url;       /* request target */
+  struct px_span host;      /* Host value */
+  struct px_span host_line; /* the whole Host line, its CRLF included */
+  struct px_span field;     /* current header name */
+  struct px_span value;     /* current header value */
+  uint32_t xff_end;         /* end of the last X-Forwarded-For line, before its CRLF */
   struct px_span drops[PX_HEAD_MAX_DROPS]; /* header lines not forwarded, in order */
   struct px_span conn[PX_HEAD_MAX_CONN];   /* Connection values, for their tokens */
 };
@@ -66,6 +70,14 @@ int px_head_complete(struct px_head *h, uint32_t end);
  * the head (body bytes already received). Returns the iovec count (<= max) or -1. */
 int px_head_iov(const struct px_head *h, const uv_buf_t *xff_insert, const uv_buf_t *tail,
                 int ntail, uint32_t extra, uv_buf_t *iov, int max);
+
+/* Adds [off, off+len) to the bytes not forwarded (kept sorted; used for the scheme and
+ * authority of an absolute-form target, and the Host line it replaces). */
+void px_head_drop(struct px_head *h, uint32_t off, uint32_t len);
+
+/* Adds [off, off+len) to the bytes not forwarded (kept sorted; used for the scheme and
+ * authority of an absolute-form target, and the Host line it replaces). */
+void px_head_drop(struct px_head *h, uint32_t off, uint32_t len);
 
 /* Case-insensitive comparison of a span against a literal name. */
 int px_span_ieq(const char *base, struct px_span s, const char *lit, size_t litlen);

@@ -63,6 +63,7 @@ enum px_cstate {
   PX_C_CONNECT,  /* head parsed, waiting for an upstream connection */
   PX_C_BODY,     /* forwarding the request (head then body) */
   PX_C_WAIT,     /* request forwarded; the response is still coming */
+  PX_C_LINGER,   /* response sent, FIN sent: reading and discarding until the client's FIN */
   PX_C_CLOSING,
 };
 
@@ -96,7 +97,11 @@ struct px_client {
   uint8_t retried;
   uint8_t eof; /* the client half-closed */
   uint8_t reading;
-  char peer[52]; /* ", " + client address, for X-Forwarded-For */
+  uint8_t linger;           /* close with a lingering close (the client may still be sending) */
+  uint8_t host_from_target; /* absolute-form target: its authority replaces the Host line */
+  struct px_span authority; /* ... that authority, in the request buffer */
+  uint32_t lingered;        /* bytes discarded while lingering */
+  char peer[52];            /* ", " + client address, for X-Forwarded-For */
   uint8_t peer_len;
 };
 

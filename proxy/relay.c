@@ -23,6 +23,9 @@ struct relay_dir {
 
 struct px_relay {
   uv_tcp_t tcp[2];
+  uv_timer_t timer; /* the linger limit */
+  uint64_t linger_ms;
+  int linger_side;
   struct relay_dir dir[2]; /* dir[0]: side 0 -> side 1, dir[1]: side 1 -> side 0 */
   size_t bufsize;
   px_relay_done_cb done;
@@ -47,6 +50,7 @@ void px_relay_close(struct px_relay *r, int reset) {
   if (r->closing)
     return;
   r->closing = 1;
+  uv_close((uv_handle_t *)&r->timer, relay_close_cb);
   for (int i = 0; i < 2; i++) {
     uv_handle_t *h = (uv_handle_t *)&r->tcp[i];
     if (uv_is_closing(h))
@@ -62,6 +66,7 @@ static void relay_fail(struct px_relay *r, uv_tcp_t *failed) {
   if (r->closing)
     return;
   r->closing = 1;
+  uv_close((uv_handle_t *)&r->timer, relay_close_cb);
   uv_close((uv_handle_t *)failed, relay_close_cb);
   if (uv_tcp_close_reset(other, relay_close_cb) != 0)
     uv_close((uv_handle_t *)other, relay_close_cb);
@@ -79,11 +84,17 @@ static void shutdown_cb(uv_shutdown_t *req, int status) {
   maybe_finish(r);
 }
 
+static void linger_cb(uv_timer_t *t) {
+  px_relay_close(t->data, 0);
+}
+
 /* The source hit EOF and everything read is written: pass the half-close on. */
 static void dir_shut(struct px_relay *r, struct relay_dir *d) {
   if (d->shut)
     return;
   d->shut = 1;
+  if (r->linger_ms > 0 && d == &r->dir[r->linger_side])
+    uv_timer_start(&r->timer, linger_cb, r->linger_ms, 0);
   if (uv_shutdown(&d->sreq, (uv_stream_t *)d->to, shutdown_cb) != 0)
     maybe_finish(r);
 }
@@ -183,8 +194,15 @@ struct px_relay *px_relay_new(uv_loop_t *loop, size_t bufsize, px_relay_done_cb 
     r->dir[i].buf = r->bufs + (size_t)i * bufsize;
     r->dir[i].wreq.data = &r->dir[i];
   }
-  r->open_handles = 2;
+  uv_timer_init(loop, &r->timer);
+  r->timer.data = r;
+  r->open_handles = 3;
   return r;
+}
+
+void px_relay_set_linger(struct px_relay *r, int side, uint64_t ms) {
+  r->linger_side = side;
+  r->linger_ms = ms;
 }
 
 uv_tcp_t *px_relay_tcp(struct px_relay *r, int side) {

@@ -23,6 +23,11 @@ uv_tcp_t *px_relay_tcp(struct px_relay *r, int side);
  * other side with a reset. 0, or a negative UV error (then close it with px_relay_close). */
 int px_relay_start(struct px_relay *r, const void *prefix, size_t prefixlen);
 
+/* Once side `side` has ended (its EOF was passed on), the other side has `ms` to end too;
+ * then both are closed. (A master relaying a finished response does not wait forever for a
+ * client's FIN.) Call before px_relay_start. */
+void px_relay_set_linger(struct px_relay *r, int side, uint64_t ms);
+
 /* Closes both sides now (with RST when `reset`); `done` follows. */
 void px_relay_close(struct px_relay *r, int reset);
 

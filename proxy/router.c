@@ -49,7 +49,7 @@ static void target_path(const char **t, size_t *n) {
   const char *q;
 
   if (len && s[0] != '/') {
-    const char *scheme = len > 3 ? strstr(s, "://") : NULL;
+    const char *scheme = memmem(s, len, "://", 3); /* the target is not NUL-terminated */
     if (scheme != NULL && (size_t)(scheme - s) < len) {
       const char *slash;
       size_t skip = (size_t)(scheme - s) + 3;

@@ -156,8 +156,9 @@ static int resp_head(struct px_upstream *u, uint32_t end) {
     return status == 101 ? -1 : 0; /* interim: forwarded as is; 101: we never ask for it */
   if (c->parser.method == HTTP_HEAD)
     u->parser.flags |= F_SKIPBODY; /* a HEAD response has no body, whatever it announces */
-  c->keep_alive = c->keep_alive && c->req_done && !c->eof && !u->ctx->closing &&
-                  !llhttp_message_needs_eof(&u->parser);
+  /* A half-closed client keeps its connection while pipelined requests remain to answer. */
+  c->keep_alive = c->keep_alive && c->req_done && !(c->eof && c->in_pos >= c->in_len) &&
+                  !u->ctx->closing && !llhttp_message_needs_eof(&u->parser);
   u->head_sent = 1;
   u->head_pending = 1;
   return 0;
@@ -180,9 +181,10 @@ static void resp_flush(struct px_upstream *u, int complete, int reusable) {
   if (u->head_pending) {
     uv_buf_t tail[1];
     int nt = 0, m;
+    /* An HTTP/1.0 client, or an HTTP/1.0 status line, means close unless we say otherwise. */
     if (!c->keep_alive)
       tail[nt++] = uv_buf_init((char *)conn_close, sizeof(conn_close) - 1);
-    else if (c->http10)
+    else if (c->http10 || (u->parser.http_major == 1 && u->parser.http_minor == 0))
       tail[nt++] = uv_buf_init((char *)conn_keep, sizeof(conn_keep) - 1);
     if (u->head.start > c->out_fwd)
       iov[n++] = uv_buf_init((char *)b + c->out_fwd, u->head.start - c->out_fwd);
@@ -318,7 +320,7 @@ static void up_write_cb(uv_write_t *req, int status) {
   u->writing = 0;
   if (u->state == PX_U_CLOSING || u->c == NULL)
     return;
-  if (status == 0)
+  if (status == 0 && !u->c->writing) /* a slow client is not the upstream's fault */
     uv_timer_start(&u->timer, up_timer_cb, u->ctx->cfg->timeouts.upstream_response_ms, 0);
   px_client_request_written(u->c, status);
 }

@@ -22,12 +22,17 @@
 #include <string.h>
 
 #define RELAY_BUF (16 * 1024)
+#define LINGER_MS (10 * 1000) /* after the worker's side ended, the client's may take this long */
 
+/* One relayed connection; all of them are listed so a stop can close them. */
 struct pconn {
   uv_connect_t creq;
   struct px_relay *r;
   struct master *m;
+  struct pconn *prev, *next;
 };
+
+static struct pconn *pconns;
 
 static int proxy_start(struct master *m) {
   for (unsigned i = 0; i < m->nslots; i++) {
@@ -65,7 +70,14 @@ static int proxy_slot_listeners(struct master *m, struct slot *s, uv_tcp_t **soc
 }
 
 static void relay_done(struct px_relay *r, void *arg) {
-  free(arg);
+  struct pconn *p = arg;
+  if (p->prev)
+    p->prev->next = p->next;
+  else
+    pconns = p->next;
+  if (p->next)
+    p->next->prev = p->prev;
+  free(p);
 }
 
 static void connected(uv_connect_t *req, int status) {
@@ -101,6 +113,11 @@ static void proxy_take(struct master *m) {
     return;
   }
   p->m = m;
+  p->next = pconns;
+  if (pconns)
+    pconns->prev = p;
+  pconns = p;
+  px_relay_set_linger(p->r, 1, LINGER_MS);
   if (uv_accept((uv_stream_t *)&m->listener, (uv_stream_t *)px_relay_tcp(p->r, 0)) != 0) {
     px_relay_close(p->r, 0);
     return;
@@ -121,7 +138,12 @@ static void proxy_slot_free(struct master *m, struct slot *s) {
 
 static void proxy_slot_down(struct master *m, struct slot *s) {}
 
-static void proxy_stop(struct master *m) {}
+static void proxy_stop(struct master *m) {
+  /* Fast stop: the workers are going too. px_relay_close only starts closing; the pconn is
+   * unlinked by a later callback, so this walk stays valid. */
+  for (struct pconn *p = pconns; p != NULL; p = p->next)
+    px_relay_close(p->r, 0);
+}
 
 const struct dispatch_ops dispatch_proxy = {
     .name = "proxy",

@@ -134,12 +134,25 @@ static int any_room(struct master *m) {
   return 0;
 }
 
+static void drain(struct master *m);
+
 static void sent_cb(struct ipc_out *out, int status) {
   struct mconn *c = (struct mconn *)((char *)out - offsetof(struct mconn, out));
 
   c->sending = 0;
-  if (c->acked)
+  if (c->acked) {
     mconn_close(c);
+  } else if (c->refused) {
+    /* Its write request is free again only now: hand it on. */
+    c->refused = 0;
+    struct master *m = c->m;
+    if (m->stopping) {
+      mconn_close(c);
+    } else {
+      fifo_push(&m->pending, c);
+      drain(m);
+    }
+  }
   /* status < 0: the channel broke; the connection is still in the slot's FIFO and is handed
    * to another worker when the channel has closed (slot_down). */
 }
@@ -151,6 +164,7 @@ static int deliver(struct slot *s, struct mconn *c) {
   c->slot = s;
   c->seq = ++s->next_seq;
   c->acked = 0;
+  c->refused = 0;
   ipc_put_u32(seq, c->seq);
   rc = ipc_send_small(&s->ch, &c->out, IPC_CONN, seq, 4, (uv_stream_t *)&c->tcp, sent_cb);
   if (rc != 0)
@@ -235,6 +249,10 @@ static void handoff_refused(struct master *m, struct slot *s, uint32_t seq) {
 
   if (c == NULL)
     return;
+  if (c->sending) {
+    c->refused = 1; /* libuv still holds c->out: sent_cb hands it on */
+    return;
+  }
   if (m->stopping)
     mconn_close(c);
   else

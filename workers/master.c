@@ -110,9 +110,10 @@ static void master_stop(struct master *m, int signum) {
   for (unsigned i = 0; i < m->nslots; i++) {
     struct slot *s = &m->slots[i];
     uv_timer_stop(&s->restart);
-    if (s->ch_open && !s->ch.failed)
-      ipc_send(&s->ch, IPC_STOP, NULL, 0);
-    if (s->proc_open && !s->exited)
+    /* STOP over the channel; a signal only for a worker that cannot hear it (a signal right
+     * after STOP would race with its orderly exit). */
+    if (!(s->ch_open && !s->ch.failed && ipc_send(&s->ch, IPC_STOP, NULL, 0) == 0) &&
+        s->proc_open && !s->exited)
       uv_process_kill(&s->proc, SIGTERM);
     if (s->state != SLOT_EMPTY)
       s->state = SLOT_STOPPING;
@@ -176,7 +177,9 @@ static void exit_cb(uv_process_t *p, int64_t status, int sig) {
     LBP_INFO("worker %u exit pid=%ld code=%lld", s->id + 1, (long)s->pid, (long long)status);
   if (!m->stopping)
     LBP_WARN("worker %u exited unexpectedly: restarting in %d ms", s->id + 1, RESTART_DELAY_MS);
-  slot_channel_close(s);
+  /* The channel is not closed here: what the worker wrote before dying (a last STATUS that
+   * acknowledges connections) is still in the socket. It reads to EOF and closes itself, and
+   * only then are the unacknowledged connections handed on. */
   uv_close((uv_handle_t *)&s->proc, proc_close_cb);
 }
 
@@ -344,8 +347,12 @@ static void slot_spawn(struct slot *s) {
   if (rc != 0) {
     LBP_ERROR("worker %u: spawn failed: %s", s->id + 1, uv_strerror(rc));
     slot_channel_close(s);
-    s->proc_open = 0;
-    return; /* ch_close_cb schedules the next attempt */
+    if (o.env != NULL) { /* uv_spawn initialized the handle even though it failed */
+      s->proc_open = 1;
+      s->exited = 1;
+      uv_close((uv_handle_t *)&s->proc, proc_close_cb);
+    }
+    return; /* the close callbacks schedule the next attempt */
   }
   s->proc_open = 1;
   s->pid = s->proc.pid;

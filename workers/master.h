@@ -23,6 +23,7 @@ struct mconn {
   uint32_t seq;
   uint8_t sending; /* the frame carrying it is still being written */
   uint8_t acked;   /* the worker took it: close once the send completes */
+  uint8_t refused; /* the worker refused it: hand it on once the send completes */
 };
 
 struct mconn_fifo {

@@ -82,6 +82,8 @@ static void check_cb(uv_check_t *h) {
 
 /* ---- sockets from the master ---- */
 
+static void listener_close_cb(uv_handle_t *h);
+
 static void on_listen_conn(uv_stream_t *server, int status) {
   struct worker *w = server->loop->data;
   uv_tcp_t *tcp;
@@ -92,8 +94,20 @@ static void on_listen_conn(uv_stream_t *server, int status) {
     return;
   }
   tcp = w->px != NULL ? px_client_new(w->px) : NULL;
-  if (tcp == NULL)
-    return; /* left in the socket; libuv waits for the next uv_accept */
+  if (tcp == NULL) {
+    /* Stopping or out of memory. Left un-accepted, libuv would stop polling this socket for
+     * good: take the connection and close it. */
+    uv_tcp_t *sink = malloc(sizeof(*sink));
+    if (sink == NULL || uv_tcp_init(w->loop, sink) != 0) {
+      free(sink);
+      LBP_ERROR("out of memory accepting a connection: exiting");
+      worker_stop(w, 1);
+      return;
+    }
+    uv_accept(server, (uv_stream_t *)sink);
+    uv_close((uv_handle_t *)sink, listener_close_cb);
+    return;
+  }
   if (uv_accept(server, (uv_stream_t *)tcp) != 0) {
     px_client_discard(tcp);
     return;
@@ -250,6 +264,7 @@ static void px_closed(void *arg) {
   w->px = NULL;
   /* Listener structs were malloc'ed; their close callbacks free them (see worker_stop). */
   uv_walk(w->loop, close_walk_cb, NULL);
+  signal(SIGTERM, SIG_IGN); /* closing our uv_signal_t restored the default: we are leaving */
 }
 
 static void listener_close_cb(uv_handle_t *h) {
@@ -266,10 +281,12 @@ static void worker_stop(struct worker *w, int code) {
   w->got_listeners = 0;
   if (!uv_is_closing((uv_handle_t *)&w->ch.pipe))
     ipc_channel_close(&w->ch, NULL);
-  if (w->px != NULL)
+  if (w->px != NULL) {
     px_ctx_close(w->px, px_closed, w);
-  else
+  } else {
     uv_walk(w->loop, close_walk_cb, NULL);
+    signal(SIGTERM, SIG_IGN);
+  }
 }
 
 static void sigterm_cb(uv_signal_t *h, int signum) {

@@ -314,3 +314,58 @@ IT_TEST(workers, handoff_gives_a_dead_workers_unacknowledged_fds_to_another_work
 IT_TEST(workers, handoff_least_gives_a_dead_workers_unacknowledged_fds_to_another_worker) {
   redispatch_after_a_stuck_worker_dies("handoff-least");
 }
+
+/* ---- regressions found in review ---- */
+
+IT_TEST(workers, stop_lets_every_worker_exit_by_itself_with_code_zero) {
+  char line[512];
+
+  it_start("handoff", 2, 1, NULL);
+  cr_assert_eq(it_get("/", &R), 0);
+  it_stop();
+  /* STOP over the channel, not a signal racing it: each worker closes and exits 0. */
+  cr_assert_gt(h_wait_line(T.px.proc.log, "worker 1 exit", 0, 1000, line, sizeof(line)), 0);
+  cr_assert(strstr(line, "code=0") != NULL, "%s", line);
+  cr_assert_gt(h_wait_line(T.px.proc.log, "worker 2 exit", 0, 1000, line, sizeof(line)), 0);
+  cr_assert(strstr(line, "code=0") != NULL, "%s", line);
+}
+
+IT_TEST(workers, the_proxy_master_stops_even_when_a_client_never_closes) {
+  int fd, status;
+
+  it_start("proxy", 2, 1, NULL);
+  fd = hc_connect(T.px.port, NULL);
+  cr_assert_geq(fd, 0);
+  cr_assert_eq(hc_roundtrip(fd, "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", &R), 0);
+  cr_assert_eq(R.status, 200);
+  /* The worker closed its side; the master's relay has shut ours down and waits for our FIN,
+   * which never comes (fd stays open). A stop must not wait for it. */
+  status = h_stop(&T.px.proc, SIGTERM, 5000);
+  T.started = 0;
+  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
+  close(fd);
+  it_assert_log_clean(T.px.proc.log);
+  it_stop();
+}
+
+IT_TEST(workers, a_private_port_takes_a_proxy_local_header) {
+  /* PROXY v2 LOCAL carries no address (a health check from the proxy itself): the worker
+   * must fall back to the socket's peer, not forward garbage. */
+  static const unsigned char local[16] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51,
+                                          0x55, 0x49, 0x54, 0x0A, 0x20, 0x00, 0x00, 0x00};
+  char line[512], port[16];
+  int fd;
+
+  it_start("proxy", 1, 1, NULL);
+  cr_assert_gt(h_wait_line(T.px.proc.log, "worker 1 ready", 0, 5000, line, sizeof(line)), 0);
+  cr_assert_eq(h_line_field(line, "port", port, sizeof(port)), 0, "%s", line);
+  fd = hc_connect((uint16_t)atoi(port), NULL);
+  cr_assert_geq(fd, 0);
+  cr_assert_eq(hc_send_all(fd, local, sizeof(local)), 0);
+  cr_assert_eq(hc_roundtrip(fd, "GET /headers HTTP/1.1\r\nHost: t\r\n\r\n", &R), 0);
+  cr_assert_eq(R.status, 200);
+  cr_assert_str_eq(R.body,
+                   "GET /headers HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 127.0.0.1\r\n\r\n");
+  close(fd);
+  it_stop();
+}

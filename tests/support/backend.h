@@ -36,7 +36,7 @@
 
 // clang-format off
 enum ep { EP_ROOT, EP_BYTES, EP_CHUNKED, EP_EOF, EP_SUM, EP_ECHO, EP_HEADERS, EP_DELAY, EP_CONNS,
-          EP_CLOSE, EP_DROP, EP_STATUS, EP_HANG, EP_NOTFOUND };
+          EP_CLOSE, EP_DROP, EP_STATUS, EP_HANG, EP_EARLY, EP_NOTFOUND };
 // clang-format on
 
 /* What the last llhttp_execute paused at (struct conn's `event`). */

@@ -24,7 +24,7 @@ static const struct {
     {"/", EP_ROOT},       {"/bytes", EP_BYTES}, {"/chunked", EP_CHUNKED}, {"/eof", EP_EOF},
     {"/sum", EP_SUM},     {"/echo", EP_ECHO},   {"/headers", EP_HEADERS}, {"/delay", EP_DELAY},
     {"/conns", EP_CONNS}, {"/close", EP_CLOSE}, {"/drop", EP_DROP},       {"/status", EP_STATUS},
-    {"/hang", EP_HANG},
+    {"/hang", EP_HANG},   {"/early", EP_EARLY},
 };
 
 llhttp_settings_t g_settings;
@@ -206,6 +206,11 @@ static void respond(struct conn *c) {
       respond_simple(c, q->code, NULL, body, (size_t)n);
     }
     break;
+  case EP_EARLY: /* at the head, like a 413: n pattern bytes, then close (lingering) */
+    q->keep_alive = 0;
+    out_head(c, 200, (int64_t)q->n, NULL);
+    stream_start(c, 0, q->n, 0);
+    break;
   case EP_HANG:
     c->blocked = c->discard = 1;
     c->in_len = c->in_off = 0;
@@ -302,11 +307,13 @@ static void on_request_head(struct conn *c) {
   route(c);
   if ((q->body_chunked || q->cl > 0) && expects_continue(c))
     be_out_bytes(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
-  if (q->ep == EP_ECHO) /* the echo streams the body back as it arrives */
+  if (q->ep == EP_ECHO || q->ep == EP_EARLY) /* both answer before the body has arrived */
     respond_later(c);
 }
 
 static void on_request_end(struct conn *c) {
+  if (c->req.ep == EP_EARLY)
+    return; /* answered at the head */
   if (c->req.ep != EP_ECHO) {
     respond_later(c);
     return;

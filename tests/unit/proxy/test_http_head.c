@@ -189,3 +189,65 @@ Test(http_head, leaves_x_forwarded_for_of_responses_alone) {
   forwarded(&p, 0, NULL, out);
   cr_assert_str_eq(out, "HTTP/1.1 204 No Content\r\nX-Forwarded-For: 1.1.1.1\r\n\r\n");
 }
+
+Test(http_head, keeps_x_forwarded_for_even_when_connection_names_it) {
+  struct parsed p;
+  char out[4096];
+
+  parse(&p,
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 1.2.3.4\r\n"
+        "Connection: X-Forwarded-For\r\n\r\n",
+        1, 0);
+  cr_assert_eq(p.rc, 0);
+  forwarded(&p, 1, NULL, out);
+  cr_assert_str_eq(out, "GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 1.2.3.4, 127.0.0.2\r\n\r\n");
+}
+
+Test(http_head, replaces_an_empty_x_forwarded_for_wherever_it_stands) {
+  struct parsed p;
+  char out[4096];
+
+  parse(&p, "GET / HTTP/1.1\r\nX-Forwarded-For:\r\nAccept: x\r\nHost: h\r\n\r\n", 1, 0);
+  forwarded(&p, 1, NULL, out);
+  cr_assert_str_eq(out, "GET / HTTP/1.1\r\nAccept: x\r\nHost: h\r\n"
+                        "X-Forwarded-For: 127.0.0.2\r\n\r\n");
+  parse(&p, "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For:   \r\n\r\n", 1, 0);
+  forwarded(&p, 1, NULL, out);
+  cr_assert_str_eq(out, "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 127.0.0.2\r\n\r\n");
+}
+
+Test(http_head, appends_after_trailing_whitespace_of_the_last_value) {
+  struct parsed p;
+  char out[4096];
+
+  parse(&p, "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 9.9.9.9  \r\n\r\n", 1, 0);
+  forwarded(&p, 1, NULL, out);
+  cr_assert_str_eq(out,
+                   "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 9.9.9.9  , 127.0.0.2\r\n\r\n");
+}
+
+Test(http_head, rejects_a_folded_header_value) {
+  struct parsed p;
+
+  parse(&p, "GET / HTTP/1.1\r\nHost: h\r\nX-Foo: a\r\n b\r\n\r\n", 1, 0);
+  cr_assert_eq(p.rc, -1);
+  cr_assert(p.head.flags & PX_HEAD_OBS_FOLD);
+}
+
+Test(http_head, records_the_whole_host_line) {
+  struct parsed p;
+
+  parse(&p, "GET / HTTP/1.1\r\nA: b\r\nHost: h.test\r\nC: d\r\n\r\n", 1, 0);
+  cr_assert_eq(p.head.host_line.len, 14);
+  cr_assert_arr_eq(p.buf + p.head.host_line.off, "Host: h.test\r\n", 14);
+}
+
+Test(http_head, never_emits_an_insert_inside_a_dropped_range) {
+  struct parsed p;
+  uv_buf_t iov[PX_HEAD_MAX_IOV], xff = uv_buf_init(", x", 3);
+
+  parse(&p, "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 1\r\n\r\n", 1, 0);
+  /* Drop the X-Forwarded-For line by hand: the insert point now lies inside a drop. */
+  px_head_drop(&p.head, p.head.xff_end - 17, 20);
+  cr_assert_eq(px_head_iov(&p.head, &xff, NULL, 0, 0, iov, PX_HEAD_MAX_IOV), -1);
+}
