@@ -1,32 +1,26 @@
-/* Client connections: read and parse requests, route them, forward them upstream, error pages. */
+/* Client connections: accepting, reading, writing, timers, error pages, closing. */
 
 /*
- * Life of a client connection (states in px.h):
+ * Life of a client connection (states in px.h; request.c handles one request's journey):
  *
  * 1. IDLE: no request bytes yet; no buffer is held, so an idle keep-alive connection costs
  *    only this struct. The first byte moves it to HEAD and arms the header deadline.
- * 2. HEAD: bytes accumulate in one buffer and go through llhttp; px_head records which lines
- *    to drop. More than max_header_bytes before the blank line: 431. Bad syntax: 400.
- * 3. Headers complete: route, pick a server (the balancer skips servers already tried), then
- *    CONNECT: stop reading the client until an upstream connection is ready (pooled or new).
- * 4. BODY: the rewritten head goes out with one writev together with whatever body bytes were
- *    already read; further body bytes are forwarded raw as they arrive (chunked or not: llhttp
- *    only tells us where the message ends). While a write to the upstream is pending, the
- *    client is not read: backpressure with one buffer per direction.
- * 5. WAIT: the request is complete; bytes of a pipelined next request stay unread until the
- *    response is done. upstream.c streams the response back.
+ * 2. HEAD: bytes accumulate in one buffer and go through llhttp (request.c).
+ * 3. CONNECT: the head is complete and routed; an upstream connection is being obtained. The
+ *    client is still read (body bytes, pipelined requests) until the buffer is full: stopping
+ *    and restarting reads costs two epoll_ctl calls a request.
+ * 4. BODY: the request goes upstream (request.c). While a write to the upstream is pending,
+ *    the client is not read: backpressure with one buffer per direction.
+ * 5. WAIT: the request is complete; the response streams back (upstream.c).
  * 6. Response done: keep-alive -> IDLE again (a pipelined request already buffered is served
- *    at once), otherwise FIN and close.
- *
- * Failures before any response byte reached the client get an error page: 502 (cannot connect
- * to any server, or a broken response), 503 (no server available), 504 (timeout). A request
- * that hit a stale pooled connection is retried once on a fresh one when that is safe.
+ *    next), otherwise FIN and close, or LINGER: FIN, then read and discard until the client's
+ *    own FIN when it may still be sending, so that a close never turns into an RST that
+ *    destroys the end of our response in the client's kernel.
  */
 #include "px.h"
 
 #include "log.h"
 #include "proxy_protocol.h"
-#include "router.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -38,10 +32,7 @@
 #define LINGER_MAX (1 << 20) /* and discards at most this many */
 
 static void client_process(struct px_client *c);
-static void client_next(struct px_client *c);
-static void parse_head(struct px_client *c);
 static void parse_proxy_header(struct px_client *c);
-static void client_forward(struct px_client *c);
 
 /* ---- error pages ---- */
 
@@ -102,21 +93,18 @@ static void client_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   *buf = uv_buf_init(c->in->data + c->in_len, (unsigned)(c->ctx->bufsize - c->in_len));
 }
 
-static void read_start(struct px_client *c) {
+void px__client_read_start(struct px_client *c) {
   if (!c->reading && (!c->eof || c->state == PX_C_LINGER) &&
       uv_read_start((uv_stream_t *)&c->tcp, client_alloc, client_read_cb) == 0)
     c->reading = 1;
 }
 
-static void read_stop(struct px_client *c) {
+void px__client_read_stop(struct px_client *c) {
   if (c->reading) {
     uv_read_stop((uv_stream_t *)&c->tcp);
     c->reading = 0;
   }
 }
-
-static void timer_start(struct px_client *c, uint64_t ms);
-static void release_server(struct px_client *c, int failed);
 
 /* ---- closing ---- */
 
@@ -155,7 +143,7 @@ void px_client_close(struct px_client *c) {
     px_upstream_abort(u);
   }
   if (c->pool != NULL)
-    release_server(c, 1);
+    px__client_release_server(c, 1);
   uv_close((uv_handle_t *)&c->tcp, client_close_cb);
   uv_close((uv_handle_t *)&c->timer, client_close_cb);
 }
@@ -178,8 +166,8 @@ static void client_finish(struct px_client *c) {
   c->state = PX_C_LINGER;
   c->in_len = c->in_pos = c->fwd_pos = 0;
   c->lingered = 0;
-  timer_start(c, LINGER_MS);
-  read_start(c);
+  px__client_timer(c, LINGER_MS);
+  px__client_read_start(c);
 }
 
 /* ---- writing to the client ---- */
@@ -194,7 +182,7 @@ static void after_write(struct px_client *c) {
       px_upstream_resume_read(c->up);
     break;
   case AW_RESPONSE_DONE:
-    client_next(c);
+    px__client_next(c);
     break;
   case AW_CLOSE:
     client_finish(c);
@@ -233,7 +221,7 @@ int px_client_write(struct px_client *c, uv_buf_t *bufs, unsigned n, uint8_t the
     /* The socket is full: the client has client_idle to take more (nginx's send_timeout). */
     c->writing = 1;
     if (c->state == PX_C_WAIT)
-      timer_start(c, c->ctx->cfg->timeouts.client_idle_ms);
+      px__client_timer(c, c->ctx->cfg->timeouts.client_idle_ms);
     return 0;
   }
   return 1;
@@ -242,28 +230,10 @@ int px_client_write(struct px_client *c, uv_buf_t *bufs, unsigned n, uint8_t the
 /* ---- error responses ---- */
 
 /* The selected server is done with this request (failed: it could not serve it). */
-static void release_server(struct px_client *c, int failed) {
+void px__client_release_server(struct px_client *c, int failed) {
   if (c->server >= 0)
     bal_release(&c->pool->bal, (unsigned)c->server, failed);
   c->server = -1;
-}
-
-/* Completes a request that has no body (an empty execute runs llhttp to message complete), so
- * an error page can keep the connection. Returns 1 if the request is now complete. */
-static int finish_bodyless(struct px_client *c) {
-  llhttp_errno_t err;
-
-  if (c->req_done)
-    return 1;
-  if (c->state != PX_C_CONNECT)
-    return 0;
-  err = llhttp_execute(&c->parser, c->in->data + c->in_pos, 0);
-  if (err == HPE_PAUSED) {
-    llhttp_resume(&c->parser);
-    c->req_done = 1;
-    return 1;
-  }
-  return 0;
 }
 
 void px_client_send_error(struct px_client *c, int status) {
@@ -282,14 +252,14 @@ void px_client_send_error(struct px_client *c, int status) {
     c->up = NULL;
     px_upstream_abort(u);
   }
-  release_server(c, status >= 500);
+  px__client_release_server(c, status >= 500);
   ka = (status == 404 || status == 502 || status == 503 || status == 504) && c->keep_alive &&
-       !c->ctx->closing && finish_bodyless(c) && !(c->eof && c->in_pos >= c->in_len);
+       !c->ctx->closing && px__request_finish_bodyless(c) && !(c->eof && c->in_pos >= c->in_len);
   c->keep_alive = (uint8_t)ka;
   c->linger = !ka;
   c->resp_started = 1;
   c->state = PX_C_WAIT;
-  read_stop(c);
+  px__client_read_stop(c);
   uv_timer_stop(&c->timer);
   e = errpage_get(status);
   b = uv_buf_init((char *)e->text[ka], e->len[ka]);
@@ -328,171 +298,8 @@ static void client_timer_cb(uv_timer_t *t) {
   }
 }
 
-static void timer_start(struct px_client *c, uint64_t ms) {
+void px__client_timer(struct px_client *c, uint64_t ms) {
   uv_timer_start(&c->timer, client_timer_cb, ms, 0);
-}
-
-/* ---- routing and upstream selection ---- */
-
-static void select_and_connect(struct px_client *c, int fresh) {
-  int idx;
-
-  if (fresh) { /* retry on a new connection to the same server */
-    px_upstream_acquire(c, &c->pool->servers[c->server], 1);
-    return;
-  }
-  idx = bal_select(&c->pool->bal, &c->tried);
-  if (idx < 0) {
-    int any_tried = 0;
-    for (size_t i = 0; i < BAL_MAX_SERVERS / 64; i++)
-      any_tried |= c->tried.bits[i] != 0;
-    c->server = -1;
-    px_client_send_error(c, any_tried ? 502 : 503);
-    return;
-  }
-  c->server = idx;
-  bal_tried_add(&c->tried, (unsigned)idx);
-  px_upstream_acquire(c, &c->pool->servers[idx], 0);
-}
-
-/* An absolute-form target ("http://host:port/path", RFC 9112 3.2.2): route by its authority,
- * forward the origin form, and replace the Host line with the authority, as a proxy must.
- * 0, or -1 for a target we will not forward (no path, userinfo). */
-static int absolute_target(struct px_client *c) {
-  const char *b = c->in->data, *u = b + c->head.url.off, *auth, *slash;
-  uint32_t ulen = c->head.url.len;
-  const char *sep = memmem(u, ulen, "://", 3);
-
-  if (sep == NULL)
-    return -1;
-  auth = sep + 3;
-  slash = memchr(auth, '/', (size_t)(u + ulen - auth));
-  if (slash == NULL || slash == auth || memchr(auth, '@', (size_t)(slash - auth)) != NULL)
-    return -1;
-  c->authority.off = (uint32_t)(auth - b);
-  c->authority.len = (uint32_t)(slash - auth);
-  c->host_from_target = 1;
-  px_head_drop(&c->head, c->head.url.off, (uint32_t)(slash - u));
-  if (c->head.flags & PX_HEAD_HAS_HOST)
-    px_head_drop(&c->head, c->head.host_line.off, c->head.host_line.len);
-  return (c->head.flags & PX_HEAD_OVERFLOW) ? -1 : 0;
-}
-
-/* Checks a complete request head; the status of the error page to send, or 0. */
-static int check_request(struct px_client *c, uint32_t end) {
-  const char *u = c->in->data + c->head.url.off;
-
-  if (px_head_complete(&c->head, end) < 0 || (c->head.flags & PX_HEAD_DUP_HOST))
-    return 400; /* obs-fold, too many hop-by-hop lines, two Host lines */
-  c->http10 = c->parser.http_major == 1 && c->parser.http_minor == 0;
-  if (c->parser.method == HTTP_CONNECT)
-    return 405;
-  if (c->head.url.len > 0 && u[0] != '/' && !(c->head.url.len == 1 && u[0] == '*') &&
-      absolute_target(c) < 0)
-    return 400;
-  if (!(c->head.flags & PX_HEAD_HAS_HOST) && !c->http10 && !c->host_from_target)
-    return 400; /* RFC 9112 3.2: HTTP/1.1 requires Host */
-  if (c->http10 && (c->parser.flags & (F_CHUNKED | F_TRANSFER_ENCODING)))
-    return 400; /* RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 is faulty framing */
-  return 0;
-}
-
-static void on_request_head(struct px_client *c, uint32_t end) {
-  const struct lbp_config *cfg = c->ctx->cfg;
-  const char *b = c->in->data;
-  const struct px_span *host;
-  int r, bad;
-
-  uv_timer_stop(&c->timer);
-  bad = check_request(c, end);
-  if (bad) {
-    px_client_send_error(c, bad);
-    return;
-  }
-  host = c->host_from_target ? &c->authority : &c->head.host;
-  c->keep_alive = (uint8_t)llhttp_should_keep_alive(&c->parser);
-  c->state = PX_C_CONNECT;
-  finish_bodyless(c);
-  r = px_route(cfg,
-               (c->host_from_target || (c->head.flags & PX_HEAD_HAS_HOST)) ? b + host->off : NULL,
-               host->len, b + c->head.url.off, c->head.url.len);
-  if (r < 0) {
-    px_client_send_error(c, 404);
-    return;
-  }
-  c->pool = &c->ctx->pools[cfg->routes[r].upstream];
-  bal_tried_clear(&c->tried);
-  c->retried = 0;
-  c->head_pending = 1;
-  c->fwd_pos = c->head.end;
-  c->ctx->counters.requests++;
-  select_and_connect(c, 0);
-}
-
-/* ---- parsing ---- */
-
-static void parse_head(struct px_client *c) {
-  const char *b = c->in->data;
-  uint64_t limit = c->ctx->cfg->limits.max_header_bytes;
-  llhttp_errno_t err;
-  uint32_t pos;
-
-  if (c->state == PX_C_IDLE) {
-    c->state = PX_C_HEAD;
-    px_head_reset(&c->head, b, 1, c->in_pos);
-    c->req_done = 0;
-    c->resp_started = 0;
-    c->head_pending = 0;
-    timer_start(c, c->ctx->cfg->timeouts.client_header_ms);
-  }
-  c->head.base = b;
-  err = llhttp_execute(&c->parser, b + c->in_pos, c->in_len - c->in_pos);
-  if (err == HPE_OK) {
-    c->in_pos = c->in_len;
-    if (c->in_len - c->head.start > limit)
-      px_client_send_error(c, 431);
-    else if (c->eof)
-      px_client_close(c); /* half a head, and the client has said it is done */
-    else
-      read_start(c);
-    return;
-  }
-  if (err != HPE_PAUSED) {
-    px_client_send_error(c, 400);
-    return;
-  }
-  pos = (uint32_t)(llhttp_get_error_pos(&c->parser) - b);
-  llhttp_resume(&c->parser);
-  c->in_pos = pos;
-  if (pos - c->head.start > limit) {
-    px_client_send_error(c, 431);
-    return;
-  }
-  on_request_head(c, pos);
-}
-
-/* Runs the parser over body bytes; sets req_done at the end of the message. 0 or -1. */
-static int parse_body(struct px_client *c) {
-  const char *b = c->in->data;
-  llhttp_errno_t err;
-
-  if (c->req_done || c->in_pos == c->in_len)
-    return 0;
-  err = llhttp_execute(&c->parser, b + c->in_pos, c->in_len - c->in_pos);
-  if (err == HPE_OK) {
-    c->in_pos = c->in_len;
-    return 0;
-  }
-  if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
-    c->in_pos = (uint32_t)(llhttp_get_error_pos(&c->parser) - b);
-    if (err == HPE_PAUSED)
-      llhttp_resume(&c->parser);
-    else
-      llhttp_resume_after_upgrade(&c->parser);
-    c->req_done = 1;
-    return 0;
-  }
-  return -1;
 }
 
 static void client_process(struct px_client *c) {
@@ -502,15 +309,11 @@ static void client_process(struct px_client *c) {
     break;
   case PX_C_IDLE:
   case PX_C_HEAD:
-    parse_head(c);
+    px__request_head(c);
     break;
   case PX_C_BODY:
     uv_timer_stop(&c->timer);
-    if (parse_body(c) < 0) {
-      px_client_send_error(c, 400);
-      return;
-    }
-    client_forward(c);
+    px__request_body(c);
     break;
   default:
     break;
@@ -526,7 +329,7 @@ static void client_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     if (nread < 0 || c->lingered > LINGER_MAX)
       px_client_close(c);
     else if (nread > 0)
-      timer_start(c, LINGER_MS);
+      px__client_timer(c, LINGER_MS);
     return;
   }
   if (nread > 0) {
@@ -536,7 +339,7 @@ static void client_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
        * keep them, and stop reading only once the buffer is full. Not stopping otherwise
        * saves two epoll_ctl calls per request. */
       if (c->in_len >= c->ctx->bufsize)
-        read_stop(c);
+        px__client_read_stop(c);
       return;
     }
     client_process(c);
@@ -544,7 +347,7 @@ static void client_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   }
   if (nread == UV_ENOBUFS) {
     /* The buffer is full: wait until it drains (or reject a head that cannot fit). */
-    read_stop(c);
+    px__client_read_stop(c);
     if (c->state == PX_C_HEAD || c->state == PX_C_IDLE)
       px_client_send_error(c, c->in == NULL ? 500 : 431);
     return;
@@ -561,175 +364,15 @@ static void client_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   if (nread == UV_EOF && (((c->state == PX_C_WAIT || c->state == PX_C_CONNECT) && c->req_done) ||
                           (c->state == PX_C_IDLE && c->in_pos < c->in_len))) {
     c->eof = 1;
-    read_stop(c);
+    px__client_read_stop(c);
     return;
   }
   px_client_close(c);
 }
 
-/* ---- forwarding the request ---- */
-
-static const char xff_prefix[] = "X-Forwarded-For: ";
-static const char host_prefix[] = "Host: ";
-static const char crlf[] = "\r\n";
-static const char conn_ka[] = "Connection: keep-alive\r\n";
-
-/* The request reached the upstream socket (or is queued there): keep reading or wait. */
-static void request_written(struct px_client *c) {
-  if (c->req_done) {
-    c->state = PX_C_WAIT;
-    if (c->in_len < c->ctx->bufsize)
-      read_start(c);
-    else
-      read_stop(c); /* no room for a pipelined request until this one is answered */
-    return;
-  }
-  if (c->in_pos == c->in_len && c->fwd_pos == c->in_len) {
-    /* Everything read so far is out: reuse the buffer from its start. The head is gone from
-     * it now, so this request can no longer be retried. */
-    c->in_len = c->in_pos = c->fwd_pos = 0;
-    c->retried = 1;
-  }
-  read_start(c);
-  timer_start(c, c->ctx->cfg->timeouts.client_idle_ms);
-}
-
-void px_client_request_written(struct px_client *c, int status) {
-  if (c->state == PX_C_CLOSING || c->up == NULL)
-    return;
-  if (status < 0) {
-    px_client_upstream_failed(c, status);
-    return;
-  }
-  if (c->state == PX_C_BODY)
-    request_written(c);
-}
-
-static void client_forward(struct px_client *c) {
-  uv_buf_t iov[PX_HEAD_MAX_IOV];
-  uint32_t end = c->in_pos;
-  int n, rc;
-
-  if (c->up == NULL)
-    return; /* the exchange ended early (px_client_response_complete) */
-  if (c->head_pending) {
-    uv_buf_t tail[8], xff = uv_buf_init(c->peer, c->peer_len);
-    int nt = 0;
-    if (c->host_from_target) {
-      tail[nt++] = uv_buf_init((char *)host_prefix, sizeof(host_prefix) - 1);
-      tail[nt++] = uv_buf_init(c->in->data + c->authority.off, c->authority.len);
-      tail[nt++] = uv_buf_init((char *)crlf, 2);
-    }
-    if (!(c->head.flags & PX_HEAD_HAS_XFF)) {
-      tail[nt++] = uv_buf_init((char *)xff_prefix, sizeof(xff_prefix) - 1);
-      tail[nt++] = uv_buf_init(c->peer + 2, c->peer_len - 2u);
-      tail[nt++] = uv_buf_init((char *)crlf, 2);
-    }
-    if (c->http10)
-      tail[nt++] = uv_buf_init((char *)conn_ka, sizeof(conn_ka) - 1);
-    n = px_head_iov(&c->head, &xff, tail, nt, end - c->head.end, iov, PX_HEAD_MAX_IOV);
-    if (n < 0) {
-      px_client_send_error(c, 400);
-      return;
-    }
-    c->head_pending = 0;
-  } else if (end > c->fwd_pos) {
-    iov[0] = uv_buf_init(c->in->data + c->fwd_pos, end - c->fwd_pos);
-    n = 1;
-  } else {
-    request_written(c);
-    return;
-  }
-  c->fwd_pos = end;
-  rc = px_upstream_send(c->up, iov, (unsigned)n);
-  if (rc == 1)
-    request_written(c);
-  else if (rc == 0)
-    read_stop(c); /* the buffer is in use until px_client_request_written */
-  /* rc < 0: the upstream already reported the failure. */
-}
-
-/* ---- upstream events ---- */
-
-void px_client_upstream_ready(struct px_client *c, struct px_upstream *u) {
-  c->up = u;
-  if (c->out == NULL)
-    c->out = px_buf_get(c->ctx);
-  if (c->out == NULL) {
-    px_client_send_error(c, 502);
-    return;
-  }
-  c->out_len = c->out_pos = c->out_fwd = 0;
-  c->state = PX_C_BODY;
-  client_process(c);
-}
-
-static int method_idempotent(uint8_t m) {
-  return m == HTTP_GET || m == HTTP_HEAD || m == HTTP_OPTIONS || m == HTTP_PUT ||
-         m == HTTP_DELETE || m == HTTP_TRACE;
-}
-
-void px_client_upstream_failed(struct px_client *c, int err) {
-  struct px_upstream *u = c->up;
-  int reused = u != NULL && u->reused;
-  int nothing_received = u == NULL || !u->got_bytes;
-  int was_connecting = c->state == PX_C_CONNECT && !reused;
-
-  if (c->state == PX_C_CLOSING)
-    return;
-  LBP_DEBUG("client %p upstream failed: %s state=%d reused=%d nothing_received=%d", (void *)c,
-            uv_strerror(err), c->state, reused, nothing_received);
-  if (u != NULL) {
-    c->up = NULL;
-    px_upstream_abort(u);
-  }
-  if (c->resp_started) {
-    px_client_close(c); /* part of the response is out: all we can do is cut it */
-    return;
-  }
-  c->state = PX_C_CONNECT;
-  c->head_pending = 1;
-  c->fwd_pos = c->head.end;
-  if (reused && nothing_received && !c->retried && c->req_done &&
-      (err == UV_ECONNRESET || err == UV_EPIPE || err == UV_ECONNABORTED) &&
-      method_idempotent(c->parser.method)) {
-    /* Most likely a pooled connection the server closed as we reused it: once more, on a
-     * fresh connection to the same server (the selection stands). */
-    c->retried = 1;
-    select_and_connect(c, 1);
-    return;
-  }
-  if (c->server >= 0) {
-    const struct cfg_addr *a = &c->pool->servers[c->server].cfg->addr;
-    LBP_WARN("upstream %s:%u %s: %s", a->host, a->port,
-             was_connecting ? "connect failed" : "failed", uv_strerror(err));
-    release_server(c, 1);
-  }
-  if (was_connecting) {
-    select_and_connect(c, 0); /* the next untried server, or 502 */
-    return;
-  }
-  px_client_send_error(c, err == UV_ETIMEDOUT ? 504 : 502);
-}
-
-void px_client_response_complete(struct px_client *c) {
-  release_server(c, 0);
-  if (c->state == PX_C_BODY) {
-    /* The upstream answered before the whole request arrived: no more forwarding (there is
-     * no upstream any more); the rest of the request is left to the lingering close. */
-    c->keep_alive = 0;
-    c->state = PX_C_WAIT;
-    read_stop(c);
-  }
-  if (c->writing)
-    c->after_write = AW_RESPONSE_DONE;
-  else
-    client_next(c);
-}
-
 /* ---- between requests ---- */
 
-static void client_next(struct px_client *c) {
+void px__client_next(struct px_client *c) {
   if (!c->keep_alive || c->ctx->closing || c->state == PX_C_BODY) {
     client_finish(c);
     return;
@@ -744,8 +387,8 @@ static void client_next(struct px_client *c) {
     memmove(c->in->data, c->in->data + c->in_pos, c->in_len - c->in_pos);
     c->in_len -= c->in_pos;
     c->in_pos = c->fwd_pos = 0;
-    timer_start(c, 0);
-    read_start(c);
+    px__client_timer(c, 0);
+    px__client_read_start(c);
     return;
   }
   if (c->eof) {
@@ -755,8 +398,8 @@ static void client_next(struct px_client *c) {
   c->in_len = c->in_pos = c->fwd_pos = 0;
   px_buf_put(c->ctx, c->in);
   c->in = NULL;
-  timer_start(c, c->ctx->cfg->timeouts.client_idle_ms);
-  read_start(c);
+  px__client_timer(c, c->ctx->cfg->timeouts.client_idle_ms);
+  px__client_read_start(c);
 }
 
 /* ---- accepting ---- */
@@ -804,7 +447,7 @@ static void parse_proxy_header(struct px_client *c) {
     return;
   }
   c->in_pos = (uint32_t)n;
-  parse_head(c);
+  px__request_head(c);
 }
 
 uv_tcp_t *px_client_new(struct px_ctx *ctx) {
@@ -851,6 +494,6 @@ void px_client_start(uv_tcp_t *tcp, unsigned flags) {
     peer_from_socket(c);
     c->state = PX_C_IDLE;
   }
-  timer_start(c, c->ctx->cfg->timeouts.client_header_ms);
-  read_start(c);
+  px__client_timer(c, c->ctx->cfg->timeouts.client_header_ms);
+  px__client_read_start(c);
 }

@@ -165,6 +165,18 @@ void px_client_send_error(struct px_client *c, int status);
 void px_client_unref(struct px_client *c);
 void px_client_close(struct px_client *c);
 
+/* client.c, for request.c (internal: double underscore) */
+void px__client_read_start(struct px_client *c);
+void px__client_read_stop(struct px_client *c);
+void px__client_timer(struct px_client *c, uint64_t ms);
+void px__client_release_server(struct px_client *c, int failed);
+void px__client_next(struct px_client *c);
+
+/* request.c, for client.c */
+void px__request_head(struct px_client *c);
+void px__request_body(struct px_client *c);
+int px__request_finish_bodyless(struct px_client *c);
+
 /* upstream.c */
 /* Gets a connection to srv for c: a pooled idle one (unless `fresh`) or a new one. Sets c->up
  * at once; later calls px_client_upstream_ready or px_client_upstream_failed. */
