@@ -148,18 +148,20 @@ void px_client_close(struct px_client *c) {
   uv_close((uv_handle_t *)&c->timer, client_close_cb);
 }
 
-/* Ends a connection after its last response: FIN first, so the peer sees the end of the
- * response at once even if another process still holds a copy of this socket. If the client
+/* Ends a connection after its last response. A socket the master handed over may still be
+ * open in the master (until it reads our acknowledgement), and then close() alone would not
+ * send the FIN: shut down first. If the client
  * may still be sending (an error page, an early response, bytes we did not read), closing now
  * would make the kernel answer its next segment with RST and throw away the unread tail of our
  * response in the client's receive path: linger instead, as nginx's lingering_close does,
  * reading and discarding until its FIN, LINGER_MS of silence or LINGER_MAX bytes. */
 static void client_finish(struct px_client *c) {
+  int linger = (c->linger || c->in_pos < c->in_len || !c->req_done) && !c->eof && !c->ctx->closing;
   uv_os_fd_t fd;
 
-  if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+  if ((linger || c->fd_shared) && uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
     shutdown(fd, SHUT_WR);
-  if (!(c->linger || c->in_pos < c->in_len || !c->req_done) || c->eof || c->ctx->closing) {
+  if (!linger) {
     px_client_close(c);
     return;
   }
@@ -372,11 +374,24 @@ static void client_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 
 /* ---- between requests ---- */
 
+/* Nagle's algorithm holds a small write back while earlier data is unacknowledged. A response
+ * that goes out in one writev never meets it; a response in several writes, or a second
+ * response on the connection (pipelined), can wait for the client's delayed ACK (40 ms).
+ * So the option is set then, once, not for every connection: that saves a syscall for each
+ * short-lived one. */
+void px__client_nodelay(struct px_client *c) {
+  if (!c->nodelay) {
+    uv_tcp_nodelay(&c->tcp, 1);
+    c->nodelay = 1;
+  }
+}
+
 void px__client_next(struct px_client *c) {
   if (!c->keep_alive || c->ctx->closing || c->state == PX_C_BODY) {
     client_finish(c);
     return;
   }
+  px__client_nodelay(c);
   c->state = PX_C_IDLE;
   c->host_from_target = 0;
   px_buf_put(c->ctx, c->out);
@@ -485,7 +500,7 @@ void px_client_start(uv_tcp_t *tcp, unsigned flags) {
   struct px_client *c = tcp->data;
 
   c->ctx->counters.accepted++;
-  uv_tcp_nodelay(&c->tcp, 1);
+  c->fd_shared = (flags & PX_CLIENT_FD_SHARED) != 0;
   llhttp_init(&c->parser, HTTP_REQUEST, &px_request_settings);
   c->parser.data = &c->head;
   if (flags & PX_CLIENT_PROXY_PROTOCOL) {

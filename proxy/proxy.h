@@ -19,6 +19,7 @@ struct px_counters {
 /* Flags for px_client_start. */
 enum px_client_flags {
   PX_CLIENT_PROXY_PROTOCOL = 1 << 0, /* a PROXY protocol v2 header precedes the HTTP bytes */
+  PX_CLIENT_FD_SHARED = 1 << 1,      /* another process may hold the socket too (handoff) */
 };
 
 /* Creates the data plane for one worker from a validated config (borrowed: it must outlive

@@ -101,6 +101,9 @@ struct px_client {
   uint8_t host_from_target; /* absolute-form target: its authority replaces the Host line */
   struct px_span authority; /* ... that authority, in the request buffer */
   uint32_t lingered;        /* bytes discarded while lingering */
+  uint8_t fd_shared;        /* the master may still hold this socket (handoff) */
+  uint8_t nodelay;          /* TCP_NODELAY is set (only once a response takes several writes
+                             * or a second request comes: one small write needs no Nagle off) */
   char peer[52];            /* ", " + client address, for X-Forwarded-For */
   uint8_t peer_len;
 };
@@ -171,6 +174,7 @@ void px__client_read_stop(struct px_client *c);
 void px__client_timer(struct px_client *c, uint64_t ms);
 void px__client_release_server(struct px_client *c, int failed);
 void px__client_next(struct px_client *c);
+void px__client_nodelay(struct px_client *c);
 
 /* request.c, for client.c */
 void px__request_head(struct px_client *c);

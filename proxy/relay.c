@@ -6,15 +6,26 @@
  * completes); on EOF, shut the other side's write half once that write is done. The relay
  * closes when both directions have ended, or at once, with RST on the other side, when a side
  * fails (ECONNRESET and friends), so a reset travels through like the bytes do.
+ *
+ * A direction holds a buffer only while it has bytes in it (taken from a small free list on
+ * each read, given back once written), so an idle relayed connection costs no buffer. Both
+ * sockets get TCP_NODELAY: a relay writes whatever each read brought, and Nagle holding back
+ * a small tail until the peer's (delayed) ACK would add up to 40 ms to every exchange.
  */
 #include "relay.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+struct relay_buf {
+  struct relay_buf *next;
+  size_t size;
+  char data[];
+};
+
 struct relay_dir {
   uv_tcp_t *from, *to;
-  char *buf;
+  struct relay_buf *rb; /* NULL while empty */
   size_t len;
   uv_write_t wreq;
   uv_shutdown_t sreq;
@@ -33,14 +44,47 @@ struct px_relay {
   uv_write_t preq; /* the prefix */
   char prefix[256];
   int closing, open_handles;
-  char bufs[];
 };
+
+#define FREE_MAX 64
+static struct relay_buf *free_bufs;
+static unsigned nfree;
+
+static struct relay_buf *buf_get(size_t size) {
+  struct relay_buf *b = free_bufs;
+  if (b != NULL && b->size == size) {
+    free_bufs = b->next;
+    nfree--;
+    return b;
+  }
+  b = malloc(sizeof(*b) + size);
+  if (b != NULL)
+    b->size = size;
+  return b;
+}
+
+static void buf_put(struct relay_dir *d) {
+  struct relay_buf *b = d->rb;
+  d->rb = NULL;
+  d->len = 0;
+  if (b == NULL)
+    return;
+  if (nfree >= FREE_MAX) {
+    free(b);
+    return;
+  }
+  b->next = free_bufs;
+  free_bufs = b;
+  nfree++;
+}
 
 static void dir_read_start(struct px_relay *r, struct relay_dir *d);
 
 static void relay_close_cb(uv_handle_t *h) {
   struct px_relay *r = h->data;
   if (--r->open_handles == 0) {
+    buf_put(&r->dir[0]);
+    buf_put(&r->dir[1]);
     r->done(r, r->arg);
     free(r);
   }
@@ -110,7 +154,7 @@ static void write_cb(uv_write_t *req, int status) {
     relay_fail(r, d->to);
     return;
   }
-  d->len = 0;
+  buf_put(d);
   if (d->eof)
     dir_shut(r, d);
   else
@@ -120,7 +164,11 @@ static void write_cb(uv_write_t *req, int status) {
 static void dir_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   struct px_relay *r = h->data;
   struct relay_dir *d = &r->dir[(uv_tcp_t *)h == &r->tcp[0] ? 0 : 1];
-  *buf = uv_buf_init(d->buf + d->len, (unsigned)(r->bufsize - d->len));
+  if (d->rb == NULL && (d->rb = buf_get(r->bufsize)) == NULL) {
+    *buf = uv_buf_init(NULL, 0); /* UV_ENOBUFS: the read callback fails the relay */
+    return;
+  }
+  *buf = uv_buf_init(d->rb->data + d->len, (unsigned)(r->bufsize - d->len));
 }
 
 static void dir_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
@@ -129,9 +177,14 @@ static void dir_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   uv_buf_t b;
   int rc;
 
-  if (nread == 0)
+  if (nread == 0) {
+    if (d->len == 0)
+      buf_put(d);
     return;
+  }
   if (nread < 0) {
+    if (d->len == 0)
+      buf_put(d);
     uv_read_stop(s);
     d->reading = 0;
     if (nread != UV_EOF) {
@@ -144,10 +197,10 @@ static void dir_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   d->len += (size_t)nread;
-  b = uv_buf_init(d->buf, (unsigned)d->len);
+  b = uv_buf_init(d->rb->data, (unsigned)d->len);
   rc = uv_try_write((uv_stream_t *)d->to, &b, 1);
   if (rc == (int)d->len) {
-    d->len = 0;
+    buf_put(d);
     return;
   }
   if (rc < 0 && rc != UV_EAGAIN) {
@@ -155,12 +208,12 @@ static void dir_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   if (rc > 0) {
-    memmove(d->buf, d->buf + rc, d->len - (size_t)rc);
+    memmove(d->rb->data, d->rb->data + rc, d->len - (size_t)rc);
     d->len -= (size_t)rc;
   }
   uv_read_stop(s);
   d->reading = 0;
-  b = uv_buf_init(d->buf, (unsigned)d->len);
+  b = uv_buf_init(d->rb->data, (unsigned)d->len);
   d->writing = 1;
   if (uv_write(&d->wreq, (uv_stream_t *)d->to, &b, 1, write_cb) != 0) {
     d->writing = 0;
@@ -178,7 +231,7 @@ static void dir_read_start(struct px_relay *r, struct relay_dir *d) {
 }
 
 struct px_relay *px_relay_new(uv_loop_t *loop, size_t bufsize, px_relay_done_cb done, void *arg) {
-  struct px_relay *r = malloc(sizeof(*r) + 2 * bufsize);
+  struct px_relay *r = malloc(sizeof(*r));
 
   if (r == NULL)
     return NULL;
@@ -191,7 +244,6 @@ struct px_relay *px_relay_new(uv_loop_t *loop, size_t bufsize, px_relay_done_cb 
     r->tcp[i].data = r;
     r->dir[i].from = &r->tcp[i];
     r->dir[i].to = &r->tcp[1 - i];
-    r->dir[i].buf = r->bufs + (size_t)i * bufsize;
     r->dir[i].wreq.data = &r->dir[i];
   }
   uv_timer_init(loop, &r->timer);
@@ -218,6 +270,8 @@ static void prefix_cb(uv_write_t *req, int status) {
 int px_relay_start(struct px_relay *r, const void *prefix, size_t prefixlen) {
   if (prefixlen > sizeof(r->prefix))
     return UV_EINVAL;
+  uv_tcp_nodelay(&r->tcp[0], 1);
+  uv_tcp_nodelay(&r->tcp[1], 1);
   if (prefixlen > 0) {
     /* Queued before anything else, so it is the first thing side 1 receives: while it is
      * queued, uv_try_write in dir_read_cb returns UV_EAGAIN and later data queues behind. */

@@ -200,6 +200,8 @@ static void resp_flush(struct px_upstream *u, int complete, int reusable) {
   }
   c->out_fwd = limit;
   rc = 1;
+  if (!complete)
+    px__client_nodelay(c); /* more writes will follow this one */
   if (n > 0) {
     c->resp_started = 1;
     rc = px_client_write(c, iov, (unsigned)n, complete ? AW_RESPONSE_DONE : AW_RESUME_UPSTREAM);

@@ -10,9 +10,12 @@
  *
  * Node allows one un-acknowledged handle per worker, which costs a round trip per connection.
  * Here a worker may hold WINDOW of them: acks are coalesced per loop iteration, so under load
- * one STATUS frame acknowledges many connections. A worker whose window is full is skipped;
- * when every worker is full, the master stops accepting (libuv stops polling a listener whose
- * last connection was not uv_accept'ed) and the kernel's backlog holds the rest.
+ * one STATUS frame acknowledges many connections. The window is large enough that a burst of
+ * connects (hundreds at once) still goes round-robin instead of skipping a worker that is
+ * slow to acknowledge; it costs the master one open fd per connection in flight. A worker whose
+ * window is full is skipped; when every worker is full, the master stops accepting (libuv stops
+ * polling a listener whose last connection was not uv_accept'ed) and the kernel's backlog holds the
+ * rest.
  *
  * "handoff-least" differs only in the choice: the worker with the fewest connections, counting
  * the ones it reported open (STATUS) plus the ones handed but not yet acknowledged, which the
@@ -25,7 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define WINDOW 64
+#define WINDOW 256
 
 static void fifo_push(struct mconn_fifo *f, struct mconn *c) {
   c->next = NULL;

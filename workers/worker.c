@@ -14,8 +14,9 @@
 #include <sys/prctl.h>
 #endif
 
-#define MAX_LISTENERS 4
-#define STATUS_OUTS   4
+#define MAX_LISTENERS      4
+#define STATUS_OUTS        4
+#define STATUS_COALESCE_MS 100
 
 struct worker {
   uv_loop_t *loop;
@@ -28,6 +29,8 @@ struct worker {
   uint8_t kinds[MAX_LISTENERS];
   uint16_t private_port;
   uv_check_t check;
+  uv_timer_t status_timer;
+  int least_loaded; /* dispatch handoff-least: the master balances on our active count */
   uv_signal_t sigterm;
   /* what the master was told last, and what changed since */
   uint32_t last_seq, sent_seq, sent_active;
@@ -49,19 +52,11 @@ static void status_sent(struct ipc_out *out, int status) {
   w->status_busy[out - w->status_out] = 0;
 }
 
-/* At the end of every loop iteration in which something changed, one STATUS frame tells the
- * master which connections were taken (the ack), how many are open, and how many in total. */
-static void check_cb(uv_check_t *h) {
-  struct worker *w = h->data;
-  const struct px_counters *pc;
+/* Sends one STATUS with the current counters, if a frame buffer is free. 0 if sent. */
+static int send_status(struct worker *w) {
+  const struct px_counters *pc = px_ctx_counters(w->px);
   unsigned char p[16];
 
-  if (w->px == NULL || w->stopping)
-    return;
-  pc = px_ctx_counters(w->px);
-  if (pc->accepted == w->sent_accepted && pc->active == w->sent_active &&
-      w->last_seq == w->sent_seq)
-    return;
   for (int i = 0; i < STATUS_OUTS; i++) {
     if (w->status_busy[i])
       continue;
@@ -70,14 +65,44 @@ static void check_cb(uv_check_t *h) {
     ipc_put_u64(p + 8, pc->accepted);
     w->status_out[i].req.data = w;
     if (ipc_send_small(&w->ch, &w->status_out[i], IPC_STATUS, p, 16, NULL, status_sent) != 0)
-      return;
+      return -1;
     w->status_busy[i] = 1;
     w->sent_seq = w->last_seq;
     w->sent_active = pc->active;
     w->sent_accepted = pc->accepted;
-    return;
+    uv_timer_stop(&w->status_timer);
+    return 0;
   }
-  /* All in flight: the next iteration sends the newer values. */
+  return -1; /* all in flight: a later iteration sends the newer values */
+}
+
+static void status_timer_cb(uv_timer_t *t) {
+  struct worker *w = t->data;
+  if (w->px != NULL && !w->stopping)
+    send_status(w);
+}
+
+/* After each loop iteration: one STATUS frame tells the master which connections were taken
+ * (the ack), how many are open and how many in total. An ack goes at once (the master holds
+ * the fds and the window until then), and so does a change of load under handoff-least (the
+ * master picks by it); counters that only feed the stats line wait up to STATUS_COALESCE_MS,
+ * so a busy worker of the shared or reuseport strategies sends ten frames a second, not one
+ * per iteration. */
+static void check_cb(uv_check_t *h) {
+  struct worker *w = h->data;
+  const struct px_counters *pc;
+  int urgent;
+
+  if (w->px == NULL || w->stopping)
+    return;
+  pc = px_ctx_counters(w->px);
+  urgent = w->last_seq != w->sent_seq || (w->least_loaded && pc->active != w->sent_active);
+  if (urgent) {
+    send_status(w);
+  } else if ((pc->accepted != w->sent_accepted || pc->active != w->sent_active) &&
+             !uv_is_active((uv_handle_t *)&w->status_timer)) {
+    uv_timer_start(&w->status_timer, status_timer_cb, STATUS_COALESCE_MS, 0);
+  }
 }
 
 /* ---- sockets from the master ---- */
@@ -190,6 +215,7 @@ static void take_config(struct worker *w, const char *p, uint32_t len) {
     return;
   }
   close(fd);
+  w->least_loaded = w->cfg->dispatch == CFG_DISPATCH_HANDOFF_LEAST;
   rc = px_ctx_new(w->loop, w->cfg, lbp_shm_rr(w->shm), &w->px);
   if (rc != 0) {
     LBP_ERROR("data plane: %s", uv_strerror(rc));
@@ -220,7 +246,7 @@ static void take_conn(struct worker *w, const char *payload, uint32_t len) {
     return;
   }
   w->last_seq = seq;
-  px_client_start(tcp, 0);
+  px_client_start(tcp, PX_CLIENT_FD_SHARED); /* the master keeps its copy until our ack */
 }
 
 static void on_frame(struct ipc_channel *ch, uint8_t type, const char *payload, uint32_t len) {
@@ -318,6 +344,8 @@ int worker_run(int channel_fd) {
   uv_check_init(w.loop, &w.check);
   w.check.data = &w;
   uv_check_start(&w.check, check_cb);
+  uv_timer_init(w.loop, &w.status_timer);
+  w.status_timer.data = &w;
   uv_signal_init(w.loop, &w.sigterm);
   w.sigterm.data = &w;
   uv_signal_start(&w.sigterm, sigterm_cb, SIGTERM);

@@ -1,0 +1,311 @@
+/* lbp-micro: the per-request and per-connection hot paths in a loop, counted under callgrind. */
+
+/*
+ * Usage: lbp-micro head|handoff ITERATIONS
+ *
+ * 1. "head" does, per iteration, what a worker does for one keep-alive request (proxy/client.c):
+ *    llhttp over a typical 400-byte browser request head with px_request_settings (pausing at
+ *    headers complete), px_head_complete, px_route against a three-route config parsed by
+ *    cfg_parse, px_head_iov (hop-by-hop lines dropped, X-Forwarded-For extended), then the
+ *    empty execute that reaches message complete, so the parser is ready for the next request.
+ * 2. "handoff" passes one accepted TCP socket over an IPC socketpair per iteration, as the
+ *    master does with IPC_CONN (ipc_send_small with the handle), and receives it as a worker
+ *    does: the frame is decoded, the fd is accepted into a uv_tcp_t, which is then closed. Both
+ *    ends live in one process and one libuv loop; the loop runs until the frame has arrived,
+ *    the received handle is closed and the send callback has run.
+ * 3. A warm-up (a tenth of the iterations, at least 100) runs first, so lazy symbol binding and
+ *    first-touch costs are not counted; then CALLGRIND_START_INSTRUMENTATION, the measured
+ *    loop, CALLGRIND_STOP_INSTRUMENTATION. Run under
+ *      valgrind --tool=callgrind --instr-atstart=no lbp-micro head 100000
+ *    and divide the total Ir by ITERATIONS. Without valgrind the macros do nothing and the
+ *    wall-clock time per iteration is printed instead (noisy; callgrind's count is the figure).
+ * 4. Each mode checks its result (route, iovec count, byte count, fds received) and exits 1 if
+ *    something is off, so a broken hot path cannot produce a flattering number.
+ */
+#include "config.h"
+#include "http_head.h"
+#include "ipc.h"
+#include "router.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifdef LBP_HAVE_CALLGRIND_H
+#include <valgrind/callgrind.h>
+#else
+#define CALLGRIND_START_INSTRUMENTATION
+#define CALLGRIND_STOP_INSTRUMENTATION
+#endif
+
+static const char cfg_yaml[] = "listen: 127.0.0.1:0\n"
+                               "workers: 1\n"
+                               "upstreams:\n"
+                               "  api:\n"
+                               "    servers:\n"
+                               "      - 127.0.0.1:9001\n"
+                               "      - 127.0.0.1:9002\n"
+                               "  web:\n"
+                               "    servers:\n"
+                               "      - 127.0.0.1:9003\n"
+                               "  static:\n"
+                               "    servers:\n"
+                               "      - 127.0.0.1:9004\n"
+                               "routes:\n"
+                               "  - host: static.example.com\n"
+                               "    upstream: static\n"
+                               "  - host: app.example.com\n"
+                               "    path: /api/\n"
+                               "    upstream: api\n"
+                               "  - path: /\n"
+                               "    upstream: web\n";
+
+/* A browser-like request as a proxy sees it: keep-alive, a cookie, and a hop-by-hop header. */
+static const char request[] =
+    "GET /api/v1/items?id=42&sort=desc HTTP/1.1\r\n"
+    "Host: app.example.com\r\n"
+    "User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0\r\n"
+    "Accept: application/json, text/plain, */*\r\n"
+    "Accept-Language: en-US,en;q=0.5\r\n"
+    "Accept-Encoding: gzip, deflate, br\r\n"
+    "Connection: keep-alive\r\n"
+    "Keep-Alive: timeout=5\r\n"
+    "Cookie: session=7f3a9c2e41d84b6fa0c5e9d1b2a3c4d5; theme=dark\r\n"
+    "X-Forwarded-For: 198.51.100.7\r\n"
+    "\r\n";
+
+static long long now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* ---- head: parse + route + rewrite ---- */
+
+struct head_bench {
+  const struct lbp_config *cfg;
+  llhttp_t parser;
+  struct px_head head;
+  size_t bytes; /* forwarded bytes, summed so the work cannot be optimized away */
+};
+
+/* One request through the worker's head path. Returns the route index, or -1 on any failure. */
+static int head_once(struct head_bench *b) {
+  static const char xff_text[] = ", 192.0.2.10";
+  const uint32_t len = sizeof(request) - 1;
+  uv_buf_t iov[PX_HEAD_MAX_IOV], xff = uv_buf_init((char *)xff_text, sizeof(xff_text) - 1);
+  llhttp_errno_t err;
+  uint32_t end;
+  int route, n;
+
+  px_head_reset(&b->head, request, 1, 0);
+  err = llhttp_execute(&b->parser, request, len);
+  if (err != HPE_PAUSED)
+    return -1;
+  end = (uint32_t)(llhttp_get_error_pos(&b->parser) - request);
+  llhttp_resume(&b->parser);
+  if (end != len || px_head_complete(&b->head, end) < 0 || !llhttp_should_keep_alive(&b->parser))
+    return -1;
+  route = px_route(b->cfg, request + b->head.host.off, b->head.host.len, request + b->head.url.off,
+                   b->head.url.len);
+  n = px_head_iov(&b->head, &xff, NULL, 0, 0, iov, PX_HEAD_MAX_IOV);
+  if (n < 0)
+    return -1;
+  for (int i = 0; i < n; i++)
+    b->bytes += iov[i].len;
+  /* No body: an empty execute runs the parser to message complete (client.c finish_bodyless). */
+  if (llhttp_execute(&b->parser, request + len, 0) != HPE_PAUSED)
+    return -1;
+  llhttp_resume(&b->parser);
+  return route;
+}
+
+static int run_head(long iters) {
+  struct head_bench b;
+  struct lbp_config *cfg;
+  struct cfg_error cerr;
+  long warm = iters / 10 > 100 ? iters / 10 : 100;
+  long long t0;
+  int bad = 0, rc;
+
+  rc = cfg_parse("micro.yaml", cfg_yaml, sizeof(cfg_yaml) - 1, &cfg, &cerr);
+  if (rc != 0) {
+    fprintf(stderr, "lbp-micro: %s\n", cerr.msg);
+    return 1;
+  }
+  memset(&b, 0, sizeof(b));
+  b.cfg = cfg;
+  llhttp_init(&b.parser, HTTP_REQUEST, &px_request_settings);
+  b.parser.data = &b.head;
+  for (long i = 0; i < warm; i++)
+    bad |= head_once(&b) != 1;
+  b.bytes = 0;
+  t0 = now_ns();
+  CALLGRIND_START_INSTRUMENTATION;
+  for (long i = 0; i < iters; i++)
+    bad |= head_once(&b) != 1;
+  CALLGRIND_STOP_INSTRUMENTATION;
+  t0 = now_ns() - t0;
+  /* Connection and Keep-Alive are dropped; ", 192.0.2.10" extends X-Forwarded-For. */
+  if (bad || b.bytes != (size_t)iters * (sizeof(request) - 1 - 24 - 23 + 12)) {
+    fprintf(stderr, "lbp-micro: head: wrong route or rewrite (bytes=%zu)\n", b.bytes);
+    cfg_free(cfg);
+    return 1;
+  }
+  printf("micro head iterations=%ld head_bytes=%zu route=api ns_per_op=%.1f\n", iters,
+         sizeof(request) - 1, (double)t0 / (double)iters);
+  cfg_free(cfg);
+  return 0;
+}
+
+/* ---- handoff: one fd over the IPC channel ---- */
+
+struct handoff_bench {
+  uv_loop_t loop;
+  struct ipc_channel tx, rx; /* master end, worker end */
+  uv_tcp_t conn;             /* the accepted client connection being handed over */
+  uv_tcp_t got;              /* the worker's handle for the received fd */
+  struct ipc_out out;
+  int sent, received, closed, failed;
+  uint32_t seq;
+};
+
+static void sent_cb(struct ipc_out *out, int status) {
+  struct handoff_bench *b =
+      (struct handoff_bench *)((char *)out - offsetof(struct handoff_bench, out));
+  b->sent = 1;
+  b->failed |= status != 0;
+}
+
+static void got_close_cb(uv_handle_t *h) {
+  struct handoff_bench *b = h->data;
+  b->closed = 1;
+}
+
+static void rx_frame(struct ipc_channel *ch, uint8_t type, const char *payload, uint32_t len) {
+  struct handoff_bench *b = ch->data;
+
+  if (type != IPC_CONN || len != 4 || ipc_get_u32(payload) != b->seq ||
+      uv_tcp_init(&b->loop, &b->got) != 0) {
+    b->failed = 1;
+    return;
+  }
+  b->got.data = b;
+  if (ipc_channel_accept(ch, (uv_stream_t *)&b->got) != 0)
+    b->failed = 1;
+  b->received = 1;
+  uv_close((uv_handle_t *)&b->got, got_close_cb);
+}
+
+static void ch_error(struct ipc_channel *ch, int err) {
+  struct handoff_bench *b = ch->data;
+  fprintf(stderr, "lbp-micro: channel: %s\n", uv_strerror(err));
+  b->failed = 1;
+}
+
+/* One fd from the master end to the worker end. Returns 0, or -1 on any failure. */
+static int handoff_once(struct handoff_bench *b) {
+  unsigned char seq[4];
+
+  b->sent = b->received = b->closed = 0;
+  ipc_put_u32(seq, ++b->seq);
+  if (ipc_send_small(&b->tx, &b->out, IPC_CONN, seq, 4, (uv_stream_t *)&b->conn, sent_cb) != 0)
+    return -1;
+  while (!(b->sent && b->received && b->closed) && !b->failed)
+    uv_run(&b->loop, UV_RUN_ONCE);
+  return b->failed ? -1 : 0;
+}
+
+/* A real accepted TCP socket to hand over: connect to a loopback listener and accept. */
+static int make_conn(int *client, int *server) {
+  struct sockaddr_in sa;
+  socklen_t len = sizeof(sa);
+  int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+  memset(&sa, 0, sizeof(sa));
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  *client = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (l < 0 || *client < 0 || bind(l, (struct sockaddr *)&sa, len) != 0 || listen(l, 1) != 0 ||
+      getsockname(l, (struct sockaddr *)&sa, &len) != 0 ||
+      connect(*client, (struct sockaddr *)&sa, len) != 0) {
+    perror("lbp-micro: loopback connection");
+    return -1;
+  }
+  *server = accept4(l, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+  close(l);
+  return *server < 0 ? -1 : 0;
+}
+
+static int handoff_setup(struct handoff_bench *b, int *client) {
+  int sv[2], server;
+
+  memset(b, 0, sizeof(*b));
+  if (uv_loop_init(&b->loop) != 0 || make_conn(client, &server) != 0 ||
+      socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+    return -1;
+  if (ipc_channel_init(&b->loop, &b->tx, rx_frame, ch_error, b) != 0 ||
+      ipc_channel_init(&b->loop, &b->rx, rx_frame, ch_error, b) != 0 ||
+      ipc_channel_open(&b->tx, sv[0]) != 0 || ipc_channel_open(&b->rx, sv[1]) != 0 ||
+      ipc_channel_start(&b->rx) != 0 || uv_tcp_init(&b->loop, &b->conn) != 0 ||
+      uv_tcp_open(&b->conn, server) != 0)
+    return -1;
+  return 0;
+}
+
+static void handoff_teardown(struct handoff_bench *b, int client) {
+  ipc_channel_close(&b->tx, NULL);
+  ipc_channel_close(&b->rx, NULL);
+  uv_close((uv_handle_t *)&b->conn, NULL);
+  uv_run(&b->loop, UV_RUN_DEFAULT);
+  uv_loop_close(&b->loop);
+  close(client);
+}
+
+static int run_handoff(long iters) {
+  struct handoff_bench b;
+  long warm = iters / 10 > 100 ? iters / 10 : 100;
+  long long t0;
+  int client, bad = 0;
+
+  if (handoff_setup(&b, &client) != 0) {
+    fprintf(stderr, "lbp-micro: handoff setup failed: %s\n", strerror(errno));
+    return 1;
+  }
+  for (long i = 0; i < warm && !bad; i++)
+    bad |= handoff_once(&b);
+  t0 = now_ns();
+  CALLGRIND_START_INSTRUMENTATION;
+  for (long i = 0; i < iters && !bad; i++)
+    bad |= handoff_once(&b);
+  CALLGRIND_STOP_INSTRUMENTATION;
+  t0 = now_ns() - t0;
+  if (bad || b.seq != (uint32_t)(warm + iters)) {
+    fprintf(stderr, "lbp-micro: handoff failed after %u fds\n", b.seq);
+    return 1;
+  }
+  handoff_teardown(&b, client);
+  printf("micro handoff iterations=%ld ns_per_op=%.1f\n", iters, (double)t0 / (double)iters);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  long iters = argc == 3 ? strtol(argv[2], NULL, 10) : 0;
+
+  if (iters <= 0 || iters > 100000000L) {
+    fprintf(stderr, "usage: lbp-micro head|handoff ITERATIONS\n");
+    return 2;
+  }
+  if (strcmp(argv[1], "head") == 0)
+    return run_head(iters);
+  if (strcmp(argv[1], "handoff") == 0)
+    return run_handoff(iters);
+  fprintf(stderr, "usage: lbp-micro head|handoff ITERATIONS\n");
+  return 2;
+}
