@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <pwd.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -367,5 +368,38 @@ IT_TEST(workers, a_private_port_takes_a_proxy_local_header) {
   cr_assert_str_eq(R.body,
                    "GET /headers HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 127.0.0.1\r\n\r\n");
   close(fd);
+  it_stop();
+}
+
+/* Reads the effective uid of a process from /proc; -1 if it cannot. */
+static long proc_euid(pid_t pid) {
+  char path[64], line[256];
+  long real = -1, eff = -1;
+  FILE *f;
+
+  snprintf(path, sizeof(path), "/proc/%ld/status", (long)pid);
+  f = fopen(path, "r");
+  while (f != NULL && fgets(line, sizeof(line), f) != NULL)
+    if (sscanf(line, "Uid: %ld %ld", &real, &eff) == 2)
+      break;
+  if (f != NULL)
+    fclose(f);
+  return eff;
+}
+
+IT_TEST(workers, workers_drop_to_the_configured_user_when_the_master_is_root) {
+  struct passwd *nobody = getpwnam("nobody");
+  if (geteuid() != 0 || nobody == NULL)
+    cr_skip_test("needs root and a user 'nobody'");
+  it_start("handoff", 2, 1, "user: nobody\n");
+  cr_assert_eq(proc_euid(T.px.proc.pid), 0, "the master keeps root (to bind)");
+  for (int slot = 1; slot <= 2; slot++) {
+    pid_t w = it_worker_pid(slot);
+    cr_assert_gt(w, 0);
+    cr_assert_eq(proc_euid(w), (long)nobody->pw_uid, "worker %d runs as uid %ld", slot,
+                 proc_euid(w));
+  }
+  cr_assert_eq(it_get("/", &R), 0);
+  cr_assert_eq(R.status, 200, "a worker without root still serves");
   it_stop();
 }
