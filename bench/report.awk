@@ -100,7 +100,7 @@ END {
   printf "# lbproxy bench: %s on %s\n\n", m["date"], m["host"]
   printf "A **%s** run: %s round(s) of %d workloads × %d targets, interleaved (each " \
          "round runs every workload; within a workload the target order rotates by one per " \
-         "round). wrk measures %s s per target after a %s s warm-up, with 2 threads. Every " \
+         "round and reverses every other round). wrk measures %s s per target after a %s s warm-up, with 2 threads. Every " \
          "figure is the **median over rounds**; errors are summed over rounds.\n\n",
          m["mode"], m["rounds"], nw, nt, m["duration_s"], m["warmup_s"]
   printf "Machine: %s, %s CPUs, Linux %s, open-file limit %s. Versions: lbproxy %s (Release), " \

@@ -7,8 +7,9 @@
 #    each) are the upstream pool of every proxy; D (two processes, the same CPU as A+B) is what
 #    "direct" measures, wrk straight at a backend.
 # 2. Rounds x workloads x targets, one at a time: a round runs every workload, and within a
-#    workload every target, in an order rotated by one each round, so slow drift of this shared
-#    machine does not always hit the same target. Each measurement starts its target fresh,
+#    workload every target, in an order rotated by one each round and reversed every other
+#    round, so neither slow drift of this shared machine nor the target measured just before
+#    always hits the same target. Each measurement starts its target fresh,
 #    warms it up, measures with wrk while sampling /proc, then stops it.
 # 3. Anything dead (a target or backend process, wrk errors, no requests) stops the run with
 #    the log that shows why; the EXIT trap stops every process this script started.
@@ -599,7 +600,10 @@ main() {
   for ((round = 1; round <= ROUNDS; round++)); do
     for w in "${WORKLOADS[@]}"; do
       for ((i = 0; i < n; i++)); do
+        # Rotated by one each round, and reversed every other round, so no target always
+        # follows the same neighbour (the one before can leave the machine warm or busy).
         j=$(((i + round - 1) % n))
+        if ((round % 2 == 0)); then j=$(((n - 1 - i + round - 1) % n)); fi
         t=${TARGETS[$j]}
         measure "$round" "$w" "$t"
         done_n=$((done_n + 1))

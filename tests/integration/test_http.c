@@ -606,3 +606,21 @@ IT_EACH_STRATEGY(http, a_431_reaches_a_client_still_sending_its_head) {
   close(fd);
   it_stop();
 }
+
+IT_EACH_STRATEGY(http, a_client_reset_frees_its_worker_connection_at_once) {
+  /* The header deadline is long, so only the reset itself can end the connection in time
+   * (in the proxy strategy the master's relay must pass it on to the worker as a reset). */
+  uint64_t acc[IT_MAX_WORKERS], act[IT_MAX_WORKERS];
+  struct linger lg = {1, 0};
+
+  it_start(dispatch, 2, 1, "timeouts:\n  client_header: 60s\n");
+  int fd = connect_proxy();
+  cr_assert_eq(hc_send_all(fd, "GET / HTTP/1.1\r\nHost: t\r\n", 25), 0);
+  cr_assert(it_wait_stats(it_log_size(), 20000, one_active, NULL, acc, act),
+            "the connection never showed up in the stats");
+  cr_assert_eq(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+  close(fd); /* RST */
+  cr_assert(it_wait_stats(it_log_size(), 20000, all_idle, NULL, acc, act),
+            "the reset connection is still open in a worker");
+  it_stop();
+}
