@@ -24,6 +24,15 @@ static uint64_t header_u64(const char *name) {
   return strtoull(v, NULL, 10);
 }
 
+/* The last exchange on a connection: `req` gets status `status` with Connection: close, and
+ * then the proxy closes the connection. */
+static void last_exchange(int fd, const char *req, int status) {
+  cr_assert_eq(hc_roundtrip(fd, req, &R), 0);
+  cr_assert_eq(R.status, status, "%d instead of %d", R.status, status);
+  header_is("Connection", "close");
+  cr_assert(hc_wait_closed(fd, 10000), "the connection stayed open");
+}
+
 static int connect_proxy(void) {
   int fd = hc_connect(T.px.port, NULL);
   cr_assert_geq(fd, 0, "connect: %s", strerror(-fd));
@@ -156,10 +165,7 @@ IT_EACH_STRATEGY(http, backend_down_gives_502_with_a_body) {
   cr_assert_str_eq(R.body, "502 Bad Gateway\n");
   header_is("Connection", "keep-alive");
   /* A body-less request keeps its connection: the next one gets its own answer. */
-  cr_assert_eq(hc_roundtrip(fd, "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", &R), 0);
-  cr_assert_eq(R.status, 502);
-  header_is("Connection", "close");
-  cr_assert(hc_wait_closed(fd, 10000));
+  last_exchange(fd, "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", 502);
   close(fd);
   it_stop();
 }
@@ -167,11 +173,8 @@ IT_EACH_STRATEGY(http, backend_down_gives_502_with_a_body) {
 IT_EACH_STRATEGY(http, garbage_gets_400_and_the_connection_closes) {
   it_start(dispatch, 2, 1, NULL);
   int fd = connect_proxy();
-  cr_assert_eq(hc_roundtrip(fd, "HELLO THERE\r\n\r\n", &R), 0);
-  cr_assert_eq(R.status, 400);
-  header_is("Connection", "close");
+  last_exchange(fd, "HELLO THERE\r\n\r\n", 400);
   cr_assert_str_eq(R.body, "400 Bad Request\n");
-  cr_assert(hc_wait_closed(fd, 10000));
   close(fd);
   it_stop();
 }
@@ -206,10 +209,7 @@ IT_EACH_STRATEGY(http, huge_header_gets_431_and_a_large_one_passes) {
   cr_assert_eq(R.status, 200, "a 12 KB head is under the 16k limit");
   memset(req + n, 'b', 20000);
   strcpy(req + n + 20000, "\r\n\r\n");
-  cr_assert_eq(hc_roundtrip(fd, req, &R), 0);
-  cr_assert_eq(R.status, 431);
-  header_is("Connection", "close");
-  cr_assert(hc_wait_closed(fd, 10000));
+  last_exchange(fd, req, 431);
   close(fd);
   it_stop();
 }
@@ -304,10 +304,7 @@ IT_EACH_STRATEGY(http, http10_clients_get_keep_alive_only_when_they_ask) {
   cr_assert_eq(hc_roundtrip(fd, "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", &R), 0);
   cr_assert_eq(R.status, 200);
   header_is("Connection", "keep-alive");
-  cr_assert_eq(hc_roundtrip(fd, "GET / HTTP/1.0\r\n\r\n", &R), 0);
-  cr_assert_eq(R.status, 200);
-  header_is("Connection", "close");
-  cr_assert(hc_wait_closed(fd, 10000));
+  last_exchange(fd, "GET / HTTP/1.0\r\n\r\n", 200);
   close(fd);
   it_stop();
 }
@@ -315,10 +312,7 @@ IT_EACH_STRATEGY(http, http10_clients_get_keep_alive_only_when_they_ask) {
 IT_EACH_STRATEGY(http, connection_close_from_the_client_is_honoured) {
   it_start(dispatch, 2, 1, NULL);
   int fd = connect_proxy();
-  cr_assert_eq(hc_roundtrip(fd, "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", &R), 0);
-  cr_assert_eq(R.status, 200);
-  header_is("Connection", "close");
-  cr_assert(hc_wait_closed(fd, 10000));
+  last_exchange(fd, "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", 200);
   close(fd);
   it_stop();
 }
