@@ -88,19 +88,51 @@ const char *cfg__closest(const char *s, const char *const *names) {
   return best;
 }
 
+int cfg__warn(struct cfg__ctx *ctx, struct lbp_config *cfg, int line, int col, const char *path,
+              const char *fmt, ...) {
+  char what[512], line_buf[768], **grown;
+  va_list ap;
+
+  va_start(ap, fmt);
+  vsnprintf(what, sizeof(what), fmt, ap);
+  va_end(ap);
+  snprintf(line_buf, sizeof(line_buf), "%s:%d:%d: %s%s%s", ctx->file, line, col,
+           path != NULL ? path : "", path != NULL && path[0] != '\0' ? ": " : "", what);
+  if ((grown = realloc(cfg->warnings, (cfg->nwarnings + 1) * sizeof(*grown))) == NULL)
+    return -ENOMEM;
+  cfg->warnings = grown;
+  if ((grown[cfg->nwarnings] = strdup(line_buf)) == NULL)
+    return -ENOMEM;
+  cfg->nwarnings++;
+  return 0;
+}
+
+static void routes_free(struct cfg_route *r, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    free(r[i].host);
+    free(r[i].path);
+  }
+  free(r);
+}
+
 void cfg_free(struct lbp_config *cfg) {
   if (cfg == NULL)
     return;
+  for (size_t i = 0; i < cfg->nlisteners; i++)
+    if (cfg->listeners[i].own_routes)
+      routes_free(cfg->listeners[i].routes, cfg->listeners[i].nroutes);
+  free(cfg->listeners);
+  for (size_t i = 0; i < cfg->nwarnings; i++)
+    free(cfg->warnings[i]);
+  free(cfg->warnings);
+  free(cfg->pid_file);
+  free(cfg->error_log);
   for (size_t i = 0; i < cfg->nupstreams; i++) {
     free(cfg->upstreams[i].name);
     free(cfg->upstreams[i].servers);
   }
-  for (size_t i = 0; i < cfg->nroutes; i++) {
-    free(cfg->routes[i].host);
-    free(cfg->routes[i].path);
-  }
+  routes_free(cfg->routes, cfg->nroutes);
   free(cfg->upstreams);
-  free(cfg->routes);
   free(cfg->user);
   free(cfg->file);
   free(cfg);
@@ -108,6 +140,11 @@ void cfg_free(struct lbp_config *cfg) {
 
 int cfg_parse(const char *name, const char *bytes, size_t len, struct lbp_config **out,
               struct cfg_error *err) {
+  return cfg_parse_ex(name, bytes, len, 0, out, err);
+}
+
+int cfg_parse_ex(const char *name, const char *bytes, size_t len, unsigned flags,
+                 struct lbp_config **out, struct cfg_error *err) {
   struct cfg_error scratch;
   struct cfg__ctx ctx;
   struct cfg__node *root = NULL;
@@ -116,6 +153,7 @@ int cfg_parse(const char *name, const char *bytes, size_t len, struct lbp_config
 
   ctx.file = name != NULL ? name : "<config>";
   ctx.err = err != NULL ? err : &scratch;
+  ctx.flags = flags;
   ctx.err->msg[0] = '\0';
   *out = NULL;
   if ((cfg = calloc(1, sizeof(*cfg))) == NULL || (cfg->file = strdup(ctx.file)) == NULL)

@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/socket.h>
 
 /* How the master hands client connections to workers (see README, "Dispatch strategies"). */
@@ -25,7 +26,14 @@ struct cfg_addr {
   uint16_t port;
   struct sockaddr_storage sa; /* the resolved address (port included) */
   socklen_t salen;
+  uint8_t any;   /* "*:port": every address, IPv6 and IPv4 (sa is [::]; see cfg_resolve) */
   int line, col; /* 1-based position of the value in the file */
+};
+
+/* What a listener speaks. */
+enum cfg_mode {
+  CFG_MODE_HTTP = 0, /* HTTP/1.1 reverse proxy, routed by Host and path */
+  CFG_MODE_TCP,      /* a plain byte relay to one upstream (L4) */
 };
 
 struct cfg_server {
@@ -52,6 +60,28 @@ struct cfg_route {
   int line, col;   /* position of the route entry */
 };
 
+/* One listening address. The short form `listen:` is one HTTP listener over the top-level
+ * routes; `listeners:` lists several, each HTTP (own routes, one upstream, or the top-level
+ * routes) or TCP (one upstream). */
+struct cfg_listener {
+  struct cfg_addr addr;
+  enum cfg_mode mode;
+  struct cfg_route *routes; /* http: the routes serving it (own_routes ? its own : top-level) */
+  size_t nroutes;
+  int own_routes;
+  size_t upstream; /* tcp: index into lbp_config.upstreams */
+  int line, col;   /* position of the listener entry (of `listen:` for the short form) */
+};
+
+/* How the master restarts a worker that exited unexpectedly (see README, "Supervision"). */
+struct cfg_restart {
+  uint64_t delay_ms;       /* first restart delay, doubled after each exit; default 100ms */
+  uint64_t max_delay_ms;   /* the doubling stops here; default 15s */
+  uint64_t reset_after_ms; /* a worker up this long resets the delay; default 30s */
+  unsigned max_exits;      /* more exits than this within `window` -> the slot is errored */
+  uint64_t window_ms;      /* default 1m */
+};
+
 struct cfg_timeouts {
   uint64_t connect_ms;           /* upstream connect, default 5s */
   uint64_t client_header_ms;     /* whole request head must arrive within, default 10s -> 408 */
@@ -63,21 +93,37 @@ struct cfg_limits {
   uint64_t max_header_bytes; /* request head size limit, default 16k -> 431 */
 };
 
+/* Log levels, in the order of enum lbp_log_level (workers/log.h). */
+enum cfg_log_level { CFG_LOG_DEBUG = 0, CFG_LOG_INFO, CFG_LOG_WARN, CFG_LOG_ERROR };
+
 struct lbp_config {
   char *file;             /* the name errors are reported against */
-  struct cfg_addr listen; /* default 0.0.0.0:8080 */
+  struct cfg_addr listen; /* the short form (default 0.0.0.0:8080); listeners[] is what counts */
   unsigned workers;       /* resolved: "auto" becomes the CPU count */
   int workers_auto;       /* 1 when the file said "auto" (or nothing) */
   enum cfg_dispatch dispatch;
-  char *user;                 /* NULL when unset */
+  char *user;   /* NULL when unset */
+  uint32_t uid; /* user's ids, looked up at load (not with CFG_NO_RESOLVE) */
+  uint32_t gid;
+  int has_user_ids;
   uint64_t stats_interval_ms; /* master logs a per-worker "stats" line this often; 0 = never */
   uint16_t proxy_port_base;   /* dispatch proxy: worker i's private port is base+i; 0 = ephemeral */
+  char *pid_file;             /* NULL: none */
+  uint64_t shutdown_timeout_ms; /* graceful stop / drain deadline, default 30s */
+  char *error_log;              /* "stderr" (default) or a file path */
+  enum cfg_log_level log_level; /* default info */
+  int debug_header;             /* add X-Lbproxy-Worker to responses (tests, debugging) */
+  struct cfg_restart restart;
   struct cfg_timeouts timeouts;
   struct cfg_limits limits;
+  struct cfg_listener *listeners; /* at least one */
+  size_t nlisteners;
   struct cfg_upstream *upstreams;
   size_t nupstreams;
-  struct cfg_route *routes;
+  struct cfg_route *routes; /* the top-level routes */
   size_t nroutes;
+  char **warnings; /* valid but surely wrong ("file:line:col: what"), for -t and the log */
+  size_t nwarnings;
 };
 
 /* Every error names file:line:col, the key, and what is wrong, in one line. */
@@ -91,6 +137,17 @@ struct cfg_error {
  * table), meaning (cross checks, address resolution). */
 int cfg_parse(const char *name, const char *bytes, size_t len, struct lbp_config **out,
               struct cfg_error *err);
+
+/* Flags for cfg_parse_ex. */
+enum cfg_parse_flags {
+  /* Resolve nothing: no getaddrinfo, no user lookup (a worker parsing bytes the master already
+   * validated and resolved; the master sends it the addresses). */
+  CFG_NO_RESOLVE = 1 << 0,
+};
+
+/* cfg_parse with flags. */
+int cfg_parse_ex(const char *name, const char *bytes, size_t len, unsigned flags,
+                 struct lbp_config **out, struct cfg_error *err);
 
 /* Reads `path` and parses it as cfg_parse does. If `bytes_out` is not NULL it receives the
  * file's bytes (malloc'ed, NUL-terminated; *len_out its length) so the master can send the
@@ -111,7 +168,11 @@ int cfg_parse_size(const char *s, uint64_t *bytes);
 int cfg_parse_hostport(const char *s, struct cfg_addr *a);
 
 /* Resolves a->host/a->port into a->sa/a->salen (numeric first, then getaddrinfo; the first
- * IPv4 or IPv6 result). 0 or a negative UV_E* style code. */
+ * IPv4 or IPv6 result). "*" (or an empty host) is [::] with a->any set: the socket layer binds
+ * it dual-stack, or 0.0.0.0 where the system has no IPv6. 0 or a negative UV_E* style code. */
 int cfg_resolve(struct cfg_addr *a);
+
+/* Writes the effective config (every key, defaults filled in) as YAML (lbproxy -T). */
+void cfg_dump(const struct lbp_config *cfg, FILE *f);
 
 #endif

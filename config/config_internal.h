@@ -46,7 +46,12 @@ extern const char *const cfg__dispatch_names[];
 struct cfg__ctx {
   const char *file;
   struct cfg_error *err;
+  unsigned flags; /* enum cfg_parse_flags */
 };
+
+/* Adds a warning "file:line:col: path: message" to cfg->warnings. 0 or -ENOMEM. */
+int cfg__warn(struct cfg__ctx *ctx, struct lbp_config *cfg, int line, int col, const char *path,
+              const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 
 /* Fills ctx->err with "file:line:col: path: message" (path omitted when NULL or empty) and
  * returns -EINVAL, so callers can write `return cfg__error(...)`. */

@@ -1,8 +1,11 @@
-/* Step 3 of loading a config, its meaning: checks across keys, the default route, "auto" workers,
- * and resolving every address, so that a config that loads is one the proxy can run. */
+/* Step 3 of loading a config, its meaning: checks across keys, listeners and their routes, "auto"
+ * workers, the workers' user, resolving every address, and warnings about configs that are valid
+ * but surely wrong, so that a config that loads is one the proxy can run as meant. */
 #include <errno.h>
+#include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <uv.h>
 
@@ -24,12 +27,18 @@ static int resolve_workers(struct lbp_config *cfg) {
 
 /* Dispatch "proxy" gives worker i the private port base + i; all of them must exist. */
 static int check_port_base(struct cfg__ctx *ctx, const struct cfg__node *root,
-                           const struct lbp_config *cfg) {
-  const struct cfg__node *n;
+                           struct lbp_config *cfg) {
+  const struct cfg__node *n = cfg__map_get(root, "proxy_port_base");
 
-  if (cfg->proxy_port_base == 0 || (unsigned)cfg->proxy_port_base + cfg->workers - 1 <= 65535)
+  if (cfg->proxy_port_base == 0)
     return 0;
-  n = cfg__map_get(root, "proxy_port_base");
+  if (cfg->dispatch != CFG_DISPATCH_PROXY &&
+      cfg__warn(ctx, cfg, n->line, n->col, "proxy_port_base",
+                "has no effect unless dispatch is proxy (dispatch is %s)",
+                cfg_dispatch_name(cfg->dispatch)) != 0)
+    return -ENOMEM;
+  if ((unsigned)cfg->proxy_port_base + cfg->workers - 1 <= 65535)
+    return 0;
   return cfg__error(ctx, n->line, n->col, "proxy_port_base",
                     "%u leaves no room for %u workers (base + workers - 1 must be <= 65535)",
                     cfg->proxy_port_base, cfg->workers);
@@ -45,11 +54,14 @@ static int find_upstream(const struct lbp_config *cfg, const char *name, size_t 
   return -ENOENT;
 }
 
-static int missing_upstream(struct cfg__ctx *ctx, const struct lbp_config *cfg,
-                            const struct cfg__node *n, size_t route) {
+/* `n` names an upstream: its index, or an error at n with a suggestion. */
+static int upstream_ref(struct cfg__ctx *ctx, const struct lbp_config *cfg,
+                        const struct cfg__node *n, const char *path, size_t *index) {
   const char **names, *close;
-  char path[CFG__PATH_MAX], shown[64], hint[96] = "";
+  char shown[64], hint[96] = "";
 
+  if (find_upstream(cfg, n->text, index) == 0)
+    return 0;
   if ((names = calloc(cfg->nupstreams + 1, sizeof(*names))) == NULL)
     return -ENOMEM;
   for (size_t i = 0; i < cfg->nupstreams; i++)
@@ -57,33 +69,152 @@ static int missing_upstream(struct cfg__ctx *ctx, const struct lbp_config *cfg,
   if ((close = cfg__closest(n->text, names)) != NULL)
     snprintf(hint, sizeof(hint), "; did you mean '%s'?", close);
   free(names);
-  snprintf(path, sizeof(path), "routes[%zu].upstream", route);
   return cfg__error(ctx, n->line, n->col, path, "no upstream named '%s'%s",
                     cfg__show(shown, sizeof(shown), n->text), hint);
 }
 
-/* Points each route at its upstream, or makes the one default route a single upstream needs. */
-static int link_routes(struct cfg__ctx *ctx, const struct cfg__node *root, struct lbp_config *cfg) {
-  const struct cfg__node *item = cfg->nroutes > 0 ? cfg__map_get(root, "routes")->child : NULL;
+/* Points each route of a list (the sequence node `list`, written at `path`) at its upstream. */
+static int link_route_list(struct cfg__ctx *ctx, const struct lbp_config *cfg,
+                           const struct cfg__node *list, const char *path, struct cfg_route *routes,
+                           size_t nroutes) {
+  const struct cfg__node *item = nroutes > 0 ? list->child : NULL;
+  char rpath[CFG__PATH_MAX];
+  int rc;
+
+  for (size_t i = 0; i < nroutes; i++, item = item->next) {
+    snprintf(rpath, sizeof(rpath), "%s[%zu].upstream", path, i);
+    if ((rc = upstream_ref(ctx, cfg, cfg__map_get(item, "upstream"), rpath, &routes[i].upstream)) !=
+        0)
+      return rc;
+  }
+  return 0;
+}
+
+/* One catch-all route to upstream `up`, at line:col. */
+static int one_route(struct cfg_route **routes, size_t *nroutes, size_t up, int line, int col) {
+  if ((*routes = calloc(1, sizeof(**routes))) == NULL)
+    return -ENOMEM;
+  *nroutes = 1;
+  (*routes)[0].upstream = up;
+  (*routes)[0].line = line;
+  (*routes)[0].col = col;
+  return 0;
+}
+
+/* The top-level routes; when there are none, the one default route a single upstream gets. Only
+ * an error when some HTTP listener relies on them (`needed`). */
+static int link_top_routes(struct cfg__ctx *ctx, const struct cfg__node *root,
+                           struct lbp_config *cfg, int needed) {
   const struct cfg__node *ups = cfg__map_get(root, "upstreams");
 
-  for (size_t i = 0; i < cfg->nroutes; i++, item = item->next) {
-    const struct cfg__node *name = cfg__map_get(item, "upstream");
-    if (find_upstream(cfg, name->text, &cfg->routes[i].upstream) != 0)
-      return missing_upstream(ctx, cfg, name, i);
-  }
   if (cfg->nroutes > 0)
+    return link_route_list(ctx, cfg, cfg__map_get(root, "routes"), "routes", cfg->routes,
+                           cfg->nroutes);
+  if (!needed)
     return 0;
   if (cfg->nupstreams > 1)
     return cfg__error(ctx, ups->key_line, ups->key_col, "upstreams",
                       "routes are required when there are several upstreams (%zu)",
                       cfg->nupstreams);
-  if ((cfg->routes = calloc(1, sizeof(*cfg->routes))) == NULL)
-    return -ENOMEM;
-  cfg->nroutes = 1;
-  cfg->routes[0].upstream = 0;
-  cfg->routes[0].line = cfg->upstreams[0].line;
-  cfg->routes[0].col = cfg->upstreams[0].col;
+  return one_route(&cfg->routes, &cfg->nroutes, 0, cfg->upstreams[0].line, cfg->upstreams[0].col);
+}
+
+/* A listener written under `listeners:` (item node `n`, index i): mode rules and its routes. */
+static int link_listener(struct cfg__ctx *ctx, struct lbp_config *cfg, const struct cfg__node *n,
+                         size_t i, int *uses_top) {
+  struct cfg_listener *l = &cfg->listeners[i];
+  const struct cfg__node *up = cfg__map_get(n, "upstream"), *routes = cfg__map_get(n, "routes");
+  char path[CFG__PATH_MAX];
+  size_t idx;
+  int rc;
+
+  snprintf(path, sizeof(path), "listeners[%zu]", i);
+  if (up != NULL && routes != NULL)
+    return cfg__error(ctx, routes->key_line, routes->key_col, path,
+                      "give either routes or upstream, not both");
+  if (up != NULL) {
+    snprintf(path, sizeof(path), "listeners[%zu].upstream", i);
+    if ((rc = upstream_ref(ctx, cfg, up, path, &idx)) != 0)
+      return rc;
+    l->upstream = idx;
+    if (l->mode == CFG_MODE_HTTP) {
+      l->own_routes = 1;
+      return one_route(&l->routes, &l->nroutes, idx, up->line, up->col);
+    }
+    return 0;
+  }
+  if (l->mode == CFG_MODE_TCP)
+    return cfg__error(ctx, l->line, l->col, path, "a tcp listener needs 'upstream'%s",
+                      routes != NULL ? " (tcp has no routes)" : "");
+  if (l->own_routes) {
+    snprintf(path, sizeof(path), "listeners[%zu].routes", i);
+    return link_route_list(ctx, cfg, routes, path, l->routes, l->nroutes);
+  }
+  *uses_top = 1;
+  return 0;
+}
+
+static int same_addr(const struct cfg_addr *a, const struct cfg_addr *b) {
+  return a->port == b->port && strcmp(a->host, b->host) == 0;
+}
+
+/* Builds cfg->listeners: the `listeners:` entries, or one HTTP listener from `listen:`. */
+static int link_listeners(struct cfg__ctx *ctx, const struct cfg__node *root,
+                          struct lbp_config *cfg) {
+  const struct cfg__node *list = cfg__map_get(root, "listeners");
+  const struct cfg__node *listen = cfg__map_get(root, "listen"), *item;
+  int uses_top = 0, rc;
+
+  if (list != NULL && listen != NULL)
+    return cfg__error(ctx, listen->key_line, listen->key_col, "listen",
+                      "give either listen (one HTTP listener) or listeners, not both");
+  if (list == NULL) {
+    if ((cfg->listeners = calloc(1, sizeof(*cfg->listeners))) == NULL)
+      return -ENOMEM;
+    cfg->nlisteners = 1;
+    cfg->listeners[0].addr = cfg->listen;
+    cfg->listeners[0].line = listen != NULL ? listen->key_line : 1;
+    cfg->listeners[0].col = listen != NULL ? listen->key_col : 1;
+    uses_top = 1;
+  } else {
+    item = list->child;
+    for (size_t i = 0; i < cfg->nlisteners; i++, item = item->next)
+      if ((rc = link_listener(ctx, cfg, item, i, &uses_top)) != 0)
+        return rc;
+    for (size_t i = 1; i < cfg->nlisteners; i++)
+      for (size_t j = 0; j < i; j++)
+        if (same_addr(&cfg->listeners[i].addr, &cfg->listeners[j].addr))
+          return cfg__error(ctx, cfg->listeners[i].addr.line, cfg->listeners[i].addr.col,
+                            "listeners", "listeners[%zu] has the same address as listeners[%zu]", i,
+                            j);
+  }
+  if ((rc = link_top_routes(ctx, root, cfg, uses_top)) != 0)
+    return rc;
+  for (size_t i = 0; i < cfg->nlisteners; i++)
+    if (cfg->listeners[i].mode == CFG_MODE_HTTP && !cfg->listeners[i].own_routes) {
+      cfg->listeners[i].routes = cfg->routes;
+      cfg->listeners[i].nroutes = cfg->nroutes;
+    }
+  return 0;
+}
+
+/* The workers' user must exist where the master runs: looked up now, so -t catches a typo. */
+static int lookup_user(struct cfg__ctx *ctx, const struct cfg__node *root, struct lbp_config *cfg) {
+  const struct cfg__node *n = cfg__map_get(root, "user");
+  struct passwd pw, *res = NULL;
+  char buf[4096], shown[64];
+  int rc;
+
+  if (cfg->user == NULL || (ctx->flags & CFG_NO_RESOLVE))
+    return 0;
+  rc = getpwnam_r(cfg->user, &pw, buf, sizeof(buf), &res);
+  if (rc != 0 || res == NULL)
+    return cfg__error(ctx, n->line, n->col, "user", "no such user '%s'%s%s",
+                      cfg__show(shown, sizeof(shown), cfg->user), rc != 0 ? ": " : "",
+                      rc != 0 ? strerror(rc) : "");
+  cfg->uid = pw.pw_uid;
+  cfg->gid = pw.pw_gid;
+  cfg->has_user_ids = 1;
   return 0;
 }
 
@@ -99,14 +230,20 @@ static int resolve(struct cfg__ctx *ctx, struct cfg_addr *a, const char *path) {
                     cfg__show(shown, sizeof(shown), a->host), uv_strerror(rc));
 }
 
-/* Resolves `listen` and every server once, now, so a typo fails the load rather than a request.
+/* Resolves every listener and server once, now, so a typo fails the load rather than a request.
  * Servers that move (compose DNS) are re-resolved at run time by the master, not here. */
 static int resolve_all(struct cfg__ctx *ctx, struct lbp_config *cfg) {
   char path[CFG__PATH_MAX], shown[64];
   int rc;
 
-  if ((rc = resolve(ctx, &cfg->listen, "listen")) != 0)
-    return rc;
+  if (ctx->flags & CFG_NO_RESOLVE)
+    return 0;
+  for (size_t i = 0; i < cfg->nlisteners; i++) {
+    snprintf(path, sizeof(path), cfg->nlisteners == 1 ? "listen" : "listeners[%zu].listen", i);
+    if ((rc = resolve(ctx, &cfg->listeners[i].addr, path)) != 0)
+      return rc;
+  }
+  cfg->listen = cfg->listeners[0].addr;
   for (size_t i = 0; i < cfg->nupstreams; i++) {
     struct cfg_upstream *u = &cfg->upstreams[i];
     for (size_t j = 0; j < u->nservers; j++) {
@@ -119,11 +256,79 @@ static int resolve_all(struct cfg__ctx *ctx, struct lbp_config *cfg) {
   return 0;
 }
 
+/* ---- warnings: valid, but surely not what was meant ---- */
+
+static int same_str(const char *a, const char *b) {
+  return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* "/" matches what no path matches: both are catch-alls. */
+static const char *norm_path(const char *p) {
+  return p != NULL && strcmp(p, "/") == 0 ? NULL : p;
+}
+
+static int warn_routes(struct cfg__ctx *ctx, struct lbp_config *cfg, const char *path,
+                       const struct cfg_route *r, size_t n) {
+  for (size_t i = 1; i < n; i++)
+    for (size_t j = 0; j < i; j++) {
+      if (!same_str(r[i].host, r[j].host) || !same_str(norm_path(r[i].path), norm_path(r[j].path)))
+        continue;
+      char rp[CFG__PATH_MAX];
+      snprintf(rp, sizeof(rp), "%s[%zu]", path, i);
+      if (cfg__warn(ctx, cfg, r[i].line, r[i].col, rp,
+                    r[i].host == NULL && norm_path(r[i].path) == NULL
+                        ? "a second catch-all route; %s[%zu] already takes every request, so this "
+                          "one never matches"
+                        : "the same host and path as %s[%zu], which wins: this one never matches",
+                    path, j) != 0)
+        return -ENOMEM;
+      break;
+    }
+  return 0;
+}
+
+static int upstream_used(const struct lbp_config *cfg, size_t u) {
+  for (size_t i = 0; i < cfg->nlisteners; i++) {
+    const struct cfg_listener *l = &cfg->listeners[i];
+    if (l->mode == CFG_MODE_TCP && l->upstream == u)
+      return 1;
+    for (size_t k = 0; l->mode == CFG_MODE_HTTP && k < l->nroutes; k++)
+      if (l->routes[k].upstream == u)
+        return 1;
+  }
+  return 0;
+}
+
+static int warnings(struct cfg__ctx *ctx, struct lbp_config *cfg) {
+  char path[CFG__PATH_MAX], shown[64];
+  int rc;
+
+  if ((rc = warn_routes(ctx, cfg, "routes", cfg->routes, cfg->nroutes)) != 0)
+    return rc;
+  for (size_t i = 0; i < cfg->nlisteners; i++) {
+    snprintf(path, sizeof(path), "listeners[%zu].routes", i);
+    if (cfg->listeners[i].own_routes &&
+        (rc = warn_routes(ctx, cfg, path, cfg->listeners[i].routes, cfg->listeners[i].nroutes)))
+      return rc;
+  }
+  for (size_t u = 0; u < cfg->nupstreams; u++) {
+    if (upstream_used(cfg, u))
+      continue;
+    snprintf(path, sizeof(path), "upstreams.%s",
+             cfg__show(shown, sizeof(shown), cfg->upstreams[u].name));
+    if (cfg__warn(ctx, cfg, cfg->upstreams[u].line, cfg->upstreams[u].col, path,
+                  "no route or listener sends anything to this upstream") != 0)
+      return -ENOMEM;
+  }
+  return 0;
+}
+
 int cfg__meaning(struct cfg__ctx *ctx, const struct cfg__node *root, struct lbp_config *cfg) {
   int rc;
 
   if ((rc = resolve_workers(cfg)) != 0 || (rc = check_port_base(ctx, root, cfg)) != 0 ||
-      (rc = link_routes(ctx, root, cfg)) != 0 || (rc = resolve_all(ctx, cfg)) != 0)
+      (rc = link_listeners(ctx, root, cfg)) != 0 || (rc = lookup_user(ctx, root, cfg)) != 0 ||
+      (rc = resolve_all(ctx, cfg)) != 0 || (rc = warnings(ctx, cfg)) != 0)
     return rc;
   return 0;
 }

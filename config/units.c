@@ -224,9 +224,10 @@ int cfg_resolve(struct cfg_addr *a) {
   struct addrinfo hints, *res, *ai;
   int rc;
 
+  a->any = 0;
   if (a->host[0] == '\0' || strcmp(a->host, "*") == 0) {
-    in4.s_addr = htonl(INADDR_ANY);
-    return set_sa(a, AF_INET, &in4), 0;
+    a->any = 1;
+    return set_sa(a, AF_INET6, &in6addr_any), 0;
   }
   if (inet_pton(AF_INET, a->host, &in4) == 1)
     return set_sa(a, AF_INET, &in4), 0;

@@ -172,7 +172,9 @@ static int on_event(struct builder *b, const yaml_event_t *ev) {
       return cfg__error(b->ctx, line, col, NULL, "only one YAML document is allowed");
     return 0;
   case YAML_ALIAS_EVENT:
-    return cfg__error(b->ctx, line, col, NULL, "YAML aliases (*name) are not supported");
+    return cfg__error(b->ctx, line, col, NULL,
+                      "YAML aliases (*name) are not supported (quote a value that starts with "
+                      "'*', like \"*:80\")");
   case YAML_SCALAR_EVENT:
     return on_scalar(b, ev);
   case YAML_SEQUENCE_START_EVENT:
@@ -215,6 +217,12 @@ static int syntax_error(struct builder *b, const yaml_parser_t *p, const char *b
     line = pos(p->problem_mark.line);
     col = pos(p->problem_mark.column);
   }
+  /* A value starting with '*' is a YAML alias to YAML: "*:80" and "*.example.com" must be quoted,
+   * and libyaml's own words for it do not say so. */
+  if (p->context != NULL && strstr(p->context, "alias") != NULL)
+    return cfg__error(b->ctx, pos(p->context_mark.line), pos(p->context_mark.column), NULL,
+                      "a value starting with '*' must be quoted (\"*:80\", \"*.example.com\"): "
+                      "unquoted, YAML reads it as an alias");
   return cfg__error(b->ctx, line, col, NULL, "YAML syntax error: %s",
                     p->problem != NULL ? p->problem : "unknown problem");
 }

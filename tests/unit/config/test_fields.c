@@ -164,8 +164,8 @@ Test(fields, a_bad_duration_is_refused_at_its_value) {
 
 Test(fields, a_bad_size_is_refused_at_its_value) {
   expect_error(ONE_UPSTREAM "limits:\n  max_header_bytes: 16q\n",
-               "t.yaml:5:21: limits.max_header_bytes: '16q' is not a size (like 512, 16k, 1m or "
-               "1g)");
+               "t.yaml:5:21: limits.max_header_bytes: '16q' is not a size (a number of bytes, or "
+               "with k, m or g: 16k, 1m)");
 }
 
 Test(fields, numbers_out_of_their_table_bounds_are_refused_with_the_bounds) {

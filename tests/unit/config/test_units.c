@@ -227,16 +227,18 @@ Test(units, resolve_turns_numeric_ipv6_into_a_sockaddr_with_the_port) {
   cr_expect(IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr));
 }
 
-Test(units, resolve_makes_star_and_empty_hosts_the_any_address) {
+Test(units, resolve_makes_star_and_empty_hosts_every_address_v6_and_v4) {
   const char *any[] = {"*:8080", ":8080"};
 
   for (size_t i = 0; i < 2; i++) {
     struct cfg_addr a = resolved(any[i]);
-    struct sockaddr_in *sin = (struct sockaddr_in *)&a.sa;
-    cr_assert_eq(sin->sin_family, AF_INET);
-    cr_expect_eq(sin->sin_addr.s_addr, htonl(INADDR_ANY));
-    cr_expect_eq(ntohs(sin->sin_port), 8080);
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&a.sa;
+    cr_assert_eq(sin6->sin6_family, AF_INET6, "[::], bound dual-stack by the socket layer");
+    cr_expect(IN6_IS_ADDR_UNSPECIFIED(&sin6->sin6_addr));
+    cr_expect_eq(ntohs(sin6->sin6_port), 8080);
+    cr_expect_eq(a.any, 1);
   }
+  cr_expect_eq(resolved("0.0.0.0:80").any, 0, "0.0.0.0 stays IPv4 only, as written");
 }
 
 Test(units, resolve_looks_up_names) {

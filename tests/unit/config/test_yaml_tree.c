@@ -9,7 +9,7 @@
 #include "config_internal.h"
 
 static struct cfg_error err;
-static struct cfg__ctx ctx = {"t.yaml", &err};
+static struct cfg__ctx ctx = {"t.yaml", &err, 0};
 
 static struct cfg__node *load_ok(const char *yaml) {
   struct cfg__node *root = NULL;
@@ -121,7 +121,9 @@ Test(yaml_tree, the_top_level_must_be_a_mapping) {
 }
 
 Test(yaml_tree, aliases_are_refused_so_they_cannot_multiply_the_input) {
-  LOAD_ERROR("a: &x [1, 2]\nb: *x\n", "t.yaml:2:4: YAML aliases (*name) are not supported");
+  LOAD_ERROR("a: &x [1, 2]\nb: *x\n",
+             "t.yaml:2:4: YAML aliases (*name) are not supported (quote a value that starts with "
+             "'*', like \"*:80\")");
 }
 
 Test(yaml_tree, a_second_document_is_refused) {
@@ -188,4 +190,12 @@ Test(yaml_tree, every_prefix_of_a_config_loads_or_fails_cleanly) {
       cfg__tree_free(root);
     free(copy);
   }
+}
+
+Test(yaml_tree, an_unquoted_star_value_says_to_quote_it) {
+  LOAD_ERROR("listen: *:80\n", "t.yaml:1:9: a value starting with '*' must be quoted (\"*:80\", "
+                               "\"*.example.com\"): unquoted, YAML reads it as an alias");
+  LOAD_ERROR("routes:\n  - host: *.example.com\n",
+             "t.yaml:2:11: a value starting with '*' must be quoted (\"*:80\", "
+             "\"*.example.com\"): unquoted, YAML reads it as an alias");
 }
