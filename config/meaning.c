@@ -82,7 +82,9 @@ static int link_route_list(struct cfg__ctx *ctx, const struct lbp_config *cfg,
   int rc;
 
   for (size_t i = 0; i < nroutes; i++, item = item->next) {
-    snprintf(rpath, sizeof(rpath), "%s[%zu].upstream", path, i);
+    /* A path too long for rpath is cut: it only names the key in a message. */
+    if (snprintf(rpath, sizeof(rpath), "%.160s[%zu].upstream", path, i) < 0)
+      rpath[0] = '\0';
     if ((rc = upstream_ref(ctx, cfg, cfg__map_get(item, "upstream"), rpath, &routes[i].upstream)) !=
         0)
       return rc;
