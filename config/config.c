@@ -111,6 +111,7 @@ static void routes_free(struct cfg_route *r, size_t n) {
   for (size_t i = 0; i < n; i++) {
     free(r[i].host);
     free(r[i].path);
+    free(r[i].set_host);
   }
   free(r);
 }

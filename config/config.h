@@ -46,7 +46,8 @@ struct cfg_upstream {
   struct cfg_server *servers;
   size_t nservers;
   unsigned keepalive; /* idle upstream connections kept per server per worker, default 32 */
-  int line, col;      /* position of the upstream's name */
+  uint64_t keepalive_timeout_ms; /* an idle pooled connection is closed after this, default 4s */
+  int line, col;                 /* position of the upstream's name */
 };
 
 /* A route sends requests whose Host matches `host` (exact, case-insensitive, port ignored;
@@ -54,10 +55,12 @@ struct cfg_upstream {
  * A NULL host or path matches everything. The most specific route wins: host routes before
  * host-less ones, then the longest path prefix, then the first in the file. */
 struct cfg_route {
-  char *host;      /* NULL = any host */
-  char *path;      /* NULL = any path ("/" behaves the same) */
-  size_t upstream; /* index into lbp_config.upstreams */
-  int line, col;   /* position of the route entry */
+  char *host;       /* NULL = any host */
+  char *path;       /* NULL = any path ("/" behaves the same) */
+  size_t upstream;  /* index into lbp_config.upstreams */
+  char *set_host;   /* the Host sent upstream instead of the client's, NULL = the client's */
+  int strip_prefix; /* 1: `path` is removed from the target sent upstream */
+  int line, col;    /* position of the route entry */
 };
 
 /* One listening address. The short form `listen:` is one HTTP listener over the top-level
@@ -87,10 +90,15 @@ struct cfg_timeouts {
   uint64_t client_header_ms;     /* whole request head must arrive within, default 10s -> 408 */
   uint64_t client_idle_ms;       /* keep-alive idle between requests, default 60s */
   uint64_t upstream_response_ms; /* waiting for (and between reads of) a response, default 60s */
+  uint64_t client_send_ms;       /* a response write waiting for the client to read, default 60s */
+  uint64_t tunnel_idle_ms;       /* an Upgrade tunnel with no byte either way, default 1h */
+  uint64_t tcp_idle_ms;          /* a tcp listener's connection with no byte either way, 10m */
 };
 
 struct cfg_limits {
   uint64_t max_header_bytes; /* request head size limit, default 16k -> 431 */
+  uint64_t max_body_bytes;   /* request body size limit, 0 (default) = none -> 413 */
+  unsigned max_connections;  /* client connections per worker, 0 (default) = no limit */
 };
 
 /* Log levels, in the order of enum lbp_log_level (workers/log.h). */
@@ -113,6 +121,7 @@ struct lbp_config {
   char *error_log;              /* "stderr" (default) or a file path */
   enum cfg_log_level log_level; /* default info */
   int debug_header;             /* add X-Lbproxy-Worker to responses (tests, debugging) */
+  int forwarded;                /* add an RFC 7239 Forwarded element to requests, default no */
   struct cfg_restart restart;
   struct cfg_timeouts timeouts;
   struct cfg_limits limits;

@@ -32,6 +32,7 @@ static const char *check_path(const char *s);
 static const char *check_log_target(const char *s);
 static const char *check_route_host(const char *s);
 static const char *check_route_path(const char *s);
+static const char *check_set_host(const char *s);
 
 /* clang-format off */
 static const struct field timeout_fields[] = {
@@ -40,13 +41,20 @@ static const struct field timeout_fields[] = {
   KEY("client_header",     T_DURATION, TO(client_header_ms),     1, HOUR, "10s"),
   KEY("client_idle",       T_DURATION, TO(client_idle_ms),       1, HOUR, "60s"),
   KEY("upstream_response", T_DURATION, TO(upstream_response_ms), 1, HOUR, "60s"),
+  KEY("client_send",       T_DURATION, TO(client_send_ms),       1, HOUR, "60s"),
+  KEY("tunnel_idle",       T_DURATION, TO(tunnel_idle_ms),       1, 24 * HOUR, "1h"),
+  KEY("tcp_idle",          T_DURATION, TO(tcp_idle_ms),          1, 24 * HOUR, "10m"),
   {0},
 #undef TO
 };
 
 static const struct field limit_fields[] = {
-  KEY("max_header_bytes", T_SIZE, AT(struct cfg_limits, max_header_bytes), KIB, KIB * KIB, "16k"),
+#define LI(m) AT(struct cfg_limits, m)
+  KEY("max_header_bytes", T_SIZE, LI(max_header_bytes), KIB, KIB * KIB,             "16k"),
+  KEY("max_body_bytes",   T_SIZE, LI(max_body_bytes),   0,   KIB * KIB * KIB * KIB, "0"),
+  KEY("max_connections",  T_UINT, LI(max_connections),  0,   1000000,               "0"),
   {0},
+#undef LI
 };
 
 static const struct field server_fields[] = {
@@ -57,6 +65,8 @@ static const struct field server_fields[] = {
 
 static const struct field upstream_fields[] = {
   KEY("keepalive", T_UINT,   AT(struct cfg_upstream, keepalive), 0, 10000, "32"),
+  KEY("keepalive_timeout", T_DURATION, AT(struct cfg_upstream, keepalive_timeout_ms), 1, HOUR,
+      "4s"),
   KEY("servers",   T_CUSTOM, NO_OFFSET,                          1, 256,   NULL, .flags = REQUIRED,
       .fn = parse_servers, .dump = dump_servers),
   {0},
@@ -67,6 +77,9 @@ static const struct field route_fields[] = {
   KEY("path",     T_STRING, AT(struct cfg_route, path), 0, 0, NULL, .check = check_route_path),
   KEY("upstream", T_CUSTOM, NO_OFFSET,                  0, 0, NULL, .flags = REQUIRED,
       .fn = check_upstream_ref, .dump = dump_route_upstream),
+  KEY("set_host", T_STRING, AT(struct cfg_route, set_host), 0, 0, NULL,
+      .check = check_set_host),
+  KEY("strip_prefix", T_BOOL, AT(struct cfg_route, strip_prefix), 0, 0, "false"),
   {0},
 };
 
@@ -117,6 +130,7 @@ const struct field cfg__top_fields[] = {
   KEY("log_level",       T_ENUM,     TOP(log_level),         0, 0,         "info",
       .aux = log_level_names),
   KEY("debug_header",    T_BOOL,     TOP(debug_header),      0, 0,         "false"),
+  KEY("forwarded",       T_BOOL,     TOP(forwarded),         0, 0,         "false"),
   KEY("restart",         T_TABLE,    TOP(restart),           0, 0,         NULL,
       .aux = restart_fields),
   KEY("timeouts",        T_TABLE,    TOP(timeouts),          0, 0,         NULL,
@@ -304,6 +318,16 @@ static const char *check_route_host(const char *s) {
 
 static const char *check_route_path(const char *s) {
   return s[0] != '/' ? "a route path must start with '/'" : NULL;
+}
+
+/* A Host value goes into a request head as it is: no control bytes, spaces or line breaks. */
+static const char *check_set_host(const char *s) {
+  if (s[0] == '\0')
+    return "a host cannot be empty";
+  for (; *s != '\0'; s++)
+    if ((unsigned char)*s <= ' ' || (unsigned char)*s >= 0x7f)
+      return "a host is a name or address with an optional :port, without spaces";
+  return NULL;
 }
 
 /* ---- writing the lists back (cfg_dump) ---- */

@@ -1,26 +1,34 @@
-/* Client connections: accepting, reading, writing, timers, error pages, closing. */
+/* Client connections: accepting, reading, writing, timers, keep-alive, lingering close, drain and
+ * handover; HTTP requests go to request.c, tcp listeners to tcp.c. */
 
 /*
- * Life of a client connection (states in px.h; request.c handles one request's journey):
+ * Life of a client connection:
  *
- * 1. IDLE: no request bytes yet; no buffer is held, so an idle keep-alive connection costs
- *    only this struct. The first byte moves it to HEAD and arms the header deadline.
- * 2. HEAD: bytes accumulate in one buffer and go through llhttp (request.c).
- * 3. CONNECT: the head is complete and routed; an upstream connection is being obtained. The
- *    client is still read (body bytes, pipelined requests) until the buffer is full: stopping
- *    and restarting reads costs two epoll_ctl calls a request.
- * 4. BODY: the request goes upstream (request.c). While a write to the upstream is pending,
- *    the client is not read: backpressure with one buffer per direction.
- * 5. WAIT: the request is complete; the response streams back (upstream.c).
- * 6. Response done: keep-alive -> IDLE again (a pipelined request already buffered is served
- *    next), otherwise FIN and close, or LINGER: FIN, then read and discard until the client's
- *    own FIN when it may still be sending, so that a close never turns into an RST that
- *    destroys the end of our response in the client's kernel.
+ * 1. Start: the peer address is formatted once (or taken from the master's PROXY v2 header on a
+ *    private port: PROXYHDR). A tcp listener's connection goes to tcp.c (TCP) and is only a
+ *    relay from then on.
+ * 2. IDLE: no request bytes; no buffer and no request struct are held, so an idle keep-alive
+ *    connection costs only this struct. The first byte starts a request (REQUEST).
+ * 3. REQUEST: bytes are read into one buffer and handed to request.c, which says what it waits
+ *    for (the timer follows: client_header for a head, client_idle between body reads,
+ *    client_send while a response write waits for the client) and how the connection goes on
+ *    when the request ends. The client is read on while the upstream works (body bytes,
+ *    pipelined requests) until the buffer is full: stopping and restarting reads costs two
+ *    epoll_ctl calls a request.
+ * 4. After a request: keep-alive -> IDLE (a pipelined request already buffered is served on the
+ *    next loop turn), or FIN and close, or LINGER: FIN, then read and discard until the client's
+ *    own FIN when it may still be sending, so that a close never turns into an RST that destroys
+ *    the end of our response in the client's kernel. A 101 makes it a TUNNEL.
+ * 5. Drain: a connection between requests is handed over (HANDOVER) or closed; one in a request
+ *    is handed over or closed when it ends.
+ * 6. The struct is freed in the last close callback, with its request (and the tunnel's share).
  */
-#include "px.h"
+#include "client.h"
 
 #include "log.h"
 #include "proxy_protocol.h"
+#include "request.h"
+#include "tcp.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -31,50 +39,122 @@
 #define LINGER_MS  2000      /* a lingering close waits this long for more client bytes */
 #define LINGER_MAX (1 << 20) /* and discards at most this many */
 
-static void client_process(struct px_client *c);
+enum {
+  C_PROXYHDR, /* reading the master's PROXY protocol header */
+  C_IDLE,     /* between requests */
+  C_REQUEST,  /* a request in progress */
+  C_LINGER,   /* FIN sent; discarding until the client's */
+  C_TUNNEL,   /* relayed after a 101 (request.c's tunnel) */
+  C_TCP,      /* a tcp listener's connection (tcp.c) */
+  C_HANDOVER, /* given to the drain's handover function */
+  C_CLOSING,
+};
+
+struct px_client {
+  uv_tcp_t tcp;
+  uv_timer_t timer;
+  uv_write_t wreq;
+  struct px_ctx *ctx;
+  struct px_list link; /* ctx->clients */
+  struct px_inbuf in;
+  struct px_request *req; /* NULL when idle */
+  struct px_tcp *tcps;    /* C_TCP */
+  uint32_t lingered;
+  uint32_t nwrites;
+  uint16_t listener;
+  uint8_t state;
+  uint8_t refs; /* handles not closed yet */
+  uint8_t wait; /* enum px_wait */
+  uint8_t writing;
+  uint8_t reading;
+  uint8_t eof;       /* the client half-closed */
+  uint8_t deferred;  /* the timer runs a pipelined request, not a deadline */
+  uint8_t fd_shared; /* the master may still hold this socket (handoff) */
+  uint8_t proxy_protocol;
+  uint8_t nodelay;
+  uint8_t peer_len;
+  char peer[52]; /* ", " + the client's address, for X-Forwarded-For */
+};
+
+static void client_read_start(struct px_client *c);
+static void client_start_request(struct px_client *c);
 static void parse_proxy_header(struct px_client *c);
+static const struct px_request_ops client_request_ops;
 
-/* ---- error pages ---- */
+/* ---- closing ---- */
 
-struct errpage {
-  int status;
-  const char *reason;
-  char text[2][256]; /* [0] Connection: close, [1] keep-alive */
-  unsigned len[2];
-};
+static void client_free(struct px_client *c) {
+  struct px_ctx *ctx = c->ctx;
 
-static struct errpage errpages[] = {
-    {400, "Bad Request", {{0}}, {0}},
-    {404, "Not Found", {{0}}, {0}},
-    {405, "Method Not Allowed", {{0}}, {0}},
-    {408, "Request Timeout", {{0}}, {0}},
-    {431, "Request Header Fields Too Large", {{0}}, {0}},
-    {500, "Internal Server Error", {{0}}, {0}},
-    {502, "Bad Gateway", {{0}}, {0}},
-    {503, "Service Unavailable", {{0}}, {0}},
-    {504, "Gateway Timeout", {{0}}, {0}},
-};
+  if (c->req != NULL)
+    px_request_free(c->req);
+  if (c->tcps != NULL)
+    px_tcp_release(c->tcps);
+  px_buf_put(&ctx->bufs, c->in.b);
+  px_list_remove(&c->link);
+  ctx->nclients--;
+  free(c);
+  px__ctx_check_empty(ctx);
+}
 
-static const struct errpage *errpage_get(int status) {
-  struct errpage *e = NULL;
+static void client_close_cb(uv_handle_t *h) {
+  struct px_client *c = h->data;
 
-  for (size_t i = 0; i < sizeof(errpages) / sizeof(errpages[0]); i++)
-    if (errpages[i].status == status)
-      e = &errpages[i];
-  if (e == NULL)
-    return errpage_get(500);
-  if (e->len[0] == 0) {
-    for (int ka = 0; ka < 2; ka++) {
-      char body[96];
-      int blen = snprintf(body, sizeof(body), "%d %s\n", e->status, e->reason);
-      int n = snprintf(e->text[ka], sizeof(e->text[ka]),
-                       "HTTP/1.1 %d %s\r\nServer: lbproxy\r\nContent-Type: text/plain\r\n"
-                       "Content-Length: %d\r\nConnection: %s\r\n\r\n%s",
-                       e->status, e->reason, blen, ka ? "keep-alive" : "close", body);
-      e->len[ka] = (unsigned)n;
-    }
+  if (--c->refs == 0)
+    client_free(c);
+}
+
+/* One connection fewer: the worker may take more again. */
+static void count_closed(struct px_ctx *ctx) {
+  ctx->counters.active--;
+  if (ctx->full &&
+      (ctx->set.max_connections == 0 || ctx->counters.active < ctx->set.max_connections)) {
+    ctx->full = 0;
+    if (ctx->room_cb != NULL && !ctx->closing)
+      ctx->room_cb(ctx->room_arg);
   }
-  return e;
+}
+
+/* Closes the connection now (with RST when `reset`); whatever runs on it stops first. */
+static void client_close(struct px_client *c, int reset) {
+  if (c->state == C_CLOSING)
+    return;
+  LBP_DEBUG("client %p close: state=%d eof=%d", (void *)c, c->state, c->eof);
+  if (c->req != NULL)
+    px_request_abort(c->req); /* a tunnel gives the stream back first */
+  if (c->tcps != NULL)
+    px_tcp_stop(c->tcps);
+  c->state = C_CLOSING;
+  count_closed(c->ctx);
+  if (!reset || uv_tcp_close_reset(&c->tcp, client_close_cb) != 0)
+    uv_close((uv_handle_t *)&c->tcp, client_close_cb);
+  uv_close((uv_handle_t *)&c->timer, client_close_cb);
+}
+
+static void client_timer(struct px_client *c, uint64_t ms);
+
+/* Ends a connection after its last response. A socket the master handed over may still be
+ * open in the master (until it reads our acknowledgement), and then close() alone would not
+ * send the FIN: shut down first. If the client may still be sending (an error page, an early
+ * response, bytes we did not read), closing now would make the kernel answer its next segment
+ * with RST and throw away the unread tail of our response in the client's receive path:
+ * linger instead, as nginx's lingering_close does, reading and discarding until its FIN,
+ * LINGER_MS of silence or LINGER_MAX bytes. */
+static void client_finish(struct px_client *c, int linger) {
+  uv_os_fd_t fd;
+
+  linger = (linger || c->in.pos < c->in.len) && !c->eof && !c->ctx->closing;
+  if ((linger || c->fd_shared) && uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+    shutdown(fd, SHUT_WR);
+  if (!linger) {
+    client_close(c, 0);
+    return;
+  }
+  c->state = C_LINGER;
+  c->in.len = c->in.pos = c->in.fwd = 0;
+  c->lingered = 0;
+  client_timer(c, LINGER_MS);
+  client_read_start(c);
 }
 
 /* ---- reading ---- */
@@ -83,190 +163,94 @@ static void client_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 static void client_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   struct px_client *c = h->data;
+  size_t size = c->ctx->bufs.size;
 
-  if (c->in == NULL)
-    c->in = px_buf_get(c->ctx);
-  if (c->in == NULL || c->in_len >= c->ctx->bufsize) {
+  if (c->in.b == NULL)
+    c->in.b = px_buf_get(&c->ctx->bufs);
+  if (c->in.b == NULL || c->in.len >= size) {
     *buf = uv_buf_init(NULL, 0); /* -> UV_ENOBUFS in the read callback */
     return;
   }
-  *buf = uv_buf_init(c->in->data + c->in_len, (unsigned)(c->ctx->bufsize - c->in_len));
+  *buf = uv_buf_init(c->in.b->data + c->in.len, (unsigned)(size - c->in.len));
 }
 
-void px__client_read_start(struct px_client *c) {
-  if (!c->reading && (!c->eof || c->state == PX_C_LINGER) &&
+static void client_read_start(struct px_client *c) {
+  int ok =
+      c->state == C_IDLE || c->state == C_REQUEST || c->state == C_PROXYHDR || c->state == C_LINGER;
+
+  if (!c->reading && ok && (!c->eof || c->state == C_LINGER) && c->in.len < c->ctx->bufs.size &&
       uv_read_start((uv_stream_t *)&c->tcp, client_alloc, client_read_cb) == 0)
     c->reading = 1;
 }
 
-void px__client_read_stop(struct px_client *c) {
+static void client_read_stop(struct px_client *c) {
   if (c->reading) {
     uv_read_stop((uv_stream_t *)&c->tcp);
     c->reading = 0;
   }
 }
 
-/* ---- closing ---- */
-
-static void client_close_cb(uv_handle_t *h) {
-  px_client_unref(h->data);
+static void linger_read(struct px_client *c, ssize_t nread) {
+  c->lingered += nread > 0 ? (uint32_t)nread : 0;
+  c->in.len = 0; /* discarded */
+  if (nread < 0 || c->lingered > LINGER_MAX)
+    client_close(c, 0);
+  else if (nread > 0)
+    client_timer(c, LINGER_MS);
 }
 
-void px_client_unref(struct px_client *c) {
-  if (--c->refs > 0)
-    return;
-  px_buf_put(c->ctx, c->in);
-  px_buf_put(c->ctx, c->out);
-  struct px_ctx *ctx = c->ctx;
-  free(c);
-  px_ctx_handle_gone(ctx);
-}
-
-void px_client_close(struct px_client *c) {
-  struct px_ctx *ctx = c->ctx;
-
-  if (c->state == PX_C_CLOSING)
-    return;
-  LBP_DEBUG("client %p close: state=%d req_done=%d resp_started=%d ka=%d eof=%d", (void *)c,
-            c->state, c->req_done, c->resp_started, c->keep_alive, c->eof);
-  c->state = PX_C_CLOSING;
-  if (c->prev)
-    c->prev->next = c->next;
-  else
-    ctx->clients = c->next;
-  if (c->next)
-    c->next->prev = c->prev;
-  ctx->counters.active--;
-  if (c->up != NULL) {
-    struct px_upstream *u = c->up;
-    c->up = NULL;
-    px_upstream_abort(u);
-  }
-  if (c->pool != NULL)
-    px__client_release_server(c, 1);
-  uv_close((uv_handle_t *)&c->tcp, client_close_cb);
-  uv_close((uv_handle_t *)&c->timer, client_close_cb);
-}
-
-/* Ends a connection after its last response. A socket the master handed over may still be
- * open in the master (until it reads our acknowledgement), and then close() alone would not
- * send the FIN: shut down first. If the client
- * may still be sending (an error page, an early response, bytes we did not read), closing now
- * would make the kernel answer its next segment with RST and throw away the unread tail of our
- * response in the client's receive path: linger instead, as nginx's lingering_close does,
- * reading and discarding until its FIN, LINGER_MS of silence or LINGER_MAX bytes. */
-static void client_finish(struct px_client *c) {
-  int linger = (c->linger || c->in_pos < c->in_len || !c->req_done) && !c->eof && !c->ctx->closing;
-  uv_os_fd_t fd;
-
-  if ((linger || c->fd_shared) && uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
-    shutdown(fd, SHUT_WR);
-  if (!linger) {
-    px_client_close(c);
+/* EOF or an error from the client. */
+static void client_read_end(struct px_client *c, ssize_t nread) {
+  if (nread != UV_EOF) {
+    client_close(c, 0);
     return;
   }
-  c->state = PX_C_LINGER;
-  c->in_len = c->in_pos = c->fwd_pos = 0;
-  c->lingered = 0;
-  px__client_timer(c, LINGER_MS);
-  px__client_read_start(c);
-}
-
-/* ---- writing to the client ---- */
-
-static void after_write(struct px_client *c) {
-  uint8_t what = c->after_write;
-
-  c->after_write = AW_NONE;
-  switch (what) {
-  case AW_RESUME_UPSTREAM:
-    if (c->up != NULL)
-      px_upstream_resume_read(c->up);
-    break;
-  case AW_RESPONSE_DONE:
-    px__client_next(c);
-    break;
-  case AW_CLOSE:
-    client_finish(c);
-    break;
-  default:
-    break;
-  }
-}
-
-static void px_client_write_cb(uv_write_t *req, int status) {
-  struct px_client *c = req->data;
-
-  c->writing = 0;
-  if (c->state == PX_C_CLOSING)
-    return;
-  if (c->state == PX_C_WAIT)
-    uv_timer_stop(&c->timer);
-  if (status < 0) {
-    px_client_close(c);
+  c->eof = 1;
+  client_read_stop(c);
+  if (c->state == C_REQUEST) {
+    /* A half-close after complete requests still gets their responses: those being served,
+     * and the pipelined ones already read. */
+    c->req->client_eof = 1;
+    px_request_eof(c->req);
     return;
   }
-  after_write(c);
+  client_close(c, 0);
 }
 
-int px_client_write(struct px_client *c, uv_buf_t *bufs, unsigned n, uint8_t then) {
-  int rc;
+static void client_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  struct px_client *c = s->data;
 
-  c->wreq.data = c;
-  rc = px_write((uv_stream_t *)&c->tcp, &c->wreq, bufs, n, px_client_write_cb);
-  if (rc < 0) {
-    px_client_close(c);
-    return rc;
-  }
-  c->after_write = then;
-  if (rc == 0) {
-    /* The socket is full: the client has client_idle to take more (nginx's send_timeout). */
-    c->writing = 1;
-    if (c->state == PX_C_WAIT)
-      px__client_timer(c, c->ctx->cfg->timeouts.client_idle_ms);
-    return 0;
-  }
-  return 1;
-}
-
-/* ---- error responses ---- */
-
-/* The selected server is done with this request (failed: it could not serve it). */
-void px__client_release_server(struct px_client *c, int failed) {
-  if (c->server >= 0)
-    bal_release(&c->pool->bal, (unsigned)c->server, failed);
-  c->server = -1;
-}
-
-void px_client_send_error(struct px_client *c, int status) {
-  const struct errpage *e;
-  int ka;
-  uv_buf_t b;
-
-  if (c->state == PX_C_CLOSING)
-    return;
-  if (c->resp_started || c->writing) {
-    px_client_close(c); /* part of a response is out: all we can do is cut it */
+  if (c->state == C_LINGER) {
+    linger_read(c, nread);
     return;
   }
-  if (c->up != NULL) {
-    struct px_upstream *u = c->up;
-    c->up = NULL;
-    px_upstream_abort(u);
+  if (nread > 0) {
+    c->in.len += (uint32_t)nread;
+    if (c->state == C_PROXYHDR) {
+      parse_proxy_header(c);
+    } else if (c->state == C_IDLE) {
+      client_start_request(c);
+    } else if (c->state == C_REQUEST && !c->deferred) {
+      if (c->wait == PX_WAIT_BODY && !c->writing)
+        client_timer(c, c->ctx->set.client_idle_ms);
+      px_request_input(c->req);
+    }
+    return;
   }
-  px__client_release_server(c, status >= 500);
-  ka = (status == 404 || status == 502 || status == 503 || status == 504) && c->keep_alive &&
-       !c->ctx->closing && px__request_finish_bodyless(c) && !(c->eof && c->in_pos >= c->in_len);
-  c->keep_alive = (uint8_t)ka;
-  c->linger = !ka;
-  c->resp_started = 1;
-  c->state = PX_C_WAIT;
-  px__client_read_stop(c);
-  uv_timer_stop(&c->timer);
-  e = errpage_get(status);
-  b = uv_buf_init((char *)e->text[ka], e->len[ka]);
-  if (px_client_write(c, &b, 1, ka ? AW_RESPONSE_DONE : AW_CLOSE) == 1)
-    after_write(c);
+  if (nread == UV_ENOBUFS) {
+    client_read_stop(c); /* full: request.c makes room (read_more), or the request ends */
+    if (c->in.b == NULL)
+      client_close(c, 0);
+    return;
+  }
+  if (nread == 0) {
+    if (c->state == C_IDLE && c->in.len == 0) {
+      px_buf_put(&c->ctx->bufs, c->in.b);
+      c->in.b = NULL;
+    }
+    return;
+  }
+  client_read_end(c, nread);
 }
 
 /* ---- timers ---- */
@@ -274,147 +258,250 @@ void px_client_send_error(struct px_client *c, int status) {
 static void client_timer_cb(uv_timer_t *t) {
   struct px_client *c = t->data;
 
+  if (c->deferred) {
+    c->deferred = 0;
+    if (c->state == C_REQUEST)
+      px_request_input(c->req);
+    else if (c->state == C_IDLE && c->in.len > 0)
+      client_start_request(c); /* bytes given at the start (handover) */
+    return;
+  }
   switch (c->state) {
-  case PX_C_IDLE:
-    if (c->in_len > 0) /* a deferred pipelined request */
-      client_process(c);
-    else
-      px_client_close(c);
-    break;
-  case PX_C_HEAD:
-  case PX_C_PROXYHDR:
-    px_client_send_error(c, 408);
-    break;
-  case PX_C_BODY:
-    px_client_close(c); /* the client stalled mid-body */
-    break;
-  case PX_C_WAIT:
+  case C_REQUEST:
     if (c->writing)
-      px_client_close(c); /* the client stopped reading its response */
+      client_close(c, 0); /* the client stopped reading its response */
+    else
+      px_request_timeout(c->req);
     break;
-  case PX_C_LINGER:
-    px_client_close(c);
+  case C_IDLE:
+  case C_LINGER:
+  case C_PROXYHDR:
+    client_close(c, 0);
     break;
   default:
     break;
   }
 }
 
-void px__client_timer(struct px_client *c, uint64_t ms) {
+static void client_timer(struct px_client *c, uint64_t ms) {
   uv_timer_start(&c->timer, client_timer_cb, ms, 0);
 }
 
-static void client_process(struct px_client *c) {
-  switch (c->state) {
-  case PX_C_PROXYHDR:
-    parse_proxy_header(c);
-    break;
-  case PX_C_IDLE:
-  case PX_C_HEAD:
-    px__request_head(c);
-    break;
-  case PX_C_BODY:
+/* Runs the request on the next loop turn (not recursively from the end of the previous one). */
+static void client_defer(struct px_client *c) {
+  c->deferred = 1;
+  client_timer(c, 0);
+}
+
+/* ---- what a request asks of its connection ---- */
+
+static struct px_client *client_of(struct px_request *r) {
+  return r->conn;
+}
+
+static void client_write_cb(uv_write_t *req, int status) {
+  struct px_client *c = req->data;
+
+  c->writing = 0;
+  if (c->state == C_CLOSING)
+    return;
+  if (c->wait == PX_WAIT_NONE || status < 0)
     uv_timer_stop(&c->timer);
-    px__request_body(c);
-    break;
-  default:
-    break;
-  }
+  else
+    client_timer(c, c->wait == PX_WAIT_HEAD ? c->ctx->set.client_header_ms
+                                            : c->ctx->set.client_idle_ms);
+  px_request_written(c->req, status);
 }
-
-static void client_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-  struct px_client *c = s->data;
-
-  if (c->state == PX_C_LINGER) {
-    c->lingered += nread > 0 ? (uint32_t)nread : 0;
-    c->in_len = 0; /* discarded */
-    if (nread < 0 || c->lingered > LINGER_MAX)
-      px_client_close(c);
-    else if (nread > 0)
-      px__client_timer(c, LINGER_MS);
-    return;
-  }
-  if (nread > 0) {
-    c->in_len += (uint32_t)nread;
-    if (c->state == PX_C_CONNECT || c->state == PX_C_WAIT) {
-      /* Not our turn yet (body bytes before the upstream is ready, or a pipelined request):
-       * keep them, and stop reading only once the buffer is full. Not stopping otherwise
-       * saves two epoll_ctl calls per request. */
-      if (c->in_len >= c->ctx->bufsize)
-        px__client_read_stop(c);
-      return;
-    }
-    client_process(c);
-    return;
-  }
-  if (nread == UV_ENOBUFS) {
-    /* The buffer is full: wait until it drains (or reject a head that cannot fit). */
-    px__client_read_stop(c);
-    if (c->state == PX_C_HEAD || c->state == PX_C_IDLE)
-      px_client_send_error(c, c->in == NULL ? 500 : 431);
-    return;
-  }
-  if (nread == 0) {
-    if (c->state == PX_C_IDLE && c->in_len == 0) {
-      px_buf_put(c->ctx, c->in);
-      c->in = NULL;
-    }
-    return;
-  }
-  /* EOF or error. A half-close after complete requests still gets their responses: those
-   * being served, and the pipelined ones already read. */
-  if (nread == UV_EOF && (((c->state == PX_C_WAIT || c->state == PX_C_CONNECT) && c->req_done) ||
-                          (c->state == PX_C_IDLE && c->in_pos < c->in_len))) {
-    c->eof = 1;
-    px__client_read_stop(c);
-    return;
-  }
-  px_client_close(c);
-}
-
-/* ---- between requests ---- */
 
 /* Nagle's algorithm holds a small write back while earlier data is unacknowledged. A response
  * that goes out in one writev never meets it; a response in several writes, or a second
- * response on the connection (pipelined), can wait for the client's delayed ACK (40 ms).
- * So the option is set then, once, not for every connection: that saves a syscall for each
- * short-lived one. */
-void px__client_nodelay(struct px_client *c) {
-  if (!c->nodelay) {
+ * response on the connection, can wait for the client's delayed ACK (40 ms). So the option is
+ * set then, once, not for every connection: that saves a syscall for each short-lived one. */
+static int op_write(struct px_request *r, uv_buf_t *bufs, unsigned n) {
+  struct px_client *c = client_of(r);
+  int rc;
+
+  if (c->nwrites++ > 0 && !c->nodelay) {
     uv_tcp_nodelay(&c->tcp, 1);
     c->nodelay = 1;
   }
+  c->wreq.data = c;
+  rc = px_write((uv_stream_t *)&c->tcp, &c->wreq, bufs, n, client_write_cb);
+  if (rc == 0) {
+    /* The socket is full: the client has client_send to take more (nginx's send_timeout). */
+    c->writing = 1;
+    client_timer(c, c->ctx->set.client_send_ms);
+  }
+  return rc;
 }
 
-void px__client_next(struct px_client *c) {
-  if (!c->keep_alive || c->ctx->closing || c->state == PX_C_BODY) {
-    client_finish(c);
+static void op_read_more(struct px_request *r) {
+  client_read_start(client_of(r));
+}
+
+static void op_wait(struct px_request *r, enum px_wait w) {
+  struct px_client *c = client_of(r);
+
+  c->wait = (uint8_t)w;
+  if (c->writing)
+    return; /* the send deadline stands */
+  if (w == PX_WAIT_HEAD)
+    client_timer(c, c->ctx->set.client_header_ms);
+  else if (w == PX_WAIT_BODY)
+    client_timer(c, c->ctx->set.client_idle_ms);
+  else if (!c->deferred)
+    uv_timer_stop(&c->timer);
+}
+
+static int client_can_hand_over(const struct px_client *c);
+static void client_handover(struct px_client *c);
+
+/* The request ended with keep-alive: the next one, idle, or handed over. */
+static void client_next(struct px_client *c) {
+  struct px_inbuf *in = &c->in;
+
+  if (in->pos < in->len && in->pos > 0)
+    memmove(in->b->data, in->b->data + in->pos, in->len - in->pos);
+  in->len -= in->pos;
+  in->pos = in->fwd = 0;
+  c->wait = PX_WAIT_NONE;
+  if (c->ctx->draining && client_can_hand_over(c)) {
+    client_handover(c);
     return;
   }
-  px__client_nodelay(c);
-  c->state = PX_C_IDLE;
-  c->host_from_target = 0;
-  px_buf_put(c->ctx, c->out);
-  c->out = NULL;
-  if (c->in_pos < c->in_len) {
-    /* A pipelined request is already here: serve it on the next loop turn (not recursively),
-     * and read on, the buffer has room again for the rest of it. */
-    memmove(c->in->data, c->in->data + c->in_pos, c->in_len - c->in_pos);
-    c->in_len -= c->in_pos;
-    c->in_pos = c->fwd_pos = 0;
-    px__client_timer(c, 0);
-    px__client_read_start(c);
+  if (c->ctx->draining && in->len == 0) {
+    client_finish(c, 0); /* nowhere to hand it: the connection ends after its response */
+    return;
+  }
+  if (in->len > 0) {
+    /* A pipelined request is already here: serve it on the next loop turn, and read on, the
+     * buffer has room again for the rest of it. */
+    client_defer(c);
+    client_read_start(c);
     return;
   }
   if (c->eof) {
-    client_finish(c); /* half-closed, and every request it sent is answered */
+    client_finish(c, 0); /* half-closed, and every request it sent is answered */
     return;
   }
-  c->in_len = c->in_pos = c->fwd_pos = 0;
-  px_buf_put(c->ctx, c->in);
-  c->in = NULL;
-  px__client_timer(c, c->ctx->cfg->timeouts.client_idle_ms);
-  px__client_read_start(c);
+  c->state = C_IDLE;
+  px_request_free(c->req);
+  c->req = NULL;
+  px_buf_put(&c->ctx->bufs, in->b);
+  in->b = NULL;
+  client_timer(c, c->ctx->set.client_idle_ms);
+  client_read_start(c);
+}
+
+static void op_end(struct px_request *r, enum px_next next) {
+  struct px_client *c = client_of(r);
+
+  if (c->state == C_CLOSING)
+    return;
+  switch (next) {
+  case PX_NEXT_KEEP:
+    client_next(c);
+    break;
+  case PX_NEXT_CLOSE:
+    client_finish(c, 0);
+    break;
+  case PX_NEXT_LINGER:
+    client_finish(c, 1);
+    break;
+  case PX_NEXT_CUT:
+    client_close(c, 1);
+    break;
+  case PX_NEXT_TUNNEL:
+    /* The relay takes the stream over: it reads and times from now on. */
+    client_read_stop(c);
+    uv_timer_stop(&c->timer);
+    c->state = C_TUNNEL;
+    break;
+  }
+}
+
+static const struct px_request_ops client_request_ops = {
+    .write = op_write,
+    .read_more = op_read_more,
+    .wait = op_wait,
+    .end = op_end,
+};
+
+static void client_start_request(struct px_client *c) {
+  struct px_request *r = c->req;
+
+  if (r == NULL && (r = px_request_new(c->ctx)) == NULL) {
+    client_close(c, 0);
+    return;
+  }
+  c->req = r;
+  r->ops = &client_request_ops;
+  r->conn = c;
+  r->tcp = &c->tcp;
+  r->in = &c->in;
+  r->peer = c->peer;
+  r->peer_len = c->peer_len;
+  r->listener = c->listener;
+  r->conn_flags = c->proxy_protocol ? 0 : PX_REQ_HANDOVER;
+  r->client_eof = c->eof;
+  c->state = C_REQUEST;
+  px_request_input(r);
+}
+
+/* ---- draining ---- */
+
+/* 1 if the connection can go to the drain's handover function. */
+static int client_can_hand_over(const struct px_client *c) {
+  return c->ctx->handover != NULL && !c->proxy_protocol;
+}
+
+/* Gives the connection, between requests, to the drain's handover function with the bytes of
+ * its next request read so far. */
+static void client_handover(struct px_client *c) {
+  struct px_ctx *ctx = c->ctx;
+  int rc;
+
+  client_read_stop(c);
+  uv_timer_stop(&c->timer);
+  c->deferred = 0;
+  if (c->req != NULL) {
+    px_request_abort(c->req); /* a partial head: the next worker parses it again */
+    px_request_free(c->req);
+    c->req = NULL;
+  }
+  c->state = C_HANDOVER;
+  rc = ctx->handover(ctx->handover_arg, &c->tcp, c->listener, c->in.b ? c->in.b->data : NULL,
+                     c->in.len);
+  if (rc < 0 && c->state == C_HANDOVER)
+    client_finish(c, 0);
+}
+
+/* The context started draining. Idle: handed over, or closed when there is nowhere to go. A
+ * partial head: handed over, or answered (with Connection: close: request.c sees the drain).
+ * A request in progress drains when it ends (client_next); tunnels and tcp sessions run on
+ * until the context closes. */
+static void client_drain(struct px_client *c) {
+  int between = c->state == C_IDLE || (c->state == C_REQUEST && c->req->phase == PX_PHASE_HEAD);
+
+  if (!between)
+    return;
+  if (client_can_hand_over(c))
+    client_handover(c);
+  else if (c->state == C_IDLE)
+    client_finish(c, 0);
+}
+
+void px__client_drain_all(struct px_ctx *ctx) {
+  for (struct px_list *e = ctx->clients.next; e != &ctx->clients;) {
+    struct px_client *c = px_container_of(e, struct px_client, link);
+    e = e->next; /* closing does not unlink, but be safe against future changes */
+    client_drain(c);
+  }
+}
+
+void px__client_close_all(struct px_ctx *ctx) {
+  for (struct px_list *e = ctx->clients.next; e != &ctx->clients; e = e->next)
+    client_close(px_container_of(e, struct px_client, link), 0);
 }
 
 /* ---- accepting ---- */
@@ -440,41 +527,59 @@ static void peer_from_socket(struct px_client *c) {
   set_peer(c, &ss);
 }
 
+static void tcp_done(void *arg, int reset) {
+  client_close(arg, reset);
+}
+
+/* A tcp listener's connection: relayed from now on; `initial` bytes go first. */
+static void client_start_tcp(struct px_client *c, const uv_buf_t *initial) {
+  client_read_stop(c);
+  uv_timer_stop(&c->timer);
+  c->state = C_TCP;
+  if (px_tcp_start(c->ctx, &c->ctx->listeners[c->listener], (uv_stream_t *)&c->tcp, initial,
+                   tcp_done, c, &c->tcps) != 0)
+    client_close(c, 1);
+}
+
 /* A private port's connection starts with the master's PROXY v2 header naming the client. */
 static void parse_proxy_header(struct px_client *c) {
   struct sockaddr_storage ss;
-  int n = pp2_decode((const unsigned char *)c->in->data, c->in_len, &ss);
+  int n = pp2_decode((const unsigned char *)c->in.b->data, c->in.len, &ss);
 
-  if (n == 0 && c->in_len < PP2_MAX_LEN)
+  if (n == 0 && c->in.len < PP2_MAX_LEN)
     return; /* more to come */
   if (n <= 0) {
     LBP_WARN("bad PROXY protocol header on a private port: closing");
-    px_client_close(c);
+    client_close(c, 0);
     return;
   }
   if (ss.ss_family != AF_UNSPEC)
     set_peer(c, &ss);
   else
     peer_from_socket(c); /* LOCAL (the master's own connection) or no address family */
-  c->state = PX_C_IDLE;
-  if ((uint32_t)n == c->in_len) {
-    c->in_len = 0; /* nothing after the header yet: an idle connection holds no bytes */
+  memmove(c->in.b->data, c->in.b->data + n, c->in.len - (uint32_t)n);
+  c->in.len -= (uint32_t)n;
+  if (c->ctx->listeners[c->listener].mode == CFG_MODE_TCP) {
+    uv_buf_t rest = uv_buf_init(c->in.b->data, c->in.len);
+    client_start_tcp(c, &rest);
     return;
   }
-  c->in_pos = (uint32_t)n;
-  px__request_head(c);
+  c->state = C_IDLE;
+  if (c->in.len > 0)
+    client_start_request(c);
+  else
+    client_timer(c, c->ctx->set.client_idle_ms);
 }
 
 uv_tcp_t *px_client_new(struct px_ctx *ctx) {
   struct px_client *c;
 
-  if (ctx->closing)
+  if (ctx->closing || ctx->draining)
     return NULL;
   c = calloc(1, sizeof(*c));
   if (c == NULL)
     return NULL;
   c->ctx = ctx;
-  c->server = -1;
   if (uv_tcp_init(ctx->loop, &c->tcp) != 0) {
     free(c);
     return NULL;
@@ -483,32 +588,65 @@ uv_tcp_t *px_client_new(struct px_ctx *ctx) {
   c->tcp.data = c;
   c->timer.data = c;
   c->refs = 2;
-  ctx->nhandles++;
+  c->state = C_IDLE;
+  ctx->nclients++;
+  px_list_insert_head(&ctx->clients, &c->link);
   ctx->counters.active++;
-  c->next = ctx->clients;
-  if (ctx->clients)
-    ctx->clients->prev = c;
-  ctx->clients = c;
+  if (ctx->set.max_connections > 0 && ctx->counters.active >= ctx->set.max_connections)
+    ctx->full = 1;
   return &c->tcp;
 }
 
 void px_client_discard(uv_tcp_t *tcp) {
-  px_client_close(tcp->data);
+  client_close(tcp->data, 0);
 }
 
-void px_client_start(uv_tcp_t *tcp, unsigned flags) {
+void px_client_handed_over(uv_tcp_t *tcp) {
   struct px_client *c = tcp->data;
 
-  c->ctx->counters.accepted++;
-  c->fd_shared = (flags & PX_CLIENT_FD_SHARED) != 0;
-  llhttp_init(&c->parser, HTTP_REQUEST, &px_request_settings);
-  c->parser.data = &c->head;
-  if (flags & PX_CLIENT_PROXY_PROTOCOL) {
-    c->state = PX_C_PROXYHDR;
-  } else {
-    peer_from_socket(c);
-    c->state = PX_C_IDLE;
+  /* The fd lives on in another process: no FIN, no shutdown, only our handle goes. */
+  c->fd_shared = 0;
+  client_close(c, 0);
+}
+
+/* Takes bytes another worker read already, as if just read. 0, or -1 if they do not fit. */
+static int client_take_initial(struct px_client *c, const struct px_accept *a) {
+  if (a->initial == NULL || a->initial_len == 0)
+    return 0;
+  if (a->initial_len > c->ctx->bufs.size || (c->in.b = px_buf_get(&c->ctx->bufs)) == NULL)
+    return -1;
+  memcpy(c->in.b->data, a->initial, a->initial_len);
+  c->in.len = (uint32_t)a->initial_len;
+  return 0;
+}
+
+void px_client_start(uv_tcp_t *tcp, const struct px_accept *a) {
+  struct px_client *c = tcp->data;
+  struct px_ctx *ctx = c->ctx;
+
+  ctx->counters.accepted++;
+  c->fd_shared = (a->flags & PX_CLIENT_FD_SHARED) != 0;
+  c->proxy_protocol = (a->flags & PX_CLIENT_PROXY_PROTOCOL) != 0;
+  c->listener = (uint16_t)(a->listener < ctx->nlisteners ? a->listener : 0);
+  if (client_take_initial(c, a) != 0) {
+    client_close(c, 0);
+    return;
   }
-  px__client_timer(c, c->ctx->cfg->timeouts.client_header_ms);
-  px__client_read_start(c);
+  if (c->proxy_protocol) {
+    c->state = C_PROXYHDR;
+    client_timer(c, ctx->set.client_header_ms);
+    client_read_start(c);
+    return;
+  }
+  peer_from_socket(c);
+  if (ctx->listeners[c->listener].mode == CFG_MODE_TCP) {
+    client_start_tcp(c, NULL);
+    return;
+  }
+  if (c->in.len > 0) {
+    client_defer(c); /* served as if just read, from the loop */
+  } else {
+    client_timer(c, ctx->set.client_header_ms);
+  }
+  client_read_start(c);
 }

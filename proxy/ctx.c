@@ -1,155 +1,224 @@
-/* The per-worker data plane context: upstream pools, the buffer free list, the write helper. */
-#include "px.h"
+/* The per-worker data plane context: built from the config (the one place proxy/ reads it),
+ * closed, drained; its pools, listeners, buffer pool and counters. */
+#include "client.h"
 
 #include "log.h"
+#include "request.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-struct px_buf *px_buf_get(struct px_ctx *ctx) {
-  struct px_buf *b = ctx->free_bufs;
+/* ---- from the config ---- */
 
-  if (b != NULL) {
-    ctx->free_bufs = b->next;
-    ctx->nfree--;
-    return b;
-  }
-  return malloc(sizeof(*b) + ctx->bufsize);
+static void settings_from_config(struct px_settings *s, const struct lbp_config *cfg) {
+  s->client_header_ms = cfg->timeouts.client_header_ms;
+  s->client_idle_ms = cfg->timeouts.client_idle_ms;
+  s->client_send_ms = cfg->timeouts.client_send_ms;
+  s->tunnel_idle_ms = cfg->timeouts.tunnel_idle_ms;
+  s->tcp_idle_ms = cfg->timeouts.tcp_idle_ms;
+  s->max_header_bytes = cfg->limits.max_header_bytes;
+  s->max_body_bytes = cfg->limits.max_body_bytes;
+  s->max_connections = cfg->limits.max_connections;
+  s->forwarded = (uint8_t)cfg->forwarded;
 }
 
-void px_buf_put(struct px_ctx *ctx, struct px_buf *b) {
-  if (b == NULL)
-    return;
-  if (ctx->nfree >= PX_BUF_FREE_MAX) {
-    free(b);
-    return;
-  }
-  b->next = ctx->free_bufs;
-  ctx->free_bufs = b;
-  ctx->nfree++;
+/* "host:port" for logs; a long host name is cut (it only names the server in messages). */
+static void addr_name(const struct cfg_addr *a, char *out, size_t cap) {
+  if (strchr(a->host, ':') != NULL)
+    snprintf(out, cap, "[%.48s]:%u", a->host, a->port);
+  else
+    snprintf(out, cap, "%.48s:%u", a->host, a->port);
 }
 
-int px_write(uv_stream_t *s, uv_write_t *req, uv_buf_t *bufs, unsigned n, uv_write_cb cb) {
-  int r = uv_try_write(s, bufs, n);
-  size_t done;
-  unsigned i = 0;
-
-  if (r == UV_EAGAIN)
-    r = 0;
-  else if (r < 0)
-    return r;
-  done = (size_t)r;
-  while (i < n && done >= bufs[i].len) {
-    done -= bufs[i].len;
-    i++;
+static void pools_free(struct px_pool *pools, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    bal_pool_free(&pools[i].bal);
+    free(pools[i].servers);
   }
-  if (i == n)
-    return 1;
-  bufs[i].base += done;
-  bufs[i].len -= done;
-  r = uv_write(req, s, bufs + i, n - i, cb);
-  return r < 0 ? r : 0;
+  free(pools);
 }
 
-static void pools_free(struct px_ctx *ctx) {
-  for (size_t i = 0; i < ctx->npools; i++) {
-    bal_pool_free(&ctx->pools[i].bal);
-    free(ctx->pools[i].servers);
-  }
-  free(ctx->pools);
-  ctx->pools = NULL;
-  ctx->npools = 0;
-}
-
-static int pools_init(struct px_ctx *ctx, _Atomic uint64_t *rr_counters) {
-  const struct lbp_config *cfg = ctx->cfg;
-
-  ctx->pools = calloc(cfg->nupstreams, sizeof(*ctx->pools));
-  if (ctx->pools == NULL)
-    return UV_ENOMEM;
-  ctx->npools = cfg->nupstreams;
-  for (size_t i = 0; i < cfg->nupstreams; i++) {
-    const struct cfg_upstream *up = &cfg->upstreams[i];
-    struct px_pool *p = &ctx->pools[i];
-    unsigned weights[BAL_MAX_SERVERS];
-    int rc;
-
-    if (up->nservers == 0 || up->nservers > BAL_MAX_SERVERS)
-      return UV_EINVAL;
-    p->cfg = up;
-    p->servers = calloc(up->nservers, sizeof(*p->servers));
-    if (p->servers == NULL)
-      return UV_ENOMEM;
-    for (size_t k = 0; k < up->nservers; k++) {
-      p->servers[k].cfg = &up->servers[k];
-      p->servers[k].pool = p;
-      p->servers[k].index = (unsigned)k;
-      weights[k] = up->servers[k].weight;
-    }
-    rc = bal_pool_init(&p->bal, &bal_roundrobin, (unsigned)up->nservers, weights,
-                       rr_counters ? &rr_counters[i] : NULL);
-    if (rc != 0)
-      return rc == -ENOMEM ? UV_ENOMEM : UV_EINVAL;
-  }
-  return 0;
-}
-
-int px_ctx_new(uv_loop_t *loop, const struct lbp_config *cfg, _Atomic uint64_t *rr_counters,
-               struct px_ctx **out) {
-  struct px_ctx *ctx = calloc(1, sizeof(*ctx));
+/* One pool: its servers (keep-alive settings from the upstream) and its balancer. */
+static int pool_init(struct px_pool *p, const struct cfg_upstream *up, _Atomic uint64_t *counter) {
+  unsigned weights[BAL_MAX_SERVERS];
+  char name[64];
   int rc;
 
-  if (ctx == NULL)
+  if (up->nservers == 0 || up->nservers > BAL_MAX_SERVERS)
+    return UV_EINVAL;
+  p->name = up->name;
+  p->nservers = (unsigned)up->nservers;
+  if ((p->servers = calloc(up->nservers, sizeof(*p->servers))) == NULL)
     return UV_ENOMEM;
-  ctx->loop = loop;
-  ctx->cfg = cfg;
-  /* A request head must fit in one buffer, with room to spare for the line that overflows. */
-  ctx->bufsize = PX_BUF_MIN;
-  if (cfg->limits.max_header_bytes + 1024 > ctx->bufsize)
-    ctx->bufsize = cfg->limits.max_header_bytes + 1024;
-  rc = pools_init(ctx, rr_counters);
-  if (rc != 0) {
-    pools_free(ctx);
-    free(ctx);
-    return rc;
+  for (size_t k = 0; k < up->nservers; k++) {
+    addr_name(&up->servers[k].addr, name, sizeof(name));
+    px_server_init(&p->servers[k], (const struct sockaddr *)&up->servers[k].addr.sa, name,
+                   up->keepalive, up->keepalive_timeout_ms);
+    weights[k] = up->servers[k].weight;
   }
-  *out = ctx;
+  rc = bal_pool_init(&p->bal, &bal_roundrobin, p->nservers, weights, counter);
+  if (rc != 0) {
+    free(p->servers);
+    p->servers = NULL;
+  }
+  return rc;
+}
+
+static int pools_init(struct px_ctx *ctx, const struct lbp_config *cfg,
+                      _Atomic uint64_t *rr_counters) {
+  struct px_pool *pools = calloc(cfg->nupstreams, sizeof(*pools));
+  size_t i;
+  int rc = 0;
+
+  if (pools == NULL)
+    return UV_ENOMEM;
+  for (i = 0; i < cfg->nupstreams; i++)
+    if ((rc = pool_init(&pools[i], &cfg->upstreams[i], rr_counters ? &rr_counters[i] : NULL)) != 0)
+      goto fail_pool;
+  ctx->pools = pools;
+  ctx->npools = cfg->nupstreams;
+  return 0;
+
+fail_pool:
+  pools_free(pools, i);
+  return rc;
+}
+
+static void listeners_free(struct px_listener *ls, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    free(ls[i].routes);
+  free(ls);
+}
+
+static int listener_init(struct px_ctx *ctx, struct px_listener *l, const struct cfg_listener *cl) {
+  l->mode = cl->mode;
+  if (cl->mode == CFG_MODE_TCP) {
+    l->pool = &ctx->pools[cl->upstream];
+    return 0;
+  }
+  l->cfg_routes = cl->routes;
+  l->nroutes = cl->nroutes;
+  if (cl->nroutes == 0)
+    return 0;
+  if ((l->routes = calloc(cl->nroutes, sizeof(*l->routes))) == NULL)
+    return UV_ENOMEM;
+  for (size_t i = 0; i < cl->nroutes; i++) {
+    const struct cfg_route *cr = &cl->routes[i];
+    struct px_route *r = &l->routes[i];
+    r->pool = &ctx->pools[cr->upstream];
+    r->set_host = cr->set_host;
+    r->set_host_len = cr->set_host ? (uint32_t)strlen(cr->set_host) : 0;
+    r->strip = cr->strip_prefix && cr->path != NULL ? (uint32_t)strlen(cr->path) : 0;
+  }
   return 0;
 }
+
+static int listeners_init(struct px_ctx *ctx, const struct lbp_config *cfg) {
+  struct px_listener *ls = calloc(cfg->nlisteners ? cfg->nlisteners : 1, sizeof(*ls));
+  size_t i;
+  int rc = 0;
+
+  if (ls == NULL)
+    return UV_ENOMEM;
+  for (i = 0; i < cfg->nlisteners; i++)
+    if ((rc = listener_init(ctx, &ls[i], &cfg->listeners[i])) != 0)
+      goto fail_listener;
+  ctx->listeners = ls;
+  ctx->nlisteners = cfg->nlisteners;
+  return 0;
+
+fail_listener:
+  listeners_free(ls, i + 1);
+  return rc;
+}
+
+/* ---- lifetime ---- */
 
 static void ctx_free(struct px_ctx *ctx) {
   void (*done)(void *) = ctx->done;
   void *arg = ctx->done_arg;
 
-  while (ctx->free_bufs != NULL) {
-    struct px_buf *b = ctx->free_bufs;
-    ctx->free_bufs = b->next;
-    free(b);
+  while (ctx->free_reqs != NULL) {
+    struct px_request *r = ctx->free_reqs;
+    ctx->free_reqs = r->next_free;
+    free(r);
   }
-  pools_free(ctx);
+  px_bufpool_clear(&ctx->bufs);
+  listeners_free(ctx->listeners, ctx->nlisteners);
+  pools_free(ctx->pools, ctx->npools);
   free(ctx);
   if (done != NULL)
     done(arg);
 }
 
-void px_ctx_handle_gone(struct px_ctx *ctx) {
-  ctx->nhandles--;
-  if (ctx->closing && ctx->nhandles == 0)
-    ctx_free(ctx);
+static void up_gone(struct px_upenv *env) {
+  px__ctx_check_empty(env->data);
+}
+
+int px_ctx_new(uv_loop_t *loop, const struct lbp_config *cfg, _Atomic uint64_t *rr_counters,
+               struct px_ctx **out) {
+  struct px_ctx *ctx = calloc(1, sizeof(*ctx));
+  size_t bufsize = PX_BUF_MIN;
+  int rc;
+
+  if (ctx == NULL)
+    return UV_ENOMEM;
+  ctx->loop = loop;
+  settings_from_config(&ctx->set, cfg);
+  /* A request head must fit in one buffer, with room to spare for the line that overflows. */
+  if (cfg->limits.max_header_bytes + 1024 > bufsize)
+    bufsize = cfg->limits.max_header_bytes + 1024;
+  px_bufpool_init(&ctx->bufs, bufsize, PX_BUF_FREE_MAX);
+  px_upenv_init(&ctx->up, loop, &ctx->bufs, cfg->timeouts.connect_ms,
+                cfg->timeouts.upstream_response_ms);
+  ctx->up.gone = up_gone;
+  ctx->up.data = ctx;
+  px_list_init(&ctx->clients);
+  ctx->release = ctx_free;
+  if ((rc = pools_init(ctx, cfg, rr_counters)) != 0)
+    goto fail_pools;
+  if ((rc = listeners_init(ctx, cfg)) != 0)
+    goto fail_listeners;
+  *out = ctx;
+  return 0;
+
+fail_listeners:
+  pools_free(ctx->pools, ctx->npools);
+fail_pools:
+  free(ctx);
+  return rc;
 }
 
 void px_ctx_close(struct px_ctx *ctx, void (*done)(void *arg), void *arg) {
   ctx->closing = 1;
   ctx->done = done;
   ctx->done_arg = arg;
-  while (ctx->clients != NULL) {
-    struct px_client *c = ctx->clients;
-    px_client_close(c); /* unlinks c */
-  }
-  while (ctx->upstreams != NULL)
-    px_upstream_close(ctx->upstreams); /* unlinks it */
-  if (ctx->nhandles == 0)
-    ctx_free(ctx);
+  /* Clients first: a tunnel gives its streams back before any of them closes. */
+  px__client_close_all(ctx);
+  px_upenv_close_all(&ctx->up);
+  px__ctx_check_empty(ctx);
+}
+
+void px_ctx_drain(struct px_ctx *ctx, px_handover_fn fn, void *arg) {
+  ctx->draining = 1;
+  ctx->handover = fn;
+  ctx->handover_arg = arg;
+  px__client_drain_all(ctx);
+}
+
+int px_ctx_full(const struct px_ctx *ctx) {
+  return ctx->full;
+}
+
+void px_ctx_on_room(struct px_ctx *ctx, void (*room)(void *arg), void *arg) {
+  ctx->room_cb = room;
+  ctx->room_arg = arg;
+}
+
+void px_ctx_on_request(struct px_ctx *ctx, px_request_log_fn fn, void *arg) {
+  ctx->log_fn = fn;
+  ctx->log_arg = arg;
 }
 
 const struct px_counters *px_ctx_counters(const struct px_ctx *ctx) {

@@ -2,12 +2,13 @@
 
 /*
  * A proxy must not forward hop-by-hop headers (Connection, Keep-Alive, Proxy-Connection, TE,
- * Upgrade, and any header the Connection header names), and it appends the client's address
- * to X-Forwarded-For. Everything else is forwarded byte for byte. Rather than copying kept
- * lines into a new buffer, the callbacks below only record where the lines to drop start and
- * end; px_head_iov then describes the forwarded head as runs of the received bytes with a few
- * small inserts between them, and the caller hands those iovecs to one writev together with
- * the body bytes that followed the head in the same read.
+ * Upgrade unless it tunnels, and any header the Connection header names); it appends to the
+ * lists it takes part in (X-Forwarded-For, Via, Forwarded) and replaces what only it can say
+ * (X-Forwarded-Proto, X-Forwarded-Host). Everything else is forwarded byte for byte. Rather
+ * than copying kept lines into a new buffer, the callbacks below only record where the lines to
+ * drop start and end and where the lists end; px_head_iov_ins then describes the forwarded head
+ * as runs of the received bytes with a few small inserts between them, and the caller hands
+ * those iovecs to one writev together with the body bytes that followed the head.
  */
 #include "http_head.h"
 
@@ -67,9 +68,12 @@ static void close_open_lines(struct px_head *h, uint32_t line_end) {
     h->drops[h->ndrops - 1].len = line_end - h->drops[h->ndrops - 1].off;
   if (h->flags & PX_HEAD_XFF_OPEN)
     h->xff_end = line_end - crlf_before(h, line_end);
+  if (h->flags & PX_HEAD_VIA_OPEN)
+    h->via_end = line_end - crlf_before(h, line_end);
   if (h->flags & PX_HEAD_HOST_OPEN)
     h->host_line.len = line_end - h->host_line.off;
-  h->flags &= (uint16_t) ~(PX_HEAD_DROP_OPEN | PX_HEAD_XFF_OPEN | PX_HEAD_HOST_OPEN);
+  h->flags &=
+      (uint32_t) ~(PX_HEAD_DROP_OPEN | PX_HEAD_XFF_OPEN | PX_HEAD_HOST_OPEN | PX_HEAD_VIA_OPEN);
 }
 
 static int on_header_field(llhttp_t *p, const char *at, size_t len) {
@@ -108,9 +112,17 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len) {
 static int token_is_builtin(const char *t, size_t n) {
   /* Framing and routing headers stay whatever Connection says, and X-Forwarded-For too: we
    * write into it, and a client must not hide itself from the backend by naming it. */
-  static const char *const keep[] = {"close",          "keep-alive",     "upgrade",
-                                     "host",           "content-length", "transfer-encoding",
-                                     "x-forwarded-for"};
+  static const char *const keep[] = {"close",
+                                     "keep-alive",
+                                     "upgrade",
+                                     "host",
+                                     "content-length",
+                                     "transfer-encoding",
+                                     "x-forwarded-for",
+                                     "x-forwarded-proto",
+                                     "x-forwarded-host",
+                                     "via",
+                                     "forwarded"};
   for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++)
     if (strlen(keep[i]) == n && strncasecmp(t, keep[i], n) == 0)
       return 1;
@@ -160,9 +172,19 @@ static void classify(struct px_head *h) {
       h->flags |= PX_HEAD_HAS_HOST | PX_HEAD_HOST_OPEN;
     }
     break;
+  case 3:
+    if (px_span_ieq(b, f, "via", 3))
+      h->flags |= PX_HEAD_HAS_VIA | PX_HEAD_VIA_OPEN; /* we append to the last one */
+    break;
   case 7:
-    if (px_span_ieq(b, f, "upgrade", 7))
+    if (px_span_ieq(b, f, "upgrade", 7)) {
+      if (h->nupgrade < PX_HEAD_MAX_UPGRADE)
+        h->upgrade[h->nupgrade++] = f; /* only its start matters: it is the drop's */
+      else
+        h->flags |= PX_HEAD_OVERFLOW;
+      h->flags |= PX_HEAD_HAS_UPGRADE;
       drop_line(h);
+    }
     break;
   case 10:
     if (px_span_ieq(b, f, "connection", 10)) {
@@ -186,8 +208,13 @@ static void classify(struct px_head *h) {
     }
     break;
   case 16:
-    if (px_span_ieq(b, f, "proxy-connection", 16))
-      drop_line(h);
+    if (px_span_ieq(b, f, "proxy-connection", 16) ||
+        (h->is_request && px_span_ieq(b, f, "x-forwarded-host", 16)))
+      drop_line(h); /* hop-by-hop; or ours to say (the client's Host is what we send) */
+    break;
+  case 17:
+    if (h->is_request && px_span_ieq(b, f, "x-forwarded-proto", 17))
+      drop_line(h); /* ours to say: a client must not claim it came over TLS */
     break;
   default:
     break;
@@ -200,7 +227,7 @@ static int on_header_value_complete(llhttp_t *p) {
   if (h->flags & PX_HEAD_DONE)
     return 0;
   classify(h);
-  h->flags &= (uint16_t) ~(PX_HEAD_IN_FIELD | PX_HEAD_IN_VALUE);
+  h->flags &= (uint32_t) ~(PX_HEAD_IN_FIELD | PX_HEAD_IN_VALUE);
   return 0;
 }
 
@@ -208,15 +235,31 @@ static int on_pause(llhttp_t *p) {
   return HPE_PAUSED;
 }
 
-/* We strip Upgrade and never tunnel, so a request asking for one is an ordinary request: clear
- * llhttp's upgrade state, or it would stop parsing after this message (HPE_PAUSED_UPGRADE). */
+/* Only a GET can open a tunnel (request.c decides, after the head); any other request asking
+ * for an upgrade is an ordinary request: clear llhttp's upgrade state, or it would stop parsing
+ * after this message (HPE_PAUSED_UPGRADE). */
 static int on_request_headers_complete(llhttp_t *p) {
-  p->upgrade = 0;
+  if (p->method != HTTP_GET)
+    p->upgrade = 0;
   return HPE_PAUSED;
+}
+
+/* Counts body bytes (chunk framing excluded) and stops the parser past the limit, so that a
+ * chunked body is refused as soon as it grows too large (413), not once it has all passed. */
+static int on_body(llhttp_t *p, const char *at, size_t len) {
+  struct px_head *h = head_of(p);
+
+  h->body_len += len;
+  if (h->body_max > 0 && h->body_len > h->body_max) {
+    h->flags |= PX_HEAD_BODY_LIMIT;
+    return HPE_USER;
+  }
+  return 0;
 }
 
 const llhttp_settings_t px_request_settings = {
     .on_url = on_url,
+    .on_body = on_body,
     .on_header_field = on_header_field,
     .on_header_value = on_header_value,
     .on_header_value_complete = on_header_value_complete,
@@ -296,7 +339,7 @@ int px_head_complete(struct px_head *h, uint32_t end) {
   if (h->flags & PX_HEAD_CONN_TOKENS)
     drop_connection_tokens(h, end);
   h->flags |= PX_HEAD_DONE;
-  h->flags &= (uint16_t) ~(PX_HEAD_IN_FIELD | PX_HEAD_IN_VALUE);
+  h->flags &= (uint32_t) ~(PX_HEAD_IN_FIELD | PX_HEAD_IN_VALUE);
   return (h->flags & (PX_HEAD_OVERFLOW | PX_HEAD_OBS_FOLD)) ? -1 : 0;
 }
 
@@ -309,32 +352,55 @@ static int emit(uv_buf_t *iov, int *n, int max, const char *p, size_t len) {
   return 0;
 }
 
+void px_head_keep_upgrade(struct px_head *h) {
+  for (unsigned u = 0; u < h->nupgrade; u++) {
+    for (unsigned i = 0; i < h->ndrops; i++) {
+      if (h->drops[i].off != h->upgrade[u].off)
+        continue;
+      memmove(&h->drops[i], &h->drops[i + 1], (h->ndrops - i - 1) * sizeof(h->drops[0]));
+      h->ndrops--;
+      break;
+    }
+  }
+}
+
 int px_head_iov(const struct px_head *h, const uv_buf_t *xff_insert, const uv_buf_t *tail,
                 int ntail, uint32_t extra, uv_buf_t *iov, int max) {
+  struct px_insert ins;
+  int want_xff = xff_insert != NULL && (h->flags & PX_HEAD_HAS_XFF);
+
+  if (want_xff) {
+    ins.off = h->xff_end;
+    ins.buf = *xff_insert;
+  }
+  return px_head_iov_ins(h, &ins, want_xff, tail, ntail, extra, iov, max);
+}
+
+int px_head_iov_ins(const struct px_head *h, const struct px_insert *ins, int nins,
+                    const uv_buf_t *tail, int ntail, uint32_t extra, uv_buf_t *iov, int max) {
   const char *b = h->base;
   uint32_t pos = h->start, tailpos = h->end - term_len(h);
-  int want_xff = xff_insert != NULL && (h->flags & PX_HEAD_HAS_XFF);
   unsigned di = 0;
-  int n = 0;
+  int n = 0, ii = 0;
 
   for (;;) {
     uint32_t next_drop = di < h->ndrops ? h->drops[di].off : UINT32_MAX;
-    uint32_t next_xff = want_xff ? h->xff_end : UINT32_MAX;
+    uint32_t next_ins = ii < nins ? ins[ii].off : UINT32_MAX;
     uint32_t ev = tailpos;
 
     if (next_drop < ev)
       ev = next_drop;
-    if (next_xff <= ev)
-      ev = next_xff;
+    if (next_ins <= ev)
+      ev = next_ins;
     if (ev < pos)
       return -1; /* an insert point or a drop inside a dropped range: never emit it */
     if (emit(iov, &n, max, b + pos, ev - pos) < 0)
       return -1;
     pos = ev;
-    if (want_xff && ev == next_xff) {
-      if (emit(iov, &n, max, xff_insert->base, xff_insert->len) < 0)
+    if (ii < nins && ev == next_ins) {
+      if (emit(iov, &n, max, ins[ii].buf.base, ins[ii].buf.len) < 0)
         return -1;
-      want_xff = 0;
+      ii++;
     } else if (ev == next_drop && ev < tailpos) {
       pos = h->drops[di].off + h->drops[di].len;
       di++;

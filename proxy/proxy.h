@@ -1,8 +1,10 @@
-/* The worker's HTTP data plane: serves client connections and proxies them to upstream pools. */
+/* The worker's data plane: serves client connections (HTTP or TCP listeners) and proxies them to
+ * upstream pools. The only header of proxy/ that workers/ includes (with relay.h). */
 #ifndef LBP_PROXY_H
 #define LBP_PROXY_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -16,29 +18,83 @@ struct px_counters {
   uint64_t requests; /* requests forwarded */
 };
 
-/* Flags for px_client_start. */
+/* Flags of struct px_accept. */
 enum px_client_flags {
-  PX_CLIENT_PROXY_PROTOCOL = 1 << 0, /* a PROXY protocol v2 header precedes the HTTP bytes */
+  PX_CLIENT_PROXY_PROTOCOL = 1 << 0, /* a PROXY protocol v2 header precedes the bytes */
   PX_CLIENT_FD_SHARED = 1 << 1,      /* another process may hold the socket too (handoff) */
 };
 
+/* How a connection reached this worker. */
+struct px_accept {
+  unsigned listener; /* index into cfg->listeners */
+  unsigned flags;    /* PX_CLIENT_PROXY_PROTOCOL (private port), PX_CLIENT_FD_SHARED (master holds a
+                        copy) */
+  const char *initial; /* request bytes another worker already read (handover), or NULL */
+  size_t initial_len;  /* served exactly as if they had just been read from the socket */
+};
+
 /* Creates the data plane for one worker from a validated config (borrowed: it must outlive
- * the context). `rr_counters` (may be NULL) is an array of one shared round-robin counter per
- * upstream, so that all workers share one rotation. 0 or a negative UV error. */
+ * the context; ctx.c is the one place that reads it). `rr_counters` (may be NULL) is an array
+ * of one shared round-robin counter per upstream, so that all workers share one rotation.
+ * 0 or a negative UV error (nothing to free). */
 int px_ctx_new(uv_loop_t *loop, const struct lbp_config *cfg, _Atomic uint64_t *rr_counters,
                struct px_ctx **out);
 
-/* Closes every connection (client and upstream) at once and frees the context once all their
- * handles are closed; `done` (may be NULL) runs then, from the loop. */
+/* Closes every connection (client, upstream, tunnel) at once and frees the context once all
+ * their handles are closed; `done` (may be NULL) runs then, from the loop. */
 void px_ctx_close(struct px_ctx *ctx, void (*done)(void *arg), void *arg);
 
 /* Accepting is two steps so one path serves every way a socket arrives (a listening socket,
  * or an fd over IPC): px_client_new gives an initialized uv_tcp_t to uv_accept into, then
  * px_client_start serves it, or px_client_discard frees it if the accept failed. NULL if the
- * context is closing or out of memory. */
+ * context is closing or draining, or out of memory. */
 uv_tcp_t *px_client_new(struct px_ctx *ctx);
-void px_client_start(uv_tcp_t *tcp, unsigned flags);
+void px_client_start(uv_tcp_t *tcp, const struct px_accept *a);
 void px_client_discard(uv_tcp_t *tcp);
+
+/* Drain (reload, graceful stop): accept nothing new; requests in flight finish; a client
+ * connection that is between requests (idle keep-alive, or with only a partial next head read)
+ * now, or as soon as its current response is complete, is given to `fn` with the bytes of the
+ * next request read so far; fn sends it elsewhere (IPC HANDOVER) and later calls
+ * px_client_handed_over(tcp) once the fd has left (closes the handle without FIN/shutdown and
+ * frees the client). fn returns 0 if it took the connection, <0 if not (then the client is
+ * closed as after a Connection: close response). fn == NULL (graceful stop) or a connection that
+ * cannot be handed over (PROXY-protocol private ports, Upgrade tunnels, tcp listeners): its
+ * current/next response carries Connection: close and the connection ends after it; tunnels and
+ * tcp relays run on until px_ctx_close. */
+typedef int (*px_handover_fn)(void *arg, uv_tcp_t *tcp, unsigned listener, const char *bytes,
+                              size_t len);
+void px_ctx_drain(struct px_ctx *ctx, px_handover_fn fn, void *arg);
+void px_client_handed_over(uv_tcp_t *tcp);
+
+/* Connection limit (limits.max_connections): 1 when this worker has as many client connections
+ * as it may; the worker then stops taking more (pauses listeners, refuses fds). `room` (NULL to
+ * unset) runs once each time the count drops below the limit after having reached it. */
+int px_ctx_full(const struct px_ctx *ctx);
+void px_ctx_on_room(struct px_ctx *ctx, void (*room)(void *arg), void *arg);
+
+/* A finished request, as the access log sees it. Strings are valid during the callback. */
+struct px_request_log {
+  unsigned listener;
+  const char *client; /* the client's address */
+  const char *method; /* "GET"; NULL if the head never parsed */
+  const char *target; /* the request target as received (not NUL-terminated) */
+  size_t target_len;
+  int status;           /* sent to the client: the upstream's, ours (4xx/5xx), 0 if none */
+  int upstream_status;  /* the server's final status, 0 if none */
+  const char *upstream; /* the last server tried ("host:port"), NULL if none */
+  unsigned tries;       /* servers tried */
+  uint64_t bytes_in;    /* request bytes read from the client (head and body) */
+  uint64_t bytes_out;   /* response bytes written to the client */
+  uint64_t start_ms;    /* loop time of the request's first byte */
+  uint64_t upstream_ms; /* loop time the server's response head came, 0 if none */
+  uint64_t end_ms;      /* loop time the request ended */
+  uint8_t complete;     /* the response reached the client whole */
+};
+
+/* Called once for every request when it ends, from the one place requests end (request.c). */
+typedef void (*px_request_log_fn)(void *arg, const struct px_request_log *log);
+void px_ctx_on_request(struct px_ctx *ctx, px_request_log_fn fn, void *arg);
 
 const struct px_counters *px_ctx_counters(const struct px_ctx *ctx);
 

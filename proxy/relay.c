@@ -1,289 +1,326 @@
-/* A byte relay between two TCP streams: one buffer per direction, half-close, resets. */
+/* A byte relay between two borrowed streams: one buffer per direction, half-close, resets,
+ * idle and send timeouts. Shared by the master's proxy dispatch, Upgrade tunnels and TCP mode. */
 
 /*
- * Each direction is a small state machine: read into its buffer; write the buffer to the
- * other side (directly if the socket takes it all, else with uv_write and no reading until it
- * completes); on EOF, shut the other side's write half once that write is done. The relay
- * closes when both directions have ended, or at once, with RST on the other side, when a side
- * fails (ECONNRESET and friends), so a reset travels through like the bytes do.
+ * 1. Each direction is a small state machine: read into its buffer; write the buffer to the
+ *    other side (directly if the socket takes it all, else with uv_write and no reading until
+ *    it completes: one buffer per direction is the whole backpressure story); on EOF, shut the
+ *    other side's write half once that write is done.
+ * 2. The relay ends when both directions have ended (PX_RELAY_DONE), or at once when a side
+ *    fails (PX_RELAY_RESET: the owner resets the other side, so a reset travels through like
+ *    the bytes do), or at a deadline.
+ * 3. Deadlines share one timer and cost nothing per read: a read only stamps `last_io` with
+ *    the loop's cached time; the timer, armed for the earliest deadline, re-checks when it
+ *    fires and re-arms for what is left. Idle: no byte either way for idle_ms. Send: a write
+ *    pending for send_ms (its reader stopped reading; without this a relay that stopped reading
+ *    one side to wait for the other would never learn that side closed). Linger: a side ended
+ *    and the other did not within linger_ms.
+ * 4. Ending is asynchronous: reads stop and the streams' `data` is given back at once; `done`
+ *    runs from the timer's close callback, so it never runs inside the owner's own call.
  *
- * A direction holds a buffer only while it has bytes in it (taken from a small free list on
- * each read, given back once written), so an idle relayed connection costs no buffer. Both
- * sockets get TCP_NODELAY: a relay writes whatever each read brought, and Nagle holding back
- * a small tail until the peer's (delayed) ACK would add up to 40 ms to every exchange.
+ * A direction holds a buffer only while it has bytes in it, so an idle relay costs none.
  */
 #include "relay.h"
 
-#include <stdlib.h>
 #include <string.h>
 
-struct relay_buf {
-  struct relay_buf *next;
-  size_t size;
-  char data[];
-};
+enum { R_NEW, R_RUNNING, R_ENDING, R_ENDED };
 
-struct relay_dir {
-  uv_tcp_t *from, *to;
-  struct relay_buf *rb; /* NULL while empty */
-  size_t len;
-  uv_write_t wreq;
-  uv_shutdown_t sreq;
-  unsigned char reading, writing, eof, shut;
-};
+static void dir_read_start(struct px_relay *r, struct px_relay_dir *d);
+static void dir_flush(struct px_relay *r, struct px_relay_dir *d);
+static void relay_arm(struct px_relay *r);
 
-struct px_relay {
-  uv_tcp_t tcp[2];
-  uv_timer_t timer; /* the linger limit */
-  uint64_t linger_ms;
-  int linger_side;
-  struct relay_dir dir[2]; /* dir[0]: side 0 -> side 1, dir[1]: side 1 -> side 0 */
-  size_t bufsize;
-  px_relay_done_cb done;
-  void *arg;
-  uv_write_t preq; /* the prefix */
-  char prefix[256];
-  int closing, open_handles;
-};
-
-#define FREE_MAX 64
-static struct relay_buf *free_bufs;
-static unsigned nfree;
-
-static struct relay_buf *buf_get(size_t size) {
-  struct relay_buf *b = free_bufs;
-  if (b != NULL && b->size == size) {
-    free_bufs = b->next;
-    nfree--;
-    return b;
-  }
-  b = malloc(sizeof(*b) + size);
-  if (b != NULL)
-    b->size = size;
-  return b;
-}
-
-static void buf_put(struct relay_dir *d) {
-  struct relay_buf *b = d->rb;
-  d->rb = NULL;
+static void buf_release(struct px_relay *r, struct px_relay_dir *d) {
+  px_buf_put(r->pool, d->b);
+  d->b = NULL;
   d->len = 0;
-  if (b == NULL)
-    return;
-  if (nfree >= FREE_MAX) {
-    free(b);
-    return;
-  }
-  b->next = free_bufs;
-  free_bufs = b;
-  nfree++;
 }
 
-static void dir_read_start(struct px_relay *r, struct relay_dir *d);
-
-static void relay_close_cb(uv_handle_t *h) {
+static void timer_close_cb(uv_handle_t *h) {
   struct px_relay *r = h->data;
-  if (--r->open_handles == 0) {
-    buf_put(&r->dir[0]);
-    buf_put(&r->dir[1]);
-    r->done(r, r->arg);
-    free(r);
-  }
+
+  r->state = R_ENDED;
+  for (int i = 0; i < 2; i++)
+    if (!r->dir[i].writing)
+      buf_release(r, &r->dir[i]); /* a pending write gives its buffer back when it completes */
+  r->done(r, (enum px_relay_end)r->end_why, r->end_side);
 }
 
-void px_relay_close(struct px_relay *r, int reset) {
-  if (r->closing)
+/* Stops everything that calls into the owner's streams and schedules `done`. */
+static void relay_end(struct px_relay *r, enum px_relay_end why, int side) {
+  if (r->state != R_RUNNING)
     return;
-  r->closing = 1;
-  uv_close((uv_handle_t *)&r->timer, relay_close_cb);
+  r->state = R_ENDING;
+  r->end_why = (uint8_t)why;
+  r->end_side = (int8_t)side;
   for (int i = 0; i < 2; i++) {
-    uv_handle_t *h = (uv_handle_t *)&r->tcp[i];
-    if (uv_is_closing(h))
-      continue;
-    if (!reset || uv_tcp_close_reset(&r->tcp[i], relay_close_cb) != 0)
-      uv_close(h, relay_close_cb);
+    struct px_relay_dir *d = &r->dir[i];
+    if (d->reading)
+      uv_read_stop(d->from);
+    d->reading = 0;
+    d->from->data = r->saved_data[i];
   }
+  uv_close((uv_handle_t *)&r->timer, timer_close_cb);
 }
 
-/* A side failed: the other side learns it the way a direct peer would, by a reset. */
-static void relay_fail(struct px_relay *r, uv_tcp_t *failed) {
-  uv_tcp_t *other = failed == &r->tcp[0] ? &r->tcp[1] : &r->tcp[0];
-  if (r->closing)
-    return;
-  r->closing = 1;
-  uv_close((uv_handle_t *)&r->timer, relay_close_cb);
-  uv_close((uv_handle_t *)failed, relay_close_cb);
-  if (uv_tcp_close_reset(other, relay_close_cb) != 0)
-    uv_close((uv_handle_t *)other, relay_close_cb);
+void px_relay_stop(struct px_relay *r) {
+  relay_end(r, PX_RELAY_STOPPED, -1);
 }
 
-static void maybe_finish(struct px_relay *r) {
-  if (r->dir[0].shut && r->dir[1].shut && !r->dir[0].writing && !r->dir[1].writing)
-    px_relay_close(r, 0);
+static int side_of(const struct px_relay *r, const uv_stream_t *s) {
+  return s == r->dir[0].from ? 0 : 1;
 }
 
 static void shutdown_cb(uv_shutdown_t *req, int status) {
-  struct px_relay *r = req->handle->data;
-  if (r->closing)
-    return;
-  maybe_finish(r);
-}
+  struct px_relay_dir *d = req->data;
+  struct px_relay *r = d->r;
 
-static void linger_cb(uv_timer_t *t) {
-  px_relay_close(t->data, 0);
+  d->shut_done = 1;
+  if (r->state != R_RUNNING)
+    return;
+  if (status < 0 && status != UV_ENOTCONN) {
+    relay_end(r, PX_RELAY_RESET, side_of(r, d->to));
+    return;
+  }
+  if (r->dir[0].shut_done && r->dir[1].shut_done)
+    relay_end(r, PX_RELAY_DONE, -1);
 }
 
 /* The source hit EOF and everything read is written: pass the half-close on. */
-static void dir_shut(struct px_relay *r, struct relay_dir *d) {
+static void dir_shut(struct px_relay *r, struct px_relay_dir *d) {
+  int rc;
+
   if (d->shut)
     return;
   d->shut = 1;
-  if (r->linger_ms > 0 && d == &r->dir[r->linger_side])
-    uv_timer_start(&r->timer, linger_cb, r->linger_ms, 0);
-  if (uv_shutdown(&d->sreq, (uv_stream_t *)d->to, shutdown_cb) != 0)
-    maybe_finish(r);
+  if (r->linger_ms > 0 && d == &r->dir[r->linger_side]) {
+    r->linger_since = uv_now(r->timer.loop);
+    relay_arm(r);
+  }
+  rc = uv_shutdown(&d->sreq, d->to, shutdown_cb);
+  if (rc != 0 && rc != UV_ENOTCONN) {
+    relay_end(r, PX_RELAY_RESET, side_of(r, d->to));
+    return;
+  }
+  if (rc != 0) {
+    d->shut_done = 1;
+    if (r->dir[0].shut_done && r->dir[1].shut_done)
+      relay_end(r, PX_RELAY_DONE, -1);
+  }
 }
 
 static void write_cb(uv_write_t *req, int status) {
-  struct relay_dir *d = req->data;
-  struct px_relay *r = d->from->data;
+  struct px_relay_dir *d = req->data;
+  struct px_relay *r = d->r;
 
   d->writing = 0;
-  if (r->closing)
-    return;
-  if (status < 0) {
-    relay_fail(r, d->to);
+  if (r->state == R_ENDED) {
+    buf_release(r, d); /* cancelled as the owner closed the streams */
     return;
   }
-  buf_put(d);
+  if (r->state != R_RUNNING)
+    return; /* the timer's close callback releases the buffer */
+  if (status < 0) {
+    relay_end(r, PX_RELAY_RESET, side_of(r, d->to));
+    return;
+  }
+  r->last_io = uv_now(req->handle->loop);
+  buf_release(r, d);
   if (d->eof)
     dir_shut(r, d);
   else
     dir_read_start(r, d);
 }
 
-static void dir_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
-  struct px_relay *r = h->data;
-  struct relay_dir *d = &r->dir[(uv_tcp_t *)h == &r->tcp[0] ? 0 : 1];
-  if (d->rb == NULL && (d->rb = buf_get(r->bufsize)) == NULL) {
-    *buf = uv_buf_init(NULL, 0); /* UV_ENOBUFS: the read callback fails the relay */
+/* Writes what the direction's buffer holds: at once if the socket takes it, else queued, with
+ * reading stopped until it is written. */
+static void dir_flush(struct px_relay *r, struct px_relay_dir *d) {
+  uv_buf_t b = uv_buf_init(d->b->data, (unsigned)d->len);
+  int rc = uv_try_write(d->to, &b, 1);
+
+  if (rc == (int)d->len) {
+    buf_release(r, d);
     return;
   }
-  *buf = uv_buf_init(d->rb->data + d->len, (unsigned)(r->bufsize - d->len));
+  if (rc < 0 && rc != UV_EAGAIN) {
+    relay_end(r, PX_RELAY_RESET, side_of(r, d->to));
+    return;
+  }
+  if (rc > 0) {
+    memmove(d->b->data, d->b->data + rc, d->len - (size_t)rc);
+    d->len -= (size_t)rc;
+  }
+  if (d->reading) {
+    uv_read_stop(d->from);
+    d->reading = 0;
+  }
+  b = uv_buf_init(d->b->data, (unsigned)d->len);
+  if (uv_write(&d->wreq, d->to, &b, 1, write_cb) != 0) {
+    relay_end(r, PX_RELAY_RESET, side_of(r, d->to));
+    return;
+  }
+  d->writing = 1;
+  d->write_since = uv_now(r->timer.loop);
+  /* A send deadline may come before the one the timer is armed for. */
+  if (r->send_ms > 0 &&
+      (!uv_is_active((uv_handle_t *)&r->timer) || uv_timer_get_due_in(&r->timer) > r->send_ms))
+    relay_arm(r);
+}
+
+static void dir_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  struct px_relay *r = h->data;
+  struct px_relay_dir *d = &r->dir[side_of(r, (uv_stream_t *)h)];
+
+  if (d->b == NULL && (d->b = px_buf_get(r->pool)) == NULL) {
+    *buf = uv_buf_init(NULL, 0); /* UV_ENOBUFS: the read callback ends the relay */
+    return;
+  }
+  *buf = uv_buf_init(d->b->data + d->len, (unsigned)(r->pool->size - d->len));
 }
 
 static void dir_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   struct px_relay *r = s->data;
-  struct relay_dir *d = &r->dir[(uv_tcp_t *)s == &r->tcp[0] ? 0 : 1];
-  uv_buf_t b;
-  int rc;
+  int side = side_of(r, s);
+  struct px_relay_dir *d = &r->dir[side];
 
-  if (nread == 0) {
-    if (d->len == 0)
-      buf_put(d);
+  if (nread > 0) {
+    r->last_io = uv_now(s->loop);
+    d->len += (size_t)nread;
+    dir_flush(r, d);
     return;
   }
-  if (nread < 0) {
-    if (d->len == 0)
-      buf_put(d);
-    uv_read_stop(s);
-    d->reading = 0;
-    if (nread != UV_EOF) {
-      relay_fail(r, d->from);
-      return;
-    }
-    d->eof = 1;
-    if (!d->writing)
-      dir_shut(r, d);
+  if (d->len == 0)
+    buf_release(r, d);
+  if (nread == 0)
     return;
-  }
-  d->len += (size_t)nread;
-  b = uv_buf_init(d->rb->data, (unsigned)d->len);
-  rc = uv_try_write((uv_stream_t *)d->to, &b, 1);
-  if (rc == (int)d->len) {
-    buf_put(d);
-    return;
-  }
-  if (rc < 0 && rc != UV_EAGAIN) {
-    relay_fail(r, d->to);
-    return;
-  }
-  if (rc > 0) {
-    memmove(d->rb->data, d->rb->data + rc, d->len - (size_t)rc);
-    d->len -= (size_t)rc;
-  }
   uv_read_stop(s);
   d->reading = 0;
-  b = uv_buf_init(d->rb->data, (unsigned)d->len);
-  d->writing = 1;
-  if (uv_write(&d->wreq, (uv_stream_t *)d->to, &b, 1, write_cb) != 0) {
-    d->writing = 0;
-    relay_fail(r, d->to);
-  }
-}
-
-static void dir_read_start(struct px_relay *r, struct relay_dir *d) {
-  if (d->reading || d->eof || r->closing)
+  if (nread != UV_EOF) {
+    relay_end(r, PX_RELAY_RESET, side);
     return;
-  if (uv_read_start((uv_stream_t *)d->from, dir_alloc, dir_read_cb) == 0)
-    d->reading = 1;
-  else
-    relay_fail(r, d->from);
+  }
+  d->eof = 1;
+  if (!d->writing)
+    dir_shut(r, d);
 }
 
-struct px_relay *px_relay_new(uv_loop_t *loop, size_t bufsize, px_relay_done_cb done, void *arg) {
-  struct px_relay *r = malloc(sizeof(*r));
-
-  if (r == NULL)
-    return NULL;
-  memset(r, 0, sizeof(*r));
-  r->bufsize = bufsize;
-  r->done = done;
-  r->arg = arg;
-  for (int i = 0; i < 2; i++) {
-    uv_tcp_init(loop, &r->tcp[i]);
-    r->tcp[i].data = r;
-    r->dir[i].from = &r->tcp[i];
-    r->dir[i].to = &r->tcp[1 - i];
-    r->dir[i].wreq.data = &r->dir[i];
+static void dir_read_start(struct px_relay *r, struct px_relay_dir *d) {
+  if (d->reading || d->eof || r->state != R_RUNNING)
+    return;
+  if (uv_read_start(d->from, dir_alloc, dir_read_cb) != 0) {
+    relay_end(r, PX_RELAY_RESET, side_of(r, d->from));
+    return;
   }
+  d->reading = 1;
+}
+
+/* The earliest deadline from now, or 0 if there is none; ends the relay if one passed. */
+static uint64_t next_deadline(struct px_relay *r, uint64_t now) {
+  uint64_t next = UINT64_MAX;
+
+  if (r->idle_ms > 0) {
+    if (now - r->last_io >= r->idle_ms) {
+      relay_end(r, PX_RELAY_IDLE, -1);
+      return 0;
+    }
+    next = r->last_io + r->idle_ms - now;
+  }
+  for (int i = 0; i < 2 && r->send_ms > 0; i++) {
+    struct px_relay_dir *d = &r->dir[i];
+    if (!d->writing)
+      continue;
+    if (now - d->write_since >= r->send_ms) {
+      relay_end(r, PX_RELAY_SEND_TIMEOUT, side_of(r, d->to));
+      return 0;
+    }
+    if (d->write_since + r->send_ms - now < next)
+      next = d->write_since + r->send_ms - now;
+  }
+  if (r->linger_ms > 0 && r->dir[r->linger_side].shut) {
+    if (now - r->linger_since >= r->linger_ms) {
+      relay_end(r, PX_RELAY_LINGER, 1 - r->linger_side);
+      return 0;
+    }
+    if (r->linger_since + r->linger_ms - now < next)
+      next = r->linger_since + r->linger_ms - now;
+  }
+  return next == UINT64_MAX ? 0 : next;
+}
+
+static void timer_cb(uv_timer_t *t) {
+  relay_arm(t->data);
+}
+
+static void relay_arm(struct px_relay *r) {
+  uint64_t ms;
+
+  if (r->state != R_RUNNING)
+    return;
+  ms = next_deadline(r, uv_now(r->timer.loop));
+  if (ms > 0)
+    uv_timer_start(&r->timer, timer_cb, ms, 0);
+  else if (r->state == R_RUNNING)
+    uv_timer_stop(&r->timer);
+}
+
+void px_relay_init(struct px_relay *r, struct px_bufpool *pool, uint64_t idle_ms, uint64_t send_ms,
+                   int linger_side, uint64_t linger_ms) {
+  void *data = r->data;
+
+  memset(r, 0, sizeof(*r));
+  r->data = data;
+  r->pool = pool;
+  r->idle_ms = idle_ms;
+  r->send_ms = send_ms;
+  r->linger_side = linger_side >= 0 ? linger_side : 0;
+  r->linger_ms = linger_side >= 0 ? linger_ms : 0;
+  r->end_side = -1;
+}
+
+/* Puts bytes already read into direction d's buffer, as if just read. */
+static int dir_preload(struct px_relay *r, struct px_relay_dir *d, const uv_buf_t *pre) {
+  if (pre == NULL || pre->len == 0)
+    return 0;
+  if ((d->b = px_buf_get(r->pool)) == NULL)
+    return UV_ENOMEM;
+  memcpy(d->b->data, pre->base, pre->len);
+  d->len = pre->len;
+  return 0;
+}
+
+int px_relay_start(struct px_relay *r, uv_loop_t *loop, uv_stream_t *s0, uv_stream_t *s1,
+                   const uv_buf_t pre[2], px_relay_done_cb done) {
+  uv_stream_t *s[2] = {s0, s1};
+
+  if (pre != NULL && (pre[0].len > r->pool->size || pre[1].len > r->pool->size))
+    return UV_EINVAL;
   uv_timer_init(loop, &r->timer);
   r->timer.data = r;
-  r->open_handles = 3;
-  return r;
-}
-
-void px_relay_set_linger(struct px_relay *r, int side, uint64_t ms) {
-  r->linger_side = side;
-  r->linger_ms = ms;
-}
-
-uv_tcp_t *px_relay_tcp(struct px_relay *r, int side) {
-  return &r->tcp[side];
-}
-
-static void prefix_cb(uv_write_t *req, int status) {
-  struct px_relay *r = req->data;
-  if (status < 0 && !r->closing)
-    relay_fail(r, &r->tcp[1]);
-}
-
-int px_relay_start(struct px_relay *r, const void *prefix, size_t prefixlen) {
-  if (prefixlen > sizeof(r->prefix))
-    return UV_EINVAL;
-  uv_tcp_nodelay(&r->tcp[0], 1);
-  uv_tcp_nodelay(&r->tcp[1], 1);
-  if (prefixlen > 0) {
-    /* Queued before anything else, so it is the first thing side 1 receives: while it is
-     * queued, uv_try_write in dir_read_cb returns UV_EAGAIN and later data queues behind. */
-    uv_buf_t b = uv_buf_init(r->prefix, (unsigned)prefixlen);
-    int rc;
-    memcpy(r->prefix, prefix, prefixlen);
-    r->preq.data = r;
-    rc = uv_write(&r->preq, (uv_stream_t *)&r->tcp[1], &b, 1, prefix_cb);
-    if (rc != 0)
-      return rc;
+  r->done = done;
+  r->state = R_RUNNING;
+  r->last_io = uv_now(loop);
+  for (int i = 0; i < 2; i++) {
+    struct px_relay_dir *d = &r->dir[i];
+    d->r = r;
+    d->from = s[i];
+    d->to = s[1 - i];
+    d->wreq.data = d;
+    d->sreq.data = d;
+    r->saved_data[i] = s[i]->data;
+    s[i]->data = r;
   }
-  dir_read_start(r, &r->dir[0]);
-  dir_read_start(r, &r->dir[1]);
+  for (int i = 0; i < 2 && r->state == R_RUNNING; i++) {
+    /* dir[i] carries bytes to side 1 - i: pre[1 - i]. */
+    if (dir_preload(r, &r->dir[i], pre != NULL ? &pre[1 - i] : NULL) != 0) {
+      relay_end(r, PX_RELAY_RESET, -1);
+      break;
+    }
+    if (r->dir[i].len > 0)
+      dir_flush(r, &r->dir[i]);
+  }
+  for (int i = 0; i < 2 && r->state == R_RUNNING; i++)
+    if (!r->dir[i].writing)
+      dir_read_start(r, &r->dir[i]);
+  relay_arm(r);
   return 0;
 }

@@ -1,34 +1,80 @@
-/* A byte relay between two TCP streams, with backpressure, half-close and reset propagation. */
+/* A byte relay between two borrowed streams: backpressure, half-close, resets, timeouts. */
 #ifndef LBP_RELAY_H
 #define LBP_RELAY_H
 
-#include <stddef.h>
+#include "io.h"
+
+#include <stdint.h>
 #include <uv.h>
 
+/* Why a relay ended (px_relay.done's `why`). */
+enum px_relay_end {
+  PX_RELAY_DONE,         /* both directions ended: each EOF was passed on as a shutdown */
+  PX_RELAY_RESET,        /* side `side` failed (reset, error): reset the other one */
+  PX_RELAY_IDLE,         /* no byte moved either way for idle_ms */
+  PX_RELAY_SEND_TIMEOUT, /* a write to side `side` waited send_ms: its peer stopped reading */
+  PX_RELAY_LINGER,       /* one side ended and the other (`side`) did not within linger_ms */
+  PX_RELAY_STOPPED,      /* px_relay_stop */
+};
+
 struct px_relay;
-/* Runs once, after both streams are closed; the relay is freed right after it returns. */
-typedef void (*px_relay_done_cb)(struct px_relay *r, void *arg);
+typedef void (*px_relay_done_cb)(struct px_relay *r, enum px_relay_end why, int side);
 
-/* A new relay whose two uv_tcp_t are initialized: accept into side 0, connect side 1 (or
- * accept into both). `bufsize` bytes per direction. NULL on failure. */
-struct px_relay *px_relay_new(uv_loop_t *loop, size_t bufsize, px_relay_done_cb done, void *arg);
+/* One direction: from dir[i].from (side i) to the other side. Private. */
+struct px_relay_dir {
+  struct px_relay *r;
+  uv_stream_t *from, *to;
+  struct px_buf *b; /* NULL while empty: an idle relay holds no buffer */
+  size_t len;
+  uint64_t write_since; /* loop time the pending write started */
+  uv_write_t wreq;
+  uv_shutdown_t sreq;
+  uint8_t reading, writing, eof, shut, shut_done;
+};
 
-/* The stream of side 0 or 1. */
-uv_tcp_t *px_relay_tcp(struct px_relay *r, int side);
+/* A relay. The streams are borrowed: the owner keeps them, closes them, and frees the relay.
+ * Fields are private but for `data`; the struct is public so owners can embed it. */
+struct px_relay {
+  void *data; /* the owner's */
+  struct px_relay_dir dir[2];
+  struct px_bufpool *pool;
+  uv_timer_t timer;    /* idle, send and linger deadlines */
+  void *saved_data[2]; /* the streams' own `data` while the relay runs */
+  uint64_t idle_ms, send_ms, linger_ms;
+  uint64_t last_io, linger_since;
+  int linger_side; /* -1: none */
+  px_relay_done_cb done;
+  uint8_t state;
+  int8_t end_side;
+  uint8_t end_why;
+};
 
-/* Starts relaying in both directions; `prefix` (may be NULL) is written to side 1 first (a
- * PROXY header). Data read from one side is written to the other; a side is not read while
- * the other's write is pending. EOF on one side becomes a shutdown of the other once its
- * writes are done; when both directions ended, both close. A read error (reset) closes the
- * other side with a reset. 0, or a negative UV error (then close it with px_relay_close). */
-int px_relay_start(struct px_relay *r, const void *prefix, size_t prefixlen);
+/* Sets a relay up (no handle is created yet): buffers from `pool`; idle_ms (0 = none) ends it
+ * when no byte moves either way; send_ms (0 = none) ends it when a write waits that long;
+ * linger_ms > 0 with linger_side = i: once side i ended (its EOF was passed on), the other side
+ * has linger_ms to end too (a master relaying a finished response does not wait forever for the
+ * client's FIN). */
+void px_relay_init(struct px_relay *r, struct px_bufpool *pool, uint64_t idle_ms, uint64_t send_ms,
+                   int linger_side, uint64_t linger_ms);
 
-/* Once side `side` has ended (its EOF was passed on), the other side has `ms` to end too;
- * then both are closed. (A master relaying a finished response does not wait forever for a
- * client's FIN.) Call before px_relay_start. */
-void px_relay_set_linger(struct px_relay *r, int side, uint64_t ms);
+/* Starts relaying between s0 and s1. pre[1] (may be NULL or empty) is written to s1 first, as
+ * if read from s0 (a PROXY header, request bytes already read), pre[0] to s0 (response bytes
+ * already read); each at most pool->size bytes, copied. Data read on one side is written to the
+ * other; a side is not read while a write to the other side is pending. EOF on one side becomes
+ * a shutdown of the other once its writes are done. While the relay runs it owns both streams'
+ * `data` field and read callbacks.
+ *
+ * `done` runs exactly once, from the loop, after the relay stopped reading, put the streams'
+ * `data` back and closed its timer. The owner then closes the streams (with a reset of the
+ * other side for PX_RELAY_RESET). Writes may still be pending then: they complete (cancelled)
+ * when the owner closes the streams, so the relay's memory must stay valid until both streams'
+ * close callbacks ran. 0, or UV_EINVAL for a prefix that is too big (nothing started). */
+int px_relay_start(struct px_relay *r, uv_loop_t *loop, uv_stream_t *s0, uv_stream_t *s1,
+                   const uv_buf_t pre[2], px_relay_done_cb done);
 
-/* Closes both sides now (with RST when `reset`); `done` follows. */
-void px_relay_close(struct px_relay *r, int reset);
+/* Stops a running relay now: no more reads or callbacks into the streams' owners, `data` given
+ * back at once (so the owner may close the streams right after); `done` follows with
+ * PX_RELAY_STOPPED unless the relay had already ended. */
+void px_relay_stop(struct px_relay *r);
 
 #endif

@@ -1,75 +1,602 @@
-/* One request's journey: parse and check its head, route it, forward it, handle upstream events. */
+/* One request's journey: parse and check its head, route it, get an upstream exchange, forward
+ * both ways, decide what a failure means, and end, in one place. The only file that knows both
+ * the client connection (through px_request_ops) and the HTTP/1 client (upstream.h). */
 
 /*
- * 1. The head is parsed by llhttp into the client's buffer; px_head (http_head.c) marks the
- *    lines to drop. More than max_header_bytes before the blank line: 431. Bad syntax, obs-fold,
- *    two Host lines, no Host in HTTP/1.1, Transfer-Encoding in HTTP/1.0: 400. CONNECT: 405.
- * 2. Route by Host (or by the authority of an absolute-form target, which then replaces the
- *    Host line) and path; pick a server with the pool's balancer, skipping servers tried.
- * 3. Forward: the rewritten head as iovecs over the received bytes, in one writev with the body
- *    bytes already read; then body bytes raw as they arrive, llhttp saying where it ends.
- * 4. Failures before any response byte went out get an error page: 502 (no server could be
- *    reached, a broken response), 503 (no server available), 504 (timeout). An idempotent
- *    request that met a pooled connection the server had just closed is retried once.
+ * 1. HEAD: the head is parsed by llhttp in the connection's buffer; px_head (http_head.c) marks
+ *    the lines to drop. More than max_header_bytes: 431. Bad syntax, obs-fold, two Host lines,
+ *    no Host in HTTP/1.1, Transfer-Encoding in HTTP/1.0: 400. CONNECT: 405. A Content-Length
+ *    over max_body_bytes: 413 at once (a chunked body gets it when it crosses the limit).
+ * 2. CONNECT: route by Host (or the authority of an absolute-form target) and path; the pool's
+ *    balancer picks a server not tried yet; px_up_get gives a pooled or new connection.
+ * 3. SEND: the rewritten head (rewrite.c) as iovecs over the received bytes, in one writev with
+ *    the body bytes already read; then body bytes raw as they arrive, llhttp saying where the
+ *    message ends. One write to the server at a time; meanwhile the connection reads on into
+ *    its buffer until it is full.
+ * 4. WAIT: response bytes come through on_data and go to the client as they are (the final head
+ *    rewritten); while a client write is pending the upstream holds its bytes.
+ * 5. Every failure of the exchange enters request_next (nginx's ngx_http_upstream_next): the
+ *    table in px_request_decide says retry (same server on a fresh connection after a stale
+ *    pooled one, or the next server within the budget, only when it is safe), answer with an
+ *    error page, or cut the client.
+ * 6. Every request ends in request_end, which logs it (px_ctx_on_request) and tells the
+ *    connection how to go on. A 101 turns the connection into a tunnel (tunnel.c).
  */
-#include "px.h"
+#include "request.h"
 
+#include "errpage.h"
 #include "log.h"
+#include "rewrite.h"
 #include "router.h"
+#include "tunnel.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-static void client_forward(struct px_client *c);
-static int parse_body(struct px_client *c);
+/* What to do when the pending write to the client completes (px_request.after_write). */
+enum { AW_NONE, AW_RESUME, AW_RESPONSE_DONE, AW_ERROR_DONE, AW_TUNNEL };
+
+static void request_error(struct px_request *r, int status);
+static void request_next(struct px_request *r, enum px_up_fail ft, int err);
+static void forward(struct px_request *r);
+static void connect_server(struct px_request *r, int fresh);
+
+/* ---- the free list ---- */
+
+struct px_request *px_request_new(struct px_ctx *ctx) {
+  struct px_request *r = ctx->free_reqs;
+
+  if (r != NULL) {
+    ctx->free_reqs = r->next_free;
+    ctx->nfree_reqs--;
+  } else if ((r = malloc(sizeof(*r))) == NULL) {
+    return NULL;
+  }
+  memset(r, 0, sizeof(*r));
+  r->ctx = ctx;
+  r->server = -1;
+  return r;
+}
+
+void px_request_free(struct px_request *r) {
+  struct px_ctx *ctx = r->ctx;
+
+  if (r->tunnel != NULL)
+    px_tunnel_release(r->tunnel);
+  if (ctx->nfree_reqs >= PX_REQ_FREE_MAX) {
+    free(r);
+    return;
+  }
+  r->next_free = ctx->free_reqs;
+  ctx->free_reqs = r;
+  ctx->nfree_reqs++;
+}
+
+/* ---- the end ---- */
+
+static void release_upstream(struct px_request *r, int failed) {
+  if (r->up != NULL) {
+    px_up_close(r->up, 0);
+    r->up = NULL;
+  }
+  if (r->pool != NULL && r->server >= 0)
+    px_pool_release(r->pool, r->server, failed);
+  r->server = -1;
+}
+
+static void request_log(struct px_request *r, int complete) {
+  struct px_ctx *ctx = r->ctx;
+  struct px_request_log *l = &r->log;
+
+  if (ctx->log_fn == NULL)
+    return;
+  l->listener = r->listener;
+  l->client = r->peer + 2;
+  l->tries = r->tries;
+  l->end_ms = uv_now(ctx->loop);
+  l->complete = (uint8_t)complete;
+  if (r->head.flags & PX_HEAD_DONE) {
+    l->method = llhttp_method_name((llhttp_method_t)r->parser.method);
+    l->target = r->in->b != NULL ? r->in->b->data + r->head.url.off : NULL;
+    l->target_len = l->target != NULL ? r->head.url.len : 0;
+  }
+  ctx->log_fn(ctx->log_arg, l);
+}
+
+/* The one place a request ends: it lets go of the upstream, is logged, and tells the
+ * connection how to go on. */
+static void request_end(struct px_request *r, enum px_next next) {
+  const struct px_request_ops *ops = r->ops;
+
+  release_upstream(r, next == PX_NEXT_CUT && !r->resp_started);
+  request_log(r, next != PX_NEXT_CUT);
+  r->phase = next == PX_NEXT_TUNNEL ? PX_PHASE_TUNNEL : PX_PHASE_DONE;
+  ops->end(r, next);
+}
+
+void px_request_abort(struct px_request *r) {
+  uint8_t phase = r->phase;
+
+  if (r->tunnel != NULL)
+    px_tunnel_stop(r->tunnel);
+  r->phase = PX_PHASE_DONE;
+  if (phase == PX_PHASE_IDLE || phase == PX_PHASE_DONE || phase == PX_PHASE_TUNNEL)
+    return;
+  release_upstream(r, 0);
+  if (phase != PX_PHASE_HEAD) /* a head never completed is nothing to log (or handed over) */
+    request_log(r, 0);
+}
+
+/* ---- writing to the client ---- */
+
+/* 1 written, 0 pending (`then` runs when it completes), -1 the client is gone (ended). */
+static int client_write(struct px_request *r, uv_buf_t *iov, unsigned n, uint8_t then) {
+  int rc;
+
+  r->log.bytes_out += px_iov_len(iov, n);
+  rc = r->ops->write(r, iov, n);
+  if (rc < 0) {
+    request_end(r, PX_NEXT_CUT);
+    return -1;
+  }
+  if (rc == 0) {
+    r->writing = 1;
+    r->after_write = then;
+  }
+  return rc;
+}
 
 /* Completes a request that has no body (an empty execute runs llhttp to message complete), so
- * an error page can keep the connection. Returns 1 if the request is now complete. */
-int px__request_finish_bodyless(struct px_client *c) {
+ * an early answer can keep the connection. Returns 1 if the request is now complete. */
+static int finish_bodyless(struct px_request *r) {
   llhttp_errno_t err;
 
-  if (c->req_done)
+  if (r->req_done)
     return 1;
-  if (c->state != PX_C_CONNECT)
+  if (r->phase != PX_PHASE_CONNECT)
     return 0;
-  err = llhttp_execute(&c->parser, c->in->data + c->in_pos, 0);
+  err = llhttp_execute(&r->parser, r->in->b->data + r->in->pos, 0);
   if (err == HPE_PAUSED) {
-    llhttp_resume(&c->parser);
-    c->req_done = 1;
+    llhttp_resume(&r->parser);
+    r->req_done = 1;
     return 1;
   }
   return 0;
 }
 
-/* ---- routing and upstream selection ---- */
+/* The connection may carry another request after this one. */
+static int may_keep(const struct px_request *r) {
+  const struct px_ctx *ctx = r->ctx;
 
-static void select_and_connect(struct px_client *c, int fresh) {
-  int idx;
-
-  if (fresh) { /* retry on a new connection to the same server */
-    px_upstream_acquire(c, &c->pool->servers[c->server], 1);
-    return;
-  }
-  idx = bal_select(&c->pool->bal, &c->tried);
-  if (idx < 0) {
-    int any_tried = 0;
-    for (size_t i = 0; i < BAL_MAX_SERVERS / 64; i++)
-      any_tried |= c->tried.bits[i] != 0;
-    c->server = -1;
-    px_client_send_error(c, any_tried ? 502 : 503);
-    return;
-  }
-  c->server = idx;
-  bal_tried_add(&c->tried, (unsigned)idx);
-  px_upstream_acquire(c, &c->pool->servers[idx], 0);
+  return r->keep_alive && !ctx->closing &&
+         !(ctx->draining && (ctx->handover == NULL || !(r->conn_flags & PX_REQ_HANDOVER))) &&
+         !(r->client_eof && r->in->pos >= r->in->len);
 }
+
+/* Answers with an error page of our own, or cuts the client if a response already started. */
+static void request_error(struct px_request *r, int status) {
+  uv_buf_t b;
+  int ka, rc;
+
+  if (r->resp_started || r->writing) {
+    request_end(r, PX_NEXT_CUT);
+    return;
+  }
+  release_upstream(r, status >= 500);
+  ka = (status == 404 || status == 502 || status == 503 || status == 504) && may_keep(r) &&
+       finish_bodyless(r);
+  r->keep_alive = (uint8_t)ka;
+  r->phase = PX_PHASE_ERROR;
+  r->resp_started = 1;
+  r->log.status = status;
+  r->ops->wait(r, PX_WAIT_NONE);
+  b = px_errpage(status, ka);
+  rc = client_write(r, &b, 1, AW_ERROR_DONE);
+  if (rc == 1)
+    request_end(r, ka ? PX_NEXT_KEEP : PX_NEXT_LINGER);
+}
+
+/* ---- the failure funnel ---- */
+
+/* Back to sending the request from its head, on another connection. */
+static void rewind_request(struct px_request *r) {
+  r->phase = PX_PHASE_CONNECT;
+  r->head_pending = 1;
+  r->in->fwd = r->head.end;
+  r->sent_any = 0;
+  r->up_sending = 0;
+  r->ops->wait(r, PX_WAIT_NONE);
+}
+
+/* nginx's ngx_http_upstream_next: every failure of an exchange comes here. The connection that
+ * failed is closed already. */
+static void request_next(struct px_request *r, enum px_up_fail ft, int err) {
+  struct px_server *srv = &r->pool->servers[r->server];
+  struct px_next_in in = {
+      .ft = ft,
+      .resp_started = r->resp_started,
+      .sent_any = r->sent_any,
+      .idempotent = (uint8_t)px_method_idempotent(r->parser.method),
+      .replayable = r->replayable,
+      .reused = r->up != NULL && px_up_reused(r->up),
+      .retried_fresh = r->retried_fresh,
+      .tries_left = r->tries < r->pool->nservers,
+  };
+  int status;
+  enum px_next_do what = px_request_decide(&in, &status);
+
+  r->up = NULL;
+  if (what != PX_DO_RETRY_FRESH)
+    LBP_WARN("upstream %s: %s: %s", srv->name, px_up_fail_name(ft), uv_strerror(err));
+  switch (what) {
+  case PX_DO_RETRY_FRESH:
+    r->retried_fresh = 1;
+    rewind_request(r);
+    connect_server(r, 1);
+    break;
+  case PX_DO_RETRY_NEXT:
+    r->log.status = status; /* the answer if no server is left */
+    px_pool_release(r->pool, r->server, 1);
+    r->server = -1;
+    rewind_request(r);
+    connect_server(r, 0);
+    break;
+  case PX_DO_ERROR:
+    request_error(r, status);
+    break;
+  case PX_DO_CUT:
+    request_end(r, PX_NEXT_CUT);
+    break;
+  }
+}
+
+/* ---- the response ---- */
+
+static void response_done(struct px_request *r) {
+  r->up = NULL; /* released: pooled or closed by upstream.c */
+  if (!r->req_done) {
+    /* The server answered before the whole request came: the rest of it is left to the
+     * lingering close. */
+    request_end(r, PX_NEXT_LINGER);
+    return;
+  }
+  request_end(r, r->keep_alive ? PX_NEXT_KEEP : PX_NEXT_CLOSE);
+}
+
+/* Decides the Connection line of the final response once its head is known. */
+static enum px_conn_line response_connection(struct px_request *r, const struct px_up_response *p) {
+  r->keep_alive = (uint8_t)(may_keep(r) && r->req_done && !p->until_eof);
+  if (!r->keep_alive)
+    return PX_CONN_CLOSE;
+  return (r->http10 || p->http_minor == 0) ? PX_CONN_KEEP_ALIVE : PX_CONN_NONE;
+}
+
+static void tunnel_done(void *arg, int reset) {
+  struct px_request *r = arg;
+
+  r->ops->end(r, reset ? PX_NEXT_CUT : PX_NEXT_CLOSE);
+}
+
+/* The 101 went out: the client connection and the upstream one become a tunnel. */
+static void start_tunnel(struct px_request *r) {
+  struct px_ctx *ctx = r->ctx;
+  struct px_up *u = r->up;
+  struct px_inbuf *in = r->in;
+  uv_buf_t rest, early = uv_buf_init(in->b->data + in->pos, in->len - in->pos);
+  int rc;
+
+  r->up = NULL;
+  px_pool_release(r->pool, r->server, 0);
+  r->server = -1;
+  request_end(r, PX_NEXT_TUNNEL); /* logged; the connection stops reading and timing */
+  px_up_takeover(u, &rest);
+  /* Bytes the client sent after its request belong to the tunnel already. */
+  rc =
+      px_tunnel_start(ctx->loop, &ctx->bufs, (uv_stream_t *)r->tcp, u, &early, &rest,
+                      ctx->set.tunnel_idle_ms, ctx->set.client_send_ms, tunnel_done, r, &r->tunnel);
+  in->pos = in->len;
+  if (rc != 0) {
+    r->tunnel = NULL;
+    r->ops->end(r, PX_NEXT_CUT);
+  }
+}
+
+/* A response head: interim ones go out as they are, the final one rewritten. The iovecs
+ * count, or -1. */
+static int response_head(struct px_request *r, const struct px_up_response *p, uint32_t len,
+                         uv_buf_t *iov, int max) {
+  struct px_head *h = p->head;
+  enum px_conn_line conn;
+
+  if (p->status < 200 && p->status != 101) {
+    if (r->http10)
+      return 0; /* RFC 9110 15.2: no 1xx to an HTTP/1.0 client */
+    iov[0] = uv_buf_init((char *)h->base + h->start, h->end - h->start);
+    return 1;
+  }
+  r->log.upstream_status = p->status;
+  r->log.upstream_ms = uv_now(r->ctx->loop);
+  r->log.status = p->status;
+  r->resp_head_done = 1;
+  conn = p->status == 101 ? PX_CONN_UPGRADE : response_connection(r, p);
+  return px_rewrite_response(h, conn, len, iov, max);
+}
+
+static int up_data(struct px_up *u, const struct px_up_response *p, const char *body, size_t len,
+                   int complete) {
+  struct px_request *r = px_up_data(u);
+  uv_buf_t iov[PX_HEAD_MAX_IOV + 1];
+  int n = 0, rc;
+
+  if (p != NULL) {
+    n = response_head(r, p, p->status >= 200 || p->status == 101 ? (uint32_t)len : 0, iov,
+                      PX_HEAD_MAX_IOV);
+    if (n < 0) {
+      request_next(r, PX_UP_BAD_RESPONSE, UV_EPROTO);
+      px_up_close(u, 0);
+      return 0;
+    }
+  } else if (len > 0) {
+    iov[n++] = uv_buf_init((char *)body, (unsigned)len);
+  }
+  if (n == 0) {
+    if (complete)
+      response_done(r);
+    return 0;
+  }
+  r->resp_started = 1;
+  rc = client_write(r, iov, (unsigned)n,
+                    p != NULL && p->status == 101 ? AW_TUNNEL
+                    : complete                    ? AW_RESPONSE_DONE
+                                                  : AW_RESUME);
+  if (rc < 0)
+    return 0; /* ended: the upstream is closed */
+  if (rc == 0) {
+    r->up_holding = 1;
+    return 1;
+  }
+  if (p != NULL && p->status == 101)
+    start_tunnel(r);
+  else if (complete)
+    response_done(r);
+  return 0;
+}
+
+void px_request_written(struct px_request *r, int status) {
+  uint8_t then = r->after_write;
+
+  r->writing = 0;
+  r->after_write = AW_NONE;
+  if (r->phase == PX_PHASE_DONE || r->phase == PX_PHASE_IDLE)
+    return;
+  if (status < 0) {
+    request_end(r, PX_NEXT_CUT);
+    return;
+  }
+  if (r->up_holding && then != AW_TUNNEL) {
+    r->up_holding = 0;
+    if (then == AW_RESPONSE_DONE) {
+      struct px_up *u = r->up;
+      r->up = NULL;
+      px_up_resume(u); /* pools or closes it */
+      response_done(r);
+      return;
+    }
+    px_up_resume(r->up); /* may deliver more at once, and end the request */
+    return;
+  }
+  switch (then) {
+  case AW_ERROR_DONE:
+    request_end(r, r->keep_alive ? PX_NEXT_KEEP : PX_NEXT_LINGER);
+    break;
+  case AW_TUNNEL:
+    r->up_holding = 0;
+    start_tunnel(r);
+    break;
+  default:
+    break;
+  }
+}
+
+/* ---- the upstream exchange ---- */
+
+static void up_ready(struct px_up *u) {
+  struct px_request *r = px_up_data(u);
+
+  r->phase = PX_PHASE_SEND;
+  forward(r);
+}
+
+static void up_sent(struct px_up *u, int status) {
+  struct px_request *r = px_up_data(u);
+
+  r->up_sending = 0;
+  if (status < 0) {
+    /* The server stopped reading (it answers early): send nothing more; the rest of the
+     * request is left to the lingering close after the response. */
+    r->keep_alive = 0;
+    r->phase = PX_PHASE_WAIT;
+    return;
+  }
+  forward(r);
+}
+
+static void up_error(struct px_up *u, enum px_up_fail ft, int err) {
+  request_next(px_up_data(u), ft, err);
+}
+
+static const struct px_up_cbs request_up_cbs = {
+    .on_ready = up_ready,
+    .on_sent = up_sent,
+    .on_data = up_data,
+    .on_error = up_error,
+};
+
+/* Gets a connection: the same server on a fresh one (`fresh`), or the next untried server. */
+static void connect_server(struct px_request *r, int fresh) {
+  unsigned flags = 0;
+  struct px_up *u;
+  int rc;
+
+  if (!fresh) {
+    r->server = (int8_t)px_pool_select(r->pool, &r->tried);
+    if (r->server < 0) {
+      /* None left: the last failure's answer, or 503 when no server was available at all. */
+      request_error(r, r->tries > 0 && r->log.status != 0 ? r->log.status : 503);
+      return;
+    }
+    bal_tried_add(&r->tried, (unsigned)r->server);
+    r->tries++;
+  }
+  r->log.upstream = r->pool->servers[r->server].name;
+  flags |= fresh ? PX_UP_FRESH : 0;
+  /* A request that could not be sent twice only goes on a connection not known to be
+   * closing. */
+  if (!px_method_idempotent(r->parser.method) || !r->replayable)
+    flags |= PX_UP_CHECK;
+  flags |= r->parser.method == HTTP_HEAD ? PX_UP_HEAD : 0;
+  flags |= r->upgrade ? PX_UP_UPGRADE : 0;
+  rc = px_up_get(&r->ctx->up, &r->pool->servers[r->server], flags, &request_up_cbs, r, &u);
+  if (rc < 0) {
+    request_next(r, PX_UP_CONNECT, rc);
+    return;
+  }
+  r->up = u;
+  if (rc == 1)
+    up_ready(u);
+}
+
+/* ---- forwarding the request ---- */
+
+/* Runs the parser over body bytes; sets req_done at the end of the message. 0, or the status
+ * to answer with (400, 413). */
+static int parse_body(struct px_request *r) {
+  struct px_inbuf *in = r->in;
+  const char *b = in->b->data;
+  llhttp_errno_t err;
+
+  if (r->req_done || in->pos == in->len)
+    return 0;
+  err = llhttp_execute(&r->parser, b + in->pos, in->len - in->pos);
+  if (err == HPE_OK) {
+    r->log.bytes_in += in->len - in->pos;
+    in->pos = in->len;
+    return 0;
+  }
+  if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
+    uint32_t pos = (uint32_t)(llhttp_get_error_pos(&r->parser) - b);
+    r->log.bytes_in += pos - in->pos;
+    in->pos = pos;
+    if (err == HPE_PAUSED)
+      llhttp_resume(&r->parser);
+    r->req_done = 1;
+    return 0;
+  }
+  return (r->head.flags & PX_HEAD_BODY_LIMIT) ? 413 : 400;
+}
+
+/* The host the client asked for, and the fields of the forwarded head. */
+static void fwd_info(struct px_request *r, struct px_fwd *f) {
+  const char *b = r->in->b->data;
+  const struct px_route *rt = r->route;
+
+  memset(f, 0, sizeof(*f));
+  f->peer = r->peer;
+  f->peer_len = r->peer_len;
+  if (r->host_from_target) {
+    f->orig_host = b + r->authority.off;
+    f->orig_host_len = r->authority.len;
+    f->new_host = f->orig_host;
+    f->new_host_len = f->orig_host_len;
+    f->path_off = r->authority.off + r->authority.len;
+  } else {
+    if (r->head.flags & PX_HEAD_HAS_HOST) {
+      f->orig_host = b + r->head.host.off;
+      f->orig_host_len = r->head.host.len;
+    }
+    f->path_off = r->head.url.off;
+  }
+  if (rt->set_host != NULL) {
+    f->new_host = rt->set_host;
+    f->new_host_len = rt->set_host_len;
+  }
+  f->strip = r->strip;
+  f->forwarded = r->ctx->set.forwarded;
+  f->http10 = r->http10;
+  f->upgrade = r->upgrade;
+}
+
+/* What went upstream so far is written: wait for more of the request, or for the response. */
+static void sent(struct px_request *r) {
+  struct px_inbuf *in = r->in;
+
+  if (r->req_done) {
+    px_up_request_done(r->up);
+    r->phase = PX_PHASE_WAIT;
+    r->ops->wait(r, PX_WAIT_NONE);
+    return;
+  }
+  if (in->pos == in->len && in->fwd == in->len && in->len > r->head.end) {
+    /* Everything read so far is out: reuse the buffer after the head (kept for the log). The
+     * body bytes are gone from it, so this request can no longer be sent again. */
+    in->len = in->pos = in->fwd = r->head.end;
+    r->replayable = 0;
+    r->ops->read_more(r);
+  }
+  r->ops->wait(r, PX_WAIT_BODY);
+}
+
+static void forward(struct px_request *r) {
+  struct px_inbuf *in = r->in;
+  uv_buf_t iov[PX_HEAD_MAX_IOV];
+  int n, rc, bad;
+
+  if (r->up == NULL || r->up_sending || r->phase != PX_PHASE_SEND)
+    return;
+  if ((bad = parse_body(r)) != 0) {
+    request_error(r, bad);
+    return;
+  }
+  if (r->head_pending) {
+    struct px_fwd f;
+    fwd_info(r, &f);
+    n = px_rewrite_request(&r->head, &f, in->pos - r->head.end, iov, PX_HEAD_MAX_IOV);
+    if (n < 0) {
+      request_error(r, 400);
+      return;
+    }
+    r->head_pending = 0;
+  } else if (in->pos > in->fwd) {
+    iov[0] = uv_buf_init(in->b->data + in->fwd, in->pos - in->fwd);
+    n = 1;
+  } else {
+    sent(r);
+    return;
+  }
+  in->fwd = in->pos;
+  r->sent_any = 1;
+  rc = px_up_send(r->up, iov, (unsigned)n);
+  if (rc == 1) {
+    sent(r);
+  } else if (rc == 0) {
+    r->up_sending = 1;
+    r->ops->wait(r, PX_WAIT_NONE); /* the server is slow to take it, not the client */
+  } else if (px_up_response_started(r->up)) {
+    r->keep_alive = 0; /* the response keeps coming; the rest of the request is not sent */
+    r->phase = PX_PHASE_WAIT;
+  } else {
+    request_next(r, PX_UP_WRITE, rc); /* px_up_send closed it */
+  }
+}
+
+/* ---- the head ---- */
 
 /* An absolute-form target ("http://host:port/path", RFC 9112 3.2.2): route by its authority,
  * forward the origin form, and replace the Host line with the authority, as a proxy must.
  * 0, or -1 for a target we will not forward (no path, userinfo). */
-static int absolute_target(struct px_client *c) {
-  const char *b = c->in->data, *u = b + c->head.url.off, *auth, *slash;
-  uint32_t ulen = c->head.url.len;
+static int absolute_target(struct px_request *r) {
+  const char *b = r->in->b->data, *u = b + r->head.url.off, *auth, *slash;
+  uint32_t ulen = r->head.url.len;
   const char *sep = memmem(u, ulen, "://", 3);
 
   if (sep == NULL)
@@ -78,297 +605,169 @@ static int absolute_target(struct px_client *c) {
   slash = memchr(auth, '/', (size_t)(u + ulen - auth));
   if (slash == NULL || slash == auth || memchr(auth, '@', (size_t)(slash - auth)) != NULL)
     return -1;
-  c->authority.off = (uint32_t)(auth - b);
-  c->authority.len = (uint32_t)(slash - auth);
-  c->host_from_target = 1;
-  px_head_drop(&c->head, c->head.url.off, (uint32_t)(slash - u));
-  if (c->head.flags & PX_HEAD_HAS_HOST)
-    px_head_drop(&c->head, c->head.host_line.off, c->head.host_line.len);
-  return (c->head.flags & PX_HEAD_OVERFLOW) ? -1 : 0;
+  r->authority.off = (uint32_t)(auth - b);
+  r->authority.len = (uint32_t)(slash - auth);
+  r->host_from_target = 1;
+  px_head_drop(&r->head, r->head.url.off, (uint32_t)(slash - u));
+  return (r->head.flags & PX_HEAD_OVERFLOW) ? -1 : 0;
 }
 
 /* Checks a complete request head; the status of the error page to send, or 0. */
-static int check_request(struct px_client *c, uint32_t end) {
-  const char *u = c->in->data + c->head.url.off;
+static int check_request(struct px_request *r, uint32_t end) {
+  const char *u = r->in->b->data + r->head.url.off;
+  uint64_t max_body = r->ctx->set.max_body_bytes;
 
-  if (px_head_complete(&c->head, end) < 0 || (c->head.flags & PX_HEAD_DUP_HOST))
+  if (px_head_complete(&r->head, end) < 0 || (r->head.flags & PX_HEAD_DUP_HOST))
     return 400; /* obs-fold, too many hop-by-hop lines, two Host lines */
-  c->http10 = c->parser.http_major == 1 && c->parser.http_minor == 0;
-  if (c->parser.method == HTTP_CONNECT)
+  r->http10 = r->parser.http_major == 1 && r->parser.http_minor == 0;
+  if (r->parser.method == HTTP_CONNECT)
     return 405;
-  if (c->head.url.len > 0 && u[0] != '/' && !(c->head.url.len == 1 && u[0] == '*') &&
-      absolute_target(c) < 0)
+  if (r->head.url.len > 0 && u[0] != '/' && !(r->head.url.len == 1 && u[0] == '*') &&
+      absolute_target(r) < 0)
     return 400;
-  if (!(c->head.flags & PX_HEAD_HAS_HOST) && !c->http10 && !c->host_from_target)
+  if (!(r->head.flags & PX_HEAD_HAS_HOST) && !r->http10 && !r->host_from_target)
     return 400; /* RFC 9112 3.2: HTTP/1.1 requires Host */
-  if (c->http10 && (c->parser.flags & (F_CHUNKED | F_TRANSFER_ENCODING)))
+  if (r->http10 && (r->parser.flags & (F_CHUNKED | F_TRANSFER_ENCODING)))
     return 400; /* RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 is faulty framing */
+  if (max_body > 0 && (r->parser.flags & F_CONTENT_LENGTH) && r->parser.content_length > max_body)
+    return 413; /* at once: no body byte is read for nothing, no 100 Continue is sent */
+  r->head.body_max = max_body;
   return 0;
 }
 
-static void on_request_head(struct px_client *c, uint32_t end) {
-  const struct lbp_config *cfg = c->ctx->cfg;
-  const char *b = c->in->data;
-  const struct px_span *host;
-  int r, bad;
+/* Routes the request; 0, or 404. */
+static int route_request(struct px_request *r) {
+  const struct px_listener *l = &r->ctx->listeners[r->listener];
+  const char *b = r->in->b->data;
+  const struct px_span *host = r->host_from_target ? &r->authority : &r->head.host;
+  int has_host = r->host_from_target || (r->head.flags & PX_HEAD_HAS_HOST);
+  int i = px_route_in(l->cfg_routes, l->nroutes, has_host ? b + host->off : NULL, host->len,
+                      b + r->head.url.off, r->head.url.len);
 
-  uv_timer_stop(&c->timer);
-  bad = check_request(c, end);
-  if (bad) {
-    px_client_send_error(c, bad);
-    return;
-  }
-  host = c->host_from_target ? &c->authority : &c->head.host;
-  c->keep_alive = (uint8_t)llhttp_should_keep_alive(&c->parser);
-  c->state = PX_C_CONNECT;
-  px__request_finish_bodyless(c);
-  r = px_route(cfg,
-               (c->host_from_target || (c->head.flags & PX_HEAD_HAS_HOST)) ? b + host->off : NULL,
-               host->len, b + c->head.url.off, c->head.url.len);
-  if (r < 0) {
-    px_client_send_error(c, 404);
-    return;
-  }
-  c->pool = &c->ctx->pools[cfg->routes[r].upstream];
-  bal_tried_clear(&c->tried);
-  c->retried = 0;
-  c->head_pending = 1;
-  c->fwd_pos = c->head.end;
-  c->ctx->counters.requests++;
-  select_and_connect(c, 0);
+  if (i < 0)
+    return 404;
+  r->route = &l->routes[i];
+  r->pool = r->route->pool;
+  r->strip = r->route->strip;
+  return 0;
 }
 
-/* ---- parsing ---- */
+static void on_head(struct px_request *r, uint32_t end) {
+  int bad;
 
-void px__request_head(struct px_client *c) {
-  const char *b = c->in->data;
-  uint64_t limit = c->ctx->cfg->limits.max_header_bytes;
+  r->ops->wait(r, PX_WAIT_NONE);
+  bad = check_request(r, end);
+  r->keep_alive = (uint8_t)llhttp_should_keep_alive(&r->parser);
+  r->upgrade = r->parser.upgrade && r->parser.method == HTTP_GET;
+  r->phase = PX_PHASE_CONNECT;
+  if (bad == 0)
+    bad = route_request(r);
+  if (bad != 0) {
+    request_error(r, bad);
+    return;
+  }
+  finish_bodyless(r);
+  r->head_pending = 1;
+  r->replayable = 1;
+  r->in->fwd = r->head.end;
+  bal_tried_clear(&r->tried);
+  r->ctx->counters.requests++;
+  connect_server(r, 0);
+}
+
+static void start_head(struct px_request *r) {
+  struct px_inbuf *in = r->in;
+
+  /* The connection's fields stay; the request's own start over. */
+  memset(&r->phase, 0, offsetof(struct px_request, parser) - offsetof(struct px_request, phase));
+  r->server = -1;
+  r->pool = NULL;
+  r->route = NULL;
+  r->up = NULL;
+  memset(&r->log, 0, sizeof(r->log));
+  r->log.start_ms = uv_now(r->ctx->loop);
+  r->phase = PX_PHASE_HEAD;
+  llhttp_init(&r->parser, HTTP_REQUEST, &px_request_settings);
+  r->parser.data = &r->head;
+  px_head_reset(&r->head, in->b->data, 1, in->pos);
+  r->ops->wait(r, PX_WAIT_HEAD);
+}
+
+static void parse_head(struct px_request *r) {
+  struct px_inbuf *in = r->in;
+  const char *b = in->b->data;
+  uint64_t limit = r->ctx->set.max_header_bytes;
   llhttp_errno_t err;
   uint32_t pos;
 
-  if (c->state == PX_C_IDLE) {
-    c->state = PX_C_HEAD;
-    px_head_reset(&c->head, b, 1, c->in_pos);
-    c->req_done = 0;
-    c->resp_started = 0;
-    c->head_pending = 0;
-    px__client_timer(c, c->ctx->cfg->timeouts.client_header_ms);
-  }
-  c->head.base = b;
-  err = llhttp_execute(&c->parser, b + c->in_pos, c->in_len - c->in_pos);
+  r->head.base = b;
+  err = llhttp_execute(&r->parser, b + in->pos, in->len - in->pos);
   if (err == HPE_OK) {
-    c->in_pos = c->in_len;
-    if (c->in_len - c->head.start > limit)
-      px_client_send_error(c, 431);
-    else if (c->eof)
-      px_client_close(c); /* half a head, and the client has said it is done */
-    else
-      px__client_read_start(c);
+    r->log.bytes_in += in->len - in->pos;
+    in->pos = in->len;
+    if (in->len - r->head.start > limit)
+      request_error(r, 431);
+    else if (r->client_eof)
+      request_end(r, PX_NEXT_CLOSE); /* half a head, and the client has said it is done */
     return;
   }
   if (err != HPE_PAUSED) {
-    px_client_send_error(c, 400);
+    request_error(r, 400);
     return;
   }
-  pos = (uint32_t)(llhttp_get_error_pos(&c->parser) - b);
-  llhttp_resume(&c->parser);
-  c->in_pos = pos;
-  if (pos - c->head.start > limit) {
-    px_client_send_error(c, 431);
+  pos = (uint32_t)(llhttp_get_error_pos(&r->parser) - b);
+  llhttp_resume(&r->parser);
+  r->log.bytes_in += pos - in->pos;
+  in->pos = pos;
+  if (pos - r->head.start > limit) {
+    request_error(r, 431);
     return;
   }
-  on_request_head(c, pos);
+  on_head(r, pos);
 }
 
-/* Runs the parser over body bytes; sets req_done at the end of the message. 0 or -1. */
-static int parse_body(struct px_client *c) {
-  const char *b = c->in->data;
-  llhttp_errno_t err;
+/* ---- events from the connection ---- */
 
-  if (c->req_done || c->in_pos == c->in_len)
-    return 0;
-  err = llhttp_execute(&c->parser, b + c->in_pos, c->in_len - c->in_pos);
-  if (err == HPE_OK) {
-    c->in_pos = c->in_len;
-    return 0;
+void px_request_input(struct px_request *r) {
+  switch (r->phase) {
+  case PX_PHASE_IDLE:
+  case PX_PHASE_DONE: /* a keep-alive connection's next request */
+    start_head(r);
+    parse_head(r);
+    break;
+  case PX_PHASE_HEAD:
+    parse_head(r);
+    break;
+  case PX_PHASE_SEND:
+    forward(r);
+    break;
+  default:
+    break; /* not our turn (a pipelined request, body bytes before the connection is ready) */
   }
-  if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
-    c->in_pos = (uint32_t)(llhttp_get_error_pos(&c->parser) - b);
-    if (err == HPE_PAUSED)
-      llhttp_resume(&c->parser);
-    else
-      llhttp_resume_after_upgrade(&c->parser);
-    c->req_done = 1;
-    return 0;
-  }
-  return -1;
 }
 
-/* ---- forwarding the request ---- */
-
-static const char xff_prefix[] = "X-Forwarded-For: ";
-static const char host_prefix[] = "Host: ";
-static const char crlf[] = "\r\n";
-static const char conn_ka[] = "Connection: keep-alive\r\n";
-
-/* The request reached the upstream socket (or is queued there): keep reading or wait. */
-static void request_written(struct px_client *c) {
-  if (c->req_done) {
-    c->state = PX_C_WAIT;
-    if (c->in_len < c->ctx->bufsize)
-      px__client_read_start(c);
-    else
-      px__client_read_stop(c); /* no room for a pipelined request until this one is answered */
-    return;
+void px_request_eof(struct px_request *r) {
+  r->client_eof = 1;
+  switch (r->phase) {
+  case PX_PHASE_HEAD:
+    request_end(r, PX_NEXT_CLOSE); /* half a head: nothing to answer */
+    break;
+  case PX_PHASE_CONNECT:
+  case PX_PHASE_SEND:
+  case PX_PHASE_WAIT:
+    if (!r->req_done)
+      request_end(r, PX_NEXT_CUT); /* the rest of the body will never come */
+    break;
+  default:
+    break;
   }
-  if (c->in_pos == c->in_len && c->fwd_pos == c->in_len) {
-    /* Everything read so far is out: reuse the buffer from its start. The head is gone from
-     * it now, so this request can no longer be retried. */
-    c->in_len = c->in_pos = c->fwd_pos = 0;
-    c->retried = 1;
-  }
-  px__client_read_start(c);
-  px__client_timer(c, c->ctx->cfg->timeouts.client_idle_ms);
 }
 
-void px_client_request_written(struct px_client *c, int status) {
-  if (c->state == PX_C_CLOSING || c->up == NULL)
-    return;
-  if (status < 0) {
-    px_client_upstream_failed(c, status);
+void px_request_timeout(struct px_request *r) {
+  if (r->phase == PX_PHASE_HEAD) {
+    request_error(r, 408);
     return;
   }
-  if (c->state == PX_C_BODY)
-    request_written(c);
-}
-
-static void client_forward(struct px_client *c) {
-  uv_buf_t iov[PX_HEAD_MAX_IOV];
-  uint32_t end = c->in_pos;
-  int n, rc;
-
-  if (c->up == NULL)
-    return; /* the exchange ended early (px_client_response_complete) */
-  if (c->head_pending) {
-    uv_buf_t tail[8], xff = uv_buf_init(c->peer, c->peer_len);
-    int nt = 0;
-    if (c->host_from_target) {
-      tail[nt++] = uv_buf_init((char *)host_prefix, sizeof(host_prefix) - 1);
-      tail[nt++] = uv_buf_init(c->in->data + c->authority.off, c->authority.len);
-      tail[nt++] = uv_buf_init((char *)crlf, 2);
-    }
-    if (!(c->head.flags & PX_HEAD_HAS_XFF)) {
-      tail[nt++] = uv_buf_init((char *)xff_prefix, sizeof(xff_prefix) - 1);
-      tail[nt++] = uv_buf_init(c->peer + 2, c->peer_len - 2u);
-      tail[nt++] = uv_buf_init((char *)crlf, 2);
-    }
-    if (c->http10)
-      tail[nt++] = uv_buf_init((char *)conn_ka, sizeof(conn_ka) - 1);
-    n = px_head_iov(&c->head, &xff, tail, nt, end - c->head.end, iov, PX_HEAD_MAX_IOV);
-    if (n < 0) {
-      px_client_send_error(c, 400);
-      return;
-    }
-    c->head_pending = 0;
-  } else if (end > c->fwd_pos) {
-    iov[0] = uv_buf_init(c->in->data + c->fwd_pos, end - c->fwd_pos);
-    n = 1;
-  } else {
-    request_written(c);
-    return;
-  }
-  c->fwd_pos = end;
-  rc = px_upstream_send(c->up, iov, (unsigned)n);
-  if (rc == 1)
-    request_written(c);
-  else if (rc == 0)
-    px__client_read_stop(c); /* the buffer is in use until px_client_request_written */
-  /* rc < 0: the upstream already reported the failure. */
-}
-
-/* ---- upstream events ---- */
-
-void px_client_upstream_ready(struct px_client *c, struct px_upstream *u) {
-  c->up = u;
-  if (c->out == NULL)
-    c->out = px_buf_get(c->ctx);
-  if (c->out == NULL) {
-    px_client_send_error(c, 502);
-    return;
-  }
-  c->out_len = c->out_pos = c->out_fwd = 0;
-  c->state = PX_C_BODY;
-  uv_timer_stop(&c->timer);
-  px__request_body(c);
-}
-
-static int method_idempotent(uint8_t m) {
-  return m == HTTP_GET || m == HTTP_HEAD || m == HTTP_OPTIONS || m == HTTP_PUT ||
-         m == HTTP_DELETE || m == HTTP_TRACE;
-}
-
-void px_client_upstream_failed(struct px_client *c, int err) {
-  struct px_upstream *u = c->up;
-  int reused = u != NULL && u->reused;
-  int nothing_received = u == NULL || !u->got_bytes;
-  int was_connecting = c->state == PX_C_CONNECT && !reused;
-
-  if (c->state == PX_C_CLOSING)
-    return;
-  LBP_DEBUG("client %p upstream failed: %s state=%d reused=%d nothing_received=%d", (void *)c,
-            uv_strerror(err), c->state, reused, nothing_received);
-  if (u != NULL) {
-    c->up = NULL;
-    px_upstream_abort(u);
-  }
-  if (c->resp_started) {
-    px_client_close(c); /* part of the response is out: all we can do is cut it */
-    return;
-  }
-  c->state = PX_C_CONNECT;
-  c->head_pending = 1;
-  c->fwd_pos = c->head.end;
-  if (reused && nothing_received && !c->retried && c->req_done &&
-      (err == UV_ECONNRESET || err == UV_EPIPE || err == UV_ECONNABORTED) &&
-      method_idempotent(c->parser.method)) {
-    /* Most likely a pooled connection the server closed as we reused it: once more, on a
-     * fresh connection to the same server (the selection stands). */
-    c->retried = 1;
-    select_and_connect(c, 1);
-    return;
-  }
-  if (c->server >= 0) {
-    const struct cfg_addr *a = &c->pool->servers[c->server].cfg->addr;
-    LBP_WARN("upstream %s:%u %s: %s", a->host, a->port,
-             was_connecting ? "connect failed" : "failed", uv_strerror(err));
-    px__client_release_server(c, 1);
-  }
-  if (was_connecting) {
-    select_and_connect(c, 0); /* the next untried server, or 502 */
-    return;
-  }
-  px_client_send_error(c, err == UV_ETIMEDOUT ? 504 : 502);
-}
-
-void px_client_response_complete(struct px_client *c) {
-  px__client_release_server(c, 0);
-  if (c->state == PX_C_BODY) {
-    /* The upstream answered before the whole request arrived: no more forwarding (there is
-     * no upstream any more); the rest of the request is left to the lingering close. */
-    c->keep_alive = 0;
-    c->state = PX_C_WAIT;
-    px__client_read_stop(c);
-  }
-  if (c->writing)
-    c->after_write = AW_RESPONSE_DONE;
-  else
-    px__client_next(c);
-}
-
-void px__request_body(struct px_client *c) {
-  if (parse_body(c) < 0) {
-    px_client_send_error(c, 400);
-    return;
-  }
-  client_forward(c);
+  r->log.status = r->resp_started ? r->log.status : 408;
+  request_end(r, PX_NEXT_CUT); /* a client stalled in the middle of its body */
 }

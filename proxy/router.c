@@ -72,14 +72,19 @@ static void target_path(const char **t, size_t *n) {
 
 int px_route(const struct lbp_config *cfg, const char *host, size_t hostlen, const char *target,
              size_t targetlen) {
+  return px_route_in(cfg->routes, cfg->nroutes, host, hostlen, target, targetlen);
+}
+
+int px_route_in(const struct cfg_route *routes, size_t nroutes, const char *host, size_t hostlen,
+                const char *target, size_t targetlen) {
   int best = -1, best_host = -1;
   size_t best_path = 0;
 
   if (host != NULL)
     host_normalize(&host, &hostlen);
   target_path(&target, &targetlen);
-  for (size_t i = 0; i < cfg->nroutes; i++) {
-    const struct cfg_route *r = &cfg->routes[i];
+  for (size_t i = 0; i < nroutes; i++) {
+    const struct cfg_route *r = &routes[i];
     int hm = 0;
     size_t plen = 0;
 

@@ -1,415 +1,545 @@
-/* Upstream connections: connect, keep-alive pool per server, and streaming responses back. */
+/* An HTTP/1 client: connections to servers, a keep-alive pool per server, response parsing,
+ * and callbacks to its user. It knows nothing of who asked (a client's request, a health check). */
 
 /*
- * An upstream connection is attached to one client for one exchange, then either goes back
- * to its server's idle list (the response was complete, framed, and nothing followed it) or
- * is closed. Idle connections keep reading into a scratch buffer: any byte or EOF from an idle
- * server means it is gone or broken, and the connection is dropped before anyone reuses it.
- *
- * Responses are read into the client's `out` buffer and parsed with llhttp only to find where
- * the head and the message end. The final head is forwarded minus hop-by-hop lines, plus our
- * own Connection line when the client connection will close (or is HTTP/1.0 keep-alive);
- * interim 1xx heads and all body bytes go out as received. While a write to the client is
- * pending the upstream is not read (backpressure with one buffer).
- *
- * The upstream timer measures, in turn: the connect deadline, the response deadline (restarted
- * by every read and every completed write), and the keep-alive idle time.
+ * 1. px_up_get hands out a pooled connection (most recently used first; with PX_UP_CHECK a
+ *    non-blocking peek skips one whose server already sent FIN or RST) or connects a new one.
+ * 2. The user sends the request with px_up_send (a direct writev, else one uv_write in flight)
+ *    and says px_up_request_done at its end.
+ * 3. Responses are read into a buffer from the pool and parsed by llhttp only to find where the
+ *    heads and the message end. Each read is delivered in one on_data call: a final head (as a
+ *    px_head over the buffer, so the user can forward it as iovecs), the body bytes after it,
+ *    and whether the response is complete. Interim 1xx heads are delivered on their own. A
+ *    user that cannot take the bytes now holds them: reading stops until px_up_resume.
+ * 4. A complete response on a connection the server keeps, with nothing after it and the whole
+ *    request written, returns the connection to its server's idle list; anything else closes
+ *    it. Idle connections keep reading into a scratch buffer: a byte or EOF from an idle server
+ *    means it is gone, and the connection is dropped before anyone reuses it.
+ * 5. One timer measures, in turn: the connect deadline; the response deadline (while a request
+ *    write is pending, once the request is written, and between reads; not while the user
+ *    holds bytes: a slow client is not the server's fault); the idle time in the pool.
+ * 6. A failure closes the connection and reports its type once (on_error); the user decides
+ *    what it means.
  */
-#include "px.h"
+#include "upstream.h"
 
-#include "log.h"
-
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static const char conn_close[] = "Connection: close\r\n";
-static const char conn_keep[] = "Connection: keep-alive\r\n";
+enum { U_CONNECTING, U_BUSY, U_IDLE, U_TAKEN, U_CLOSING };
+
+struct px_up {
+  uv_tcp_t tcp;
+  uv_timer_t timer;
+  uv_connect_t creq;
+  uv_write_t wreq;
+  llhttp_t parser;
+  struct px_head head;
+  struct px_upenv *env;
+  struct px_server *srv;
+  const struct px_up_cbs *cbs;
+  void *data;
+  struct px_list link;      /* env->conns */
+  struct px_list idle_link; /* srv->idle */
+  struct px_buf *b;
+  uint32_t len, pos, fwd; /* bytes read, parsed, delivered */
+  uint8_t state;
+  uint8_t refs; /* handles not closed yet */
+  uint8_t flags;
+  uint8_t writing;
+  uint8_t reused;
+  uint8_t got_bytes;   /* a response byte arrived in this exchange */
+  uint8_t head_new;    /* the final head is parsed and not yet delivered */
+  uint8_t holding;     /* the user holds delivered bytes */
+  uint8_t complete;    /* the response is complete */
+  uint8_t reusable;    /* ... and the server keeps the connection, nothing followed it */
+  uint8_t req_done;    /* the user gave the whole request */
+  uint8_t send_failed; /* a write failed after the response started */
+};
+
+static const char *const fail_names[PX_UP_NFAIL] = {
+    "connect failed",     "connect timed out", "write failed",       "closed before responding",
+    "response timed out", "bad response",      "response truncated",
+};
+
+const char *px_up_fail_name(enum px_up_fail ft) {
+  return (unsigned)ft < PX_UP_NFAIL ? fail_names[ft] : "failed";
+}
 
 static void up_timer_cb(uv_timer_t *t);
+static void up_parse(struct px_up *u);
 
 /* ---- lifetime ---- */
 
 static void up_close_cb(uv_handle_t *h) {
-  struct px_upstream *u = h->data;
-  struct px_ctx *ctx = u->ctx;
+  struct px_up *u = h->data;
+  struct px_upenv *env = u->env;
 
   if (--u->refs > 0)
     return;
-  if (u->c != NULL) {
-    struct px_client *c = u->c;
-    u->c = NULL;
-    px_client_unref(c);
-  }
+  if (u->cbs != NULL && u->cbs->on_closed != NULL)
+    u->cbs->on_closed(u);
+  px_buf_put(env->bufs, u->b);
+  px_list_remove(&u->link);
+  env->nconns--;
   free(u);
-  px_ctx_handle_gone(ctx);
+  if (env->gone != NULL)
+    env->gone(env);
 }
 
-static void idle_remove(struct px_upstream *u) {
-  struct px_upstream **pp = &u->srv->idle;
-
-  while (*pp != NULL && *pp != u)
-    pp = &(*pp)->idle_next;
-  if (*pp == u) {
-    *pp = u->idle_next;
+void px_up_close(struct px_up *u, int reset) {
+  if (u->state == U_CLOSING)
+    return;
+  if (u->state == U_IDLE) {
+    px_list_remove(&u->idle_link);
     u->srv->nidle--;
   }
-  u->idle_next = NULL;
-}
-
-void px_upstream_close(struct px_upstream *u) {
-  struct px_ctx *ctx = u->ctx;
-
-  if (u->state == PX_U_CLOSING)
-    return;
-  if (u->state == PX_U_IDLE)
-    idle_remove(u);
-  u->state = PX_U_CLOSING;
-  if (u->prev)
-    u->prev->next = u->next;
-  else
-    ctx->upstreams = u->next;
-  if (u->next)
-    u->next->prev = u->prev;
-  uv_close((uv_handle_t *)&u->tcp, up_close_cb);
+  u->state = U_CLOSING;
+  if (!reset || uv_tcp_close_reset(&u->tcp, up_close_cb) != 0)
+    uv_close((uv_handle_t *)&u->tcp, up_close_cb);
   uv_close((uv_handle_t *)&u->timer, up_close_cb);
 }
 
-void px_upstream_abort(struct px_upstream *u) {
-  px_upstream_close(u);
+/* The exchange failed: close, then tell the user (who must forget u). */
+static void up_fail(struct px_up *u, enum px_up_fail ft, int err) {
+  const struct px_up_cbs *cbs = u->cbs;
+
+  px_up_close(u, 0);
+  cbs->on_error(u, ft, err);
 }
 
-/* Ends the exchange: the client is let go, the connection pooled or closed. */
-static void up_detach(struct px_upstream *u, int reusable) {
-  struct px_client *c = u->c;
+static void up_timer_update(struct px_up *u) {
+  int want = !u->holding && (u->writing || u->req_done || u->got_bytes);
+
+  if (want)
+    uv_timer_start(&u->timer, up_timer_cb, u->env->response_ms, 0);
+  else
+    uv_timer_stop(&u->timer);
+}
+
+/* The user released a complete response: pool the connection or close it. */
+static void up_finish(struct px_up *u) {
   struct px_server *srv = u->srv;
+  int keep = u->reusable && u->req_done && !u->writing && !u->send_failed && !u->env->closing &&
+             srv->nidle < srv->max_idle;
 
-  c->up = NULL;
-  u->c = NULL;
-  px_client_unref(c);
-  uv_timer_stop(&u->timer);
-  if (!reusable || u->writing || u->ctx->closing || srv->nidle >= srv->pool->cfg->keepalive) {
-    px_upstream_close(u);
+  u->cbs = NULL;
+  u->data = NULL;
+  if (!keep) {
+    px_up_close(u, 0);
     return;
   }
-  u->state = PX_U_IDLE;
-  u->idle_next = srv->idle;
-  srv->idle = u;
+  u->state = U_IDLE;
+  px_buf_put(u->env->bufs, u->b);
+  u->b = NULL;
+  u->len = u->pos = u->fwd = 0;
+  px_list_insert_head(&srv->idle, &u->idle_link);
   srv->nidle++;
-  uv_timer_start(&u->timer, up_timer_cb, u->ctx->cfg->timeouts.client_idle_ms, 0);
+  uv_timer_start(&u->timer, up_timer_cb, srv->idle_ms, 0);
 }
 
-static void attach(struct px_upstream *u, struct px_client *c) {
-  u->c = c;
-  c->refs++;
-  c->up = u;
-  u->got_bytes = 0;
-  u->head_sent = 0;
-  u->head_pending = 0;
-  llhttp_init(&u->parser, HTTP_RESPONSE, &px_response_settings);
-  u->parser.data = &u->head;
-  px_head_reset(&u->head, NULL, 0, 0);
-}
+/* ---- delivering responses ---- */
 
-/* ---- reading responses ---- */
-
-static void up_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
-  static char scratch[64]; /* idle connections: any byte read is a reason to close */
-  struct px_upstream *u = h->data;
-  struct px_client *c = u->c;
-
-  if (u->state != PX_U_BUSY || c == NULL) {
-    *buf = uv_buf_init(scratch, sizeof(scratch));
+/* Everything read went to the user: the buffer starts over. */
+static void up_rebase(struct px_up *u) {
+  if (u->fwd != u->len)
     return;
-  }
-  if (c->out == NULL)
-    c->out = px_buf_get(u->ctx);
-  if (c->out == NULL || c->out_len >= u->ctx->bufsize) {
-    *buf = uv_buf_init(NULL, 0);
-    return;
-  }
-  *buf = uv_buf_init(c->out->data + c->out_len, (unsigned)(u->ctx->bufsize - c->out_len));
+  u->len = u->pos = u->fwd = 0;
+  if (!(u->head.flags & PX_HEAD_DONE))
+    px_head_reset(&u->head, u->b->data, 0, 0);
 }
 
-/* Resets the response buffer once everything in it went to the client. */
-static void out_rebase(struct px_upstream *u) {
-  struct px_client *c = u->c;
+/* Gives the user what was parsed since the last delivery. 0 to go on, 1 if the user holds
+ * the bytes, -1 if the user closed or took the connection. */
+static int up_deliver(struct px_up *u, int complete) {
+  const char *b = u->b->data;
+  struct px_up_response resp, *rp = NULL;
+  uint32_t from = u->fwd;
+  int rc;
 
-  if (c->out_fwd != c->out_len || c->out_pos != c->out_len)
-    return;
-  if (u->head.flags & PX_HEAD_DONE) {
-    c->out_len = c->out_pos = c->out_fwd = 0;
-  } else if (u->head.start == c->out_len) {
-    c->out_len = c->out_pos = c->out_fwd = 0;
-    px_head_reset(&u->head, c->out->data, 0, 0);
+  if (u->head_new) {
+    resp.head = &u->head;
+    resp.status = llhttp_get_status_code(&u->parser);
+    resp.http_minor = u->parser.http_minor;
+    resp.keep_alive = (uint8_t)llhttp_should_keep_alive(&u->parser);
+    resp.until_eof = (uint8_t)(resp.status >= 200 && llhttp_message_needs_eof(&u->parser));
+    rp = &resp;
+    from = u->head.end;
+    u->head_new = 0;
   }
-}
-
-/* Decides what the client is told about the connection, once the final head is known. */
-static int resp_head(struct px_upstream *u, uint32_t end) {
-  struct px_client *c = u->c;
-  int status;
-
-  if (px_head_complete(&u->head, end) < 0)
+  if (rp == NULL && from == u->pos && !complete)
+    return 0;
+  u->fwd = u->pos;
+  u->complete = (uint8_t)complete;
+  rc = u->cbs->on_data(u, rp, b + from, u->pos - from, complete);
+  if (u->state != U_BUSY)
     return -1;
-  status = llhttp_get_status_code(&u->parser);
-  if (status < 200)
-    return status == 101 ? -1 : 0; /* interim: forwarded as is; 101: we never ask for it */
-  if (c->parser.method == HTTP_HEAD)
-    u->parser.flags |= F_SKIPBODY; /* a HEAD response has no body, whatever it announces */
-  /* A half-closed client keeps its connection while pipelined requests remain to answer. */
-  c->keep_alive = c->keep_alive && c->req_done && !(c->eof && c->in_pos >= c->in_len) &&
-                  !u->ctx->closing && !llhttp_message_needs_eof(&u->parser);
-  u->head_sent = 1;
-  u->head_pending = 1;
+  if (rc == 1) {
+    u->holding = 1;
+    uv_read_stop((uv_stream_t *)&u->tcp);
+    uv_timer_stop(&u->timer);
+    return 1;
+  }
+  if (complete) {
+    up_finish(u);
+    return -1;
+  }
+  up_rebase(u);
   return 0;
 }
 
-static void resp_bad(struct px_upstream *u, const char *why) {
-  const struct cfg_addr *a = &u->srv->cfg->addr;
-  LBP_WARN("upstream %s:%u: bad response: %s", a->host, a->port, why);
-  px_client_send_error(u->c, 502); /* or cuts the response if it already started */
-}
+/* A head ended at `pos`: interim heads are delivered at once, a final one after its body
+ * bytes. 0 to go on parsing, else stop. */
+static int up_head(struct px_up *u, uint32_t pos) {
+  int status = llhttp_get_status_code(&u->parser);
 
-/* Writes what is ready: raw bytes, the rewritten head, body bytes up to the parse position. */
-static void resp_flush(struct px_upstream *u, int complete, int reusable) {
-  struct px_client *c = u->c;
-  const char *b = c->out->data;
-  uint32_t limit = (u->head.flags & PX_HEAD_DONE) ? c->out_pos : u->head.start;
-  uv_buf_t iov[PX_HEAD_MAX_IOV + 1];
-  int n = 0, rc;
-
-  if (u->head_pending) {
-    uv_buf_t tail[1];
-    int nt = 0, m;
-    /* An HTTP/1.0 client, or an HTTP/1.0 status line, means close unless we say otherwise. */
-    if (!c->keep_alive)
-      tail[nt++] = uv_buf_init((char *)conn_close, sizeof(conn_close) - 1);
-    else if (c->http10 || (u->parser.http_major == 1 && u->parser.http_minor == 0))
-      tail[nt++] = uv_buf_init((char *)conn_keep, sizeof(conn_keep) - 1);
-    if (u->head.start > c->out_fwd)
-      iov[n++] = uv_buf_init((char *)b + c->out_fwd, u->head.start - c->out_fwd);
-    m = px_head_iov(&u->head, NULL, tail, nt, limit - u->head.end, iov + n, PX_HEAD_MAX_IOV - n);
-    if (m < 0) {
-      resp_bad(u, "head too complex");
-      return;
+  u->pos = pos;
+  if (px_head_complete(&u->head, pos) < 0 || status < 100) {
+    up_fail(u, PX_UP_BAD_RESPONSE, UV_EPROTO);
+    return -1;
+  }
+  u->head_new = 1;
+  if (status == 101) {
+    /* Only a request that asked for an upgrade may get one; the user takes the connection. */
+    if (!(u->flags & PX_UP_UPGRADE)) {
+      up_fail(u, PX_UP_BAD_RESPONSE, UV_EPROTO);
+      return -1;
     }
-    n += m;
-    u->head_pending = 0;
-  } else if (limit > c->out_fwd) {
-    iov[n++] = uv_buf_init((char *)b + c->out_fwd, limit - c->out_fwd);
+    up_deliver(u, 1);
+    return -1;
   }
-  c->out_fwd = limit;
-  rc = 1;
-  if (!complete)
-    px__client_nodelay(c); /* more writes will follow this one */
-  if (n > 0) {
-    c->resp_started = 1;
-    rc = px_client_write(c, iov, (unsigned)n, complete ? AW_RESPONSE_DONE : AW_RESUME_UPSTREAM);
-    if (rc < 0)
-      return; /* the client is closed, and this upstream with it */
-  }
-  if (complete) {
-    up_detach(u, reusable);
-    px_client_response_complete(c);
-  } else if (rc == 0) {
-    /* The client is slow: wait for it, and do not blame the upstream meanwhile. */
-    uv_read_stop((uv_stream_t *)&u->tcp);
-    uv_timer_stop(&u->timer);
-  } else {
-    out_rebase(u);
-  }
+  if (status < 200)
+    return up_deliver(u, 0);
+  if (u->flags & PX_UP_HEAD)
+    u->parser.flags |= F_SKIPBODY; /* a HEAD response has no body, whatever it announces */
+  return 0;
 }
 
-static void resp_process(struct px_upstream *u) {
-  struct px_client *c = u->c;
-  const char *b = c->out->data;
-  int complete = 0, reusable = 0;
+static void up_parse(struct px_up *u) {
+  const char *b = u->b->data;
 
   u->head.base = b;
-  for (;;) {
-    llhttp_errno_t err = llhttp_execute(&u->parser, b + c->out_pos, c->out_len - c->out_pos);
+  while (u->state == U_BUSY && !u->holding) {
+    llhttp_errno_t err = llhttp_execute(&u->parser, b + u->pos, u->len - u->pos);
     uint32_t pos;
 
     if (err == HPE_OK) {
-      c->out_pos = c->out_len;
-      break;
+      u->pos = u->len;
+      if (u->head.flags & PX_HEAD_DONE)
+        up_deliver(u, 0);
+      else if (u->len >= u->env->bufs->size)
+        up_fail(u, PX_UP_BAD_RESPONSE, UV_E2BIG); /* a head that does not fit */
+      return;
     }
     if (err != HPE_PAUSED) {
-      resp_bad(u, llhttp_errno_name(err));
+      up_fail(u, PX_UP_BAD_RESPONSE, UV_EPROTO);
       return;
     }
     pos = (uint32_t)(llhttp_get_error_pos(&u->parser) - b);
-    c->out_pos = pos;
-    if (!(u->head.flags & PX_HEAD_DONE)) {
-      llhttp_resume(&u->parser);
-      if (resp_head(u, pos) < 0) {
-        resp_bad(u, "unusable head");
-        return;
-      }
-      continue;
-    }
-    /* Message complete. Keep-alive must be read before the parser moves on. */
-    if (llhttp_get_status_code(&u->parser) < 200) {
-      llhttp_resume(&u->parser);
-      px_head_reset(&u->head, b, 0, pos); /* the final head follows */
-      continue;
-    }
-    reusable = llhttp_should_keep_alive(&u->parser) && pos == c->out_len && c->req_done;
     llhttp_resume(&u->parser);
-    complete = 1;
-    break;
-  }
-  if (!complete && !(u->head.flags & PX_HEAD_DONE) && c->out_len >= u->ctx->bufsize) {
-    resp_bad(u, "head too large");
+    if (!(u->head.flags & PX_HEAD_DONE)) {
+      if (up_head(u, pos) != 0)
+        return;
+      continue;
+    }
+    u->pos = pos;
+    if (llhttp_get_status_code(&u->parser) < 200) {
+      px_head_reset(&u->head, b, 0, pos); /* an interim response ended: the next head */
+      continue;
+    }
+    /* Message complete. Keep-alive is read before the parser moves on. */
+    u->reusable = llhttp_should_keep_alive(&u->parser) && pos == u->len;
+    up_deliver(u, 1);
     return;
   }
-  resp_flush(u, complete, reusable);
 }
 
-static void up_eof(struct px_upstream *u, int err) {
-  struct px_client *c = u->c;
+/* ---- reading ---- */
 
-  if (err == UV_EOF && u->head_sent && llhttp_message_needs_eof(&u->parser)) {
-    /* A response delimited by the close: it is complete now. */
+static void up_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  static char scratch[64]; /* idle connections: any byte read is a reason to close */
+  struct px_up *u = h->data;
+  size_t size = u->env->bufs->size;
+
+  if (u->state != U_BUSY) {
+    *buf = uv_buf_init(scratch, sizeof(scratch));
+    return;
+  }
+  if (u->b == NULL)
+    u->b = px_buf_get(u->env->bufs);
+  if (u->b == NULL || u->len >= size) {
+    *buf = uv_buf_init(NULL, 0); /* UV_ENOBUFS */
+    return;
+  }
+  *buf = uv_buf_init(u->b->data + u->len, (unsigned)(size - u->len));
+}
+
+/* EOF or an error while busy. */
+static void up_eof(struct px_up *u, int err) {
+  if (err == UV_EOF && (u->head.flags & PX_HEAD_DONE) && llhttp_message_needs_eof(&u->parser)) {
+    /* A response delimited by the close: it is complete now (and not reusable). */
     llhttp_errno_t e = llhttp_finish(&u->parser);
     if (e == HPE_OK || e == HPE_PAUSED) {
-      c->out_pos = c->out_len;
-      resp_flush(u, 1, 0);
+      u->reusable = 0;
+      up_deliver(u, 1);
       return;
     }
   }
-  px_client_upstream_failed(c, err == UV_EOF ? UV_ECONNRESET : err);
+  if (err == UV_ENOBUFS && u->b == NULL)
+    err = UV_ENOMEM;
+  if (!u->got_bytes)
+    up_fail(u, PX_UP_CLOSED, err == UV_EOF ? UV_ECONNRESET : err);
+  else
+    up_fail(u, PX_UP_TRUNCATED, err);
 }
 
 static void up_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-  struct px_upstream *u = s->data;
+  struct px_up *u = s->data;
 
-  if (u->state == PX_U_IDLE) {
+  if (u->state == U_IDLE) {
     if (nread != 0)
-      px_upstream_close(u);
+      px_up_close(u, 0);
     return;
   }
-  if (u->state != PX_U_BUSY || nread == 0)
+  if (u->state != U_BUSY || nread == 0)
     return;
   if (nread < 0) {
     up_eof(u, (int)nread);
     return;
   }
   u->got_bytes = 1;
-  u->c->out_len += (uint32_t)nread;
-  uv_timer_start(&u->timer, up_timer_cb, u->ctx->cfg->timeouts.upstream_response_ms, 0);
-  resp_process(u);
+  u->len += (uint32_t)nread;
+  uv_timer_start(&u->timer, up_timer_cb, u->env->response_ms, 0);
+  up_parse(u);
 }
 
-static int read_start(struct px_upstream *u) {
-  return uv_read_start((uv_stream_t *)&u->tcp, up_alloc, up_read_cb);
-}
-
-void px_upstream_resume_read(struct px_upstream *u) {
-  if (u->state != PX_U_BUSY)
+void px_up_resume(struct px_up *u) {
+  if (u->state != U_BUSY || !u->holding)
     return;
-  out_rebase(u);
-  uv_timer_start(&u->timer, up_timer_cb, u->ctx->cfg->timeouts.upstream_response_ms, 0);
-  if (read_start(u) < 0)
-    px_client_upstream_failed(u->c, UV_EPIPE);
+  u->holding = 0;
+  if (u->complete) {
+    up_finish(u);
+    return;
+  }
+  up_rebase(u);
+  if (uv_read_start((uv_stream_t *)&u->tcp, up_alloc, up_read_cb) != 0) {
+    up_fail(u, u->got_bytes ? PX_UP_TRUNCATED : PX_UP_CLOSED, UV_EPIPE);
+    return;
+  }
+  up_timer_update(u);
+  if (u->pos < u->len)
+    up_parse(u); /* what an interim head left in the buffer */
 }
 
-/* ---- writing requests ---- */
+/* ---- writing ---- */
 
 static void up_write_cb(uv_write_t *req, int status) {
-  struct px_upstream *u = req->data;
+  struct px_up *u = req->data;
 
   u->writing = 0;
-  if (u->state == PX_U_CLOSING || u->c == NULL)
+  if (u->state != U_BUSY)
     return;
-  if (status == 0 && !u->c->writing) /* a slow client is not the upstream's fault */
-    uv_timer_start(&u->timer, up_timer_cb, u->ctx->cfg->timeouts.upstream_response_ms, 0);
-  px_client_request_written(u->c, status);
+  if (status < 0) {
+    if (!u->got_bytes) {
+      up_fail(u, PX_UP_WRITE, status);
+      return;
+    }
+    u->send_failed = 1;
+  }
+  up_timer_update(u);
+  u->cbs->on_sent(u, status);
 }
 
-int px_upstream_send(struct px_upstream *u, uv_buf_t *bufs, unsigned n) {
-  int rc;
+int px_up_send(struct px_up *u, uv_buf_t *bufs, unsigned n) {
+  int rc = px_write((uv_stream_t *)&u->tcp, &u->wreq, bufs, n, up_write_cb);
 
-  u->wreq.data = u;
-  rc = px_write((uv_stream_t *)&u->tcp, &u->wreq, bufs, n, up_write_cb);
   if (rc < 0) {
-    px_client_upstream_failed(u->c, rc);
+    if (u->got_bytes)
+      u->send_failed = 1;
+    else
+      px_up_close(u, 0);
     return rc;
   }
-  if (rc == 0)
+  if (rc == 0) {
     u->writing = 1;
-  uv_timer_start(&u->timer, up_timer_cb, u->ctx->cfg->timeouts.upstream_response_ms, 0);
+    up_timer_update(u);
+  }
   return rc;
 }
 
-/* ---- connecting ---- */
+void px_up_request_done(struct px_up *u) {
+  u->req_done = 1;
+  if (u->state == U_BUSY && !u->holding)
+    up_timer_update(u);
+}
+
+/* ---- connecting and the pool ---- */
 
 static void up_timer_cb(uv_timer_t *t) {
-  struct px_upstream *u = t->data;
+  struct px_up *u = t->data;
 
-  if (u->state == PX_U_IDLE)
-    px_upstream_close(u);
-  else if (u->state != PX_U_CLOSING && u->c != NULL)
-    px_client_upstream_failed(u->c, UV_ETIMEDOUT);
+  switch (u->state) {
+  case U_IDLE:
+    px_up_close(u, 0);
+    break;
+  case U_CONNECTING:
+    up_fail(u, PX_UP_CONNECT_TIMEOUT, UV_ETIMEDOUT);
+    break;
+  case U_BUSY:
+    up_fail(u, u->got_bytes ? PX_UP_TRUNCATED : PX_UP_TIMEOUT, UV_ETIMEDOUT);
+    break;
+  default:
+    break;
+  }
+}
+
+/* Prepares a connection for a new exchange. */
+static void up_begin(struct px_up *u, unsigned flags, const struct px_up_cbs *cbs, void *data) {
+  u->cbs = cbs;
+  u->data = data;
+  u->flags = (uint8_t)flags;
+  u->got_bytes = u->head_new = u->holding = u->complete = u->reusable = 0;
+  u->req_done = u->send_failed = 0;
+  u->len = u->pos = u->fwd = 0;
+  if (!(flags & PX_UP_RAW)) {
+    llhttp_init(&u->parser, HTTP_RESPONSE, &px_response_settings);
+    u->parser.data = &u->head;
+    px_head_reset(&u->head, NULL, 0, 0);
+  }
 }
 
 static void up_connect_cb(uv_connect_t *req, int status) {
-  struct px_upstream *u = req->data;
+  struct px_up *u = req->data;
 
-  if (u->state != PX_U_CONNECTING || u->c == NULL)
+  if (u->state != U_CONNECTING)
     return;
-  if (status == 0)
-    status = read_start(u);
+  if (status == 0 && !(u->flags & PX_UP_RAW))
+    status = uv_read_start((uv_stream_t *)&u->tcp, up_alloc, up_read_cb);
   if (status < 0) {
-    px_client_upstream_failed(u->c, status);
+    up_fail(u, PX_UP_CONNECT, status);
     return;
   }
   uv_tcp_nodelay(&u->tcp, 1);
   uv_timer_stop(&u->timer);
-  u->state = PX_U_BUSY;
-  px_client_upstream_ready(u->c, u);
+  u->state = U_BUSY;
+  u->cbs->on_ready(u);
 }
 
-void px_upstream_acquire(struct px_client *c, struct px_server *srv, int fresh) {
-  struct px_ctx *ctx = c->ctx;
-  struct px_upstream *u;
+/* A pooled connection that is still good, or NULL. */
+static struct px_up *up_pooled(struct px_server *srv, unsigned flags) {
+  struct px_list *e;
+
+  while ((e = px_list_first(&srv->idle)) != NULL) {
+    struct px_up *u = px_container_of(e, struct px_up, idle_link);
+    px_list_remove(e);
+    srv->nidle--;
+    u->state = U_BUSY;
+    /* The server may have closed it since the loop last polled: a FIN waiting in the socket
+     * is no reason to send a request that cannot be retried into a dying connection. */
+    if ((flags & PX_UP_CHECK) && px_peek_closed((uv_stream_t *)&u->tcp) != 0) {
+      px_up_close(u, 0);
+      continue;
+    }
+    uv_timer_stop(&u->timer);
+    u->reused = 1;
+    return u;
+  }
+  return NULL;
+}
+
+int px_up_get(struct px_upenv *env, struct px_server *srv, unsigned flags,
+              const struct px_up_cbs *cbs, void *data, struct px_up **out) {
+  struct px_up *u = NULL;
   int rc;
 
-  if (!fresh && srv->idle != NULL) {
-    u = srv->idle;
-    idle_remove(u);
-    uv_timer_stop(&u->timer);
-    u->state = PX_U_BUSY;
-    u->reused = 1;
-    attach(u, c);
-    px_client_upstream_ready(c, u);
-    return;
+  if (!(flags & (PX_UP_FRESH | PX_UP_RAW)) && (u = up_pooled(srv, flags)) != NULL) {
+    up_begin(u, flags, cbs, data);
+    *out = u;
+    return 1;
   }
-  u = calloc(1, sizeof(*u));
-  if (u == NULL) {
-    px_client_send_error(c, 502);
-    return;
-  }
-  u->ctx = ctx;
+  if ((u = calloc(1, sizeof(*u))) == NULL)
+    return UV_ENOMEM;
+  u->env = env;
   u->srv = srv;
-  u->state = PX_U_CONNECTING;
-  uv_tcp_init(ctx->loop, &u->tcp);
-  uv_timer_init(ctx->loop, &u->timer);
-  u->tcp.data = u;
-  u->timer.data = u;
-  u->creq.data = u;
+  u->state = U_CONNECTING;
+  px_list_init(&u->idle_link);
+  uv_tcp_init(env->loop, &u->tcp);
+  uv_timer_init(env->loop, &u->timer);
+  u->tcp.data = u->timer.data = u->creq.data = u->wreq.data = u;
   u->refs = 2;
-  ctx->nhandles++;
-  u->next = ctx->upstreams;
-  if (ctx->upstreams)
-    ctx->upstreams->prev = u;
-  ctx->upstreams = u;
-  attach(u, c);
-  rc =
-      uv_tcp_connect(&u->creq, &u->tcp, (const struct sockaddr *)&srv->cfg->addr.sa, up_connect_cb);
+  px_list_insert_tail(&env->conns, &u->link);
+  env->nconns++;
+  up_begin(u, flags, cbs, data);
+  rc = uv_tcp_connect(&u->creq, &u->tcp, (const struct sockaddr *)&srv->addr, up_connect_cb);
   if (rc < 0) {
-    px_client_upstream_failed(c, rc);
-    return;
+    u->cbs = NULL; /* nothing to report: the caller learns it from rc */
+    px_up_close(u, 0);
+    return rc;
   }
-  uv_timer_start(&u->timer, up_timer_cb, ctx->cfg->timeouts.connect_ms, 0);
+  uv_timer_start(&u->timer, up_timer_cb, env->connect_ms, 0);
+  *out = u;
+  return 0;
+}
+
+uv_stream_t *px_up_takeover(struct px_up *u, uv_buf_t *rest) {
+  uv_read_stop((uv_stream_t *)&u->tcp);
+  uv_timer_stop(&u->timer);
+  u->state = U_TAKEN;
+  u->holding = 0;
+  if (rest != NULL)
+    *rest = u->b != NULL ? uv_buf_init(u->b->data + u->pos, u->len - u->pos) : uv_buf_init(NULL, 0);
+  return (uv_stream_t *)&u->tcp;
+}
+
+void px_up_set_user(struct px_up *u, const struct px_up_cbs *cbs, void *data) {
+  u->cbs = cbs;
+  u->data = data;
+}
+
+void *px_up_data(const struct px_up *u) {
+  return u->data;
+}
+
+struct px_server *px_up_server(const struct px_up *u) {
+  return u->srv;
+}
+
+int px_up_reused(const struct px_up *u) {
+  return u->reused;
+}
+
+int px_up_response_started(const struct px_up *u) {
+  return u->got_bytes;
+}
+
+/* ---- servers and the environment ---- */
+
+void px_server_init(struct px_server *srv, const struct sockaddr *sa, const char *name,
+                    unsigned max_idle, uint64_t idle_ms) {
+  memset(srv, 0, sizeof(*srv));
+  memcpy(&srv->addr, sa,
+         sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+  snprintf(srv->name, sizeof(srv->name), "%s", name);
+  px_list_init(&srv->idle);
+  srv->max_idle = max_idle;
+  srv->idle_ms = idle_ms;
+}
+
+void px_upenv_init(struct px_upenv *env, uv_loop_t *loop, struct px_bufpool *bufs,
+                   uint64_t connect_ms, uint64_t response_ms) {
+  memset(env, 0, sizeof(*env));
+  env->loop = loop;
+  env->bufs = bufs;
+  env->connect_ms = connect_ms;
+  env->response_ms = response_ms;
+  px_list_init(&env->conns);
+}
+
+void px_upenv_close_all(struct px_upenv *env) {
+  env->closing = 1;
+  for (struct px_list *e = env->conns.next; e != &env->conns; e = e->next) {
+    struct px_up *u = px_container_of(e, struct px_up, link);
+    px_up_close(u, 0); /* stays listed until its close callback */
+  }
 }

@@ -7,7 +7,10 @@
  * backlog. For each client the master picks a ready worker in turn, connects to its port,
  * sends a PROXY protocol v2 header with the client's address (the worker uses it for
  * X-Forwarded-For; it accepts PROXY headers only on private ports), then relays bytes both
- * ways with px_relay: backpressure, half-close and resets pass through.
+ * ways with px_relay (proxy/relay.c, over the two sockets this file owns): backpressure,
+ * half-close and resets pass through, and a client that stops reading is cut after
+ * timeouts.client_send (else the relay, no longer reading the worker's side, would never see
+ * the worker give up on it).
  *
  * The cost: two sockets per client in the master and every byte copied through it.
  */
@@ -21,20 +24,58 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define RELAY_BUF (16 * 1024)
-#define LINGER_MS (10 * 1000) /* after the worker's side ended, the client's may take this long */
+#define RELAY_BUF      (16 * 1024)
+#define RELAY_FREE_MAX 64
+#define LINGER_MS      (10 * 1000) /* after the worker's side ended, the client's may take this long */
 
-/* One relayed connection; all of them are listed so a stop can close them. */
+/* One relayed connection: the client's socket (0) and the one to the worker (1), borrowed by
+ * the relay. Freed when both are closed and the relay is done with them; all of them are
+ * listed so a stop can close them. */
 struct pconn {
+  uv_tcp_t tcp[2];
   uv_connect_t creq;
-  struct px_relay *r;
+  struct px_relay relay;
   struct master *m;
   struct pconn *prev, *next;
+  int refs;     /* open handles, plus the running relay */
+  int relaying; /* the relay started and its `done` has not run */
+  int closing;
 };
 
 static struct pconn *pconns;
+static struct px_bufpool relay_bufs; /* the master's buffers, shared by every relay */
+
+static void pconn_unref(struct pconn *p) {
+  if (--p->refs > 0)
+    return;
+  if (p->prev)
+    p->prev->next = p->next;
+  else
+    pconns = p->next;
+  if (p->next)
+    p->next->prev = p->prev;
+  free(p);
+}
+
+static void pconn_close_cb(uv_handle_t *h) {
+  pconn_unref(h->data);
+}
+
+/* Closes both sockets (with a reset of side `reset_side`, -1 for none). A running relay is
+ * stopped first, so it gives the sockets back. */
+static void pconn_close(struct pconn *p, int reset_side) {
+  if (p->closing)
+    return;
+  p->closing = 1;
+  if (p->relaying)
+    px_relay_stop(&p->relay);
+  for (int i = 0; i < 2; i++)
+    if (i != reset_side || uv_tcp_close_reset(&p->tcp[i], pconn_close_cb) != 0)
+      uv_close((uv_handle_t *)&p->tcp[i], pconn_close_cb);
+}
 
 static int proxy_start(struct master *m) {
+  px_bufpool_init(&relay_bufs, RELAY_BUF, RELAY_FREE_MAX);
   for (unsigned i = 0; i < m->nslots; i++) {
     struct slot *s = &m->slots[i];
     struct sockaddr_in sa;
@@ -69,15 +110,19 @@ static int proxy_slot_listeners(struct master *m, struct slot *s, uv_tcp_t **soc
   return 1;
 }
 
-static void relay_done(struct px_relay *r, void *arg) {
-  struct pconn *p = arg;
-  if (p->prev)
-    p->prev->next = p->next;
+/* A side that failed makes the other learn it by a reset; a client that stopped reading is
+ * reset too (its unread bytes would make the kernel do it anyway). */
+static void relay_done(struct px_relay *r, enum px_relay_end why, int side) {
+  struct pconn *p = r->data;
+
+  p->relaying = 0;
+  if (why == PX_RELAY_RESET)
+    pconn_close(p, 1 - side);
+  else if (why == PX_RELAY_SEND_TIMEOUT)
+    pconn_close(p, side);
   else
-    pconns = p->next;
-  if (p->next)
-    p->next->prev = p->prev;
-  free(p);
+    pconn_close(p, -1);
+  pconn_unref(p);
 }
 
 static void connected(uv_connect_t *req, int status) {
@@ -85,15 +130,29 @@ static void connected(uv_connect_t *req, int status) {
   struct sockaddr_storage peer, local;
   int plen = sizeof(peer), llen = sizeof(local), n = -1;
   unsigned char hdr[PP2_MAX_LEN];
+  uv_buf_t pre[2];
 
-  if (status == 0 &&
-      uv_tcp_getpeername(px_relay_tcp(p->r, 0), (struct sockaddr *)&peer, &plen) == 0 &&
-      uv_tcp_getsockname(px_relay_tcp(p->r, 0), (struct sockaddr *)&local, &llen) == 0)
+  if (status == UV_ECANCELED || p->closing)
+    return; /* closed while connecting (shutdown) */
+  if (status == 0 && uv_tcp_getpeername(&p->tcp[0], (struct sockaddr *)&peer, &plen) == 0 &&
+      uv_tcp_getsockname(&p->tcp[0], (struct sockaddr *)&local, &llen) == 0)
     n = pp2_encode((struct sockaddr *)&peer, (struct sockaddr *)&local, hdr, sizeof(hdr));
-  if (status == UV_ECANCELED)
-    return; /* closed while connecting (shutdown): relay_done frees p */
-  if (n < 0 || px_relay_start(p->r, hdr, (size_t)n) != 0)
-    px_relay_close(p->r, 1);
+  if (n < 0) {
+    pconn_close(p, 0);
+    return;
+  }
+  /* The relay writes whatever each read brought: with Nagle, a small tail would wait for the
+   * peer's delayed ACK, up to 40 ms per exchange. */
+  uv_tcp_nodelay(&p->tcp[0], 1);
+  uv_tcp_nodelay(&p->tcp[1], 1);
+  pre[0] = uv_buf_init(NULL, 0);
+  pre[1] = uv_buf_init((char *)hdr, (unsigned)n); /* the PROXY header goes to the worker first */
+  px_relay_init(&p->relay, &relay_bufs, 0, p->m->cfg->timeouts.client_send_ms, 1, LINGER_MS);
+  p->relay.data = p;
+  p->refs++;
+  p->relaying = 1;
+  px_relay_start(&p->relay, p->m->loop, (uv_stream_t *)&p->tcp[0], (uv_stream_t *)&p->tcp[1], pre,
+                 relay_done);
 }
 
 static int proxy_can_take(struct master *m) {
@@ -107,26 +166,29 @@ static void proxy_take(struct master *m) {
   struct pconn *p = calloc(1, sizeof(*p));
   struct slot *s;
 
-  if (p == NULL || (p->r = px_relay_new(m->loop, RELAY_BUF, relay_done, p)) == NULL) {
-    free(p);
+  if (p == NULL) {
     m->accept_paused = 1;
     return;
   }
   p->m = m;
+  for (int i = 0; i < 2; i++) {
+    uv_tcp_init(m->loop, &p->tcp[i]);
+    p->tcp[i].data = p;
+  }
+  p->refs = 2;
   p->next = pconns;
   if (pconns)
     pconns->prev = p;
   pconns = p;
-  px_relay_set_linger(p->r, 1, LINGER_MS);
-  if (uv_accept((uv_stream_t *)&m->listener, (uv_stream_t *)px_relay_tcp(p->r, 0)) != 0) {
-    px_relay_close(p->r, 0);
+  if (uv_accept((uv_stream_t *)&m->listener, (uv_stream_t *)&p->tcp[0]) != 0) {
+    pconn_close(p, -1);
     return;
   }
   s = dispatch_next_slot(m, NULL);
   p->creq.data = p;
-  if (s == NULL || uv_tcp_connect(&p->creq, px_relay_tcp(p->r, 1),
-                                  (struct sockaddr *)&s->private_sa, connected) != 0) {
-    px_relay_close(p->r, 1);
+  if (s == NULL ||
+      uv_tcp_connect(&p->creq, &p->tcp[1], (struct sockaddr *)&s->private_sa, connected) != 0) {
+    pconn_close(p, 0);
     return;
   }
   s->handed++;
@@ -139,10 +201,10 @@ static void proxy_slot_free(struct master *m, struct slot *s) {
 static void proxy_slot_down(struct master *m, struct slot *s) {}
 
 static void proxy_stop(struct master *m) {
-  /* Fast stop: the workers are going too. px_relay_close only starts closing; the pconn is
-   * unlinked by a later callback, so this walk stays valid. */
+  /* Fast stop: the workers are going too. Closing only starts; the pconn is unlinked by a
+   * later callback, so this walk stays valid. */
   for (struct pconn *p = pconns; p != NULL; p = p->next)
-    px_relay_close(p->r, 0);
+    pconn_close(p, -1);
 }
 
 const struct dispatch_ops dispatch_proxy = {

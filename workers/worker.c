@@ -137,7 +137,7 @@ static void on_listen_conn(uv_stream_t *server, int status) {
     px_client_discard(tcp);
     return;
   }
-  px_client_start(tcp, flags);
+  px_client_start(tcp, &(struct px_accept){.listener = 0, .flags = flags});
 }
 
 static void send_ready(struct worker *w) {
@@ -246,7 +246,8 @@ static void take_conn(struct worker *w, const char *payload, uint32_t len) {
     return;
   }
   w->last_seq = seq;
-  px_client_start(tcp, PX_CLIENT_FD_SHARED); /* the master keeps its copy until our ack */
+  /* The master keeps its copy until our ack. */
+  px_client_start(tcp, &(struct px_accept){.listener = 0, .flags = PX_CLIENT_FD_SHARED});
 }
 
 static void on_frame(struct ipc_channel *ch, uint8_t type, const char *payload, uint32_t len) {

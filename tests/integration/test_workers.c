@@ -366,7 +366,8 @@ IT_TEST(workers, a_private_port_takes_a_proxy_local_header) {
   cr_assert_eq(hc_roundtrip(fd, "GET /headers HTTP/1.1\r\nHost: t\r\n\r\n", &R), 0);
   cr_assert_eq(R.status, 200);
   cr_assert_str_eq(R.body,
-                   "GET /headers HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 127.0.0.1\r\n\r\n");
+                   "GET /headers HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 127.0.0.1\r\n"
+                   "X-Forwarded-Proto: http\r\nX-Forwarded-Host: t\r\nVia: 1.1 lbproxy\r\n\r\n");
   close(fd);
   it_stop();
 }

@@ -122,7 +122,7 @@ Test(fields, an_unknown_nested_key_names_its_mapping_and_suggests) {
 Test(fields, an_unknown_key_far_from_any_lists_the_known_keys) {
   expect_error(ONE_UPSTREAM "limits:\n  zzz: 1\n",
                "t.yaml:5:3: limits.zzz: unknown key 'zzz' in 'limits' (known keys: "
-               "max_header_bytes)");
+               "max_header_bytes max_body_bytes max_connections)");
 }
 
 Test(fields, a_sequence_where_a_scalar_is_expected_is_a_wrong_type) {
