@@ -386,9 +386,20 @@ void px__client_nodelay(struct px_client *c) {
   }
 }
 
+static void client_hand_over(struct px_client *c, uint32_t start);
+
 void px__client_next(struct px_client *c) {
   if (!c->keep_alive || c->ctx->closing || c->state == PX_C_BODY) {
     client_finish(c);
+    return;
+  }
+  if (c->ctx->draining && c->ctx->handover != NULL && !c->private_port) {
+    /* Between requests while draining: the connection goes back to the master, with what was
+     * read of the next request, and a new-generation worker serves it. */
+    c->state = PX_C_IDLE;
+    px_buf_put(c->ctx, c->out);
+    c->out = NULL;
+    client_hand_over(c, c->in_pos);
     return;
   }
   px__client_nodelay(c);
@@ -468,7 +479,7 @@ static void parse_proxy_header(struct px_client *c) {
 uv_tcp_t *px_client_new(struct px_ctx *ctx) {
   struct px_client *c;
 
-  if (ctx->closing)
+  if (ctx->closing || (ctx->draining && ctx->handover == NULL))
     return NULL;
   c = calloc(1, sizeof(*c));
   if (c == NULL)
@@ -496,19 +507,81 @@ void px_client_discard(uv_tcp_t *tcp) {
   px_client_close(tcp->data);
 }
 
-void px_client_start(uv_tcp_t *tcp, unsigned flags) {
+/* Bytes another worker read from this connection (a handover) are served as if just read. */
+static int take_initial(struct px_client *c, const struct px_accept *a) {
+  if (a->initial_len == 0)
+    return 0;
+  if (a->initial_len >= c->ctx->bufsize || (c->in = px_buf_get(c->ctx)) == NULL)
+    return -1;
+  memcpy(c->in->data, a->initial, a->initial_len);
+  c->in_len = (uint32_t)a->initial_len;
+  return 0;
+}
+
+void px_client_start(uv_tcp_t *tcp, const struct px_accept *a) {
   struct px_client *c = tcp->data;
 
   c->ctx->counters.accepted++;
-  c->fd_shared = (flags & PX_CLIENT_FD_SHARED) != 0;
+  c->fd_shared = (a->flags & PX_CLIENT_FD_SHARED) != 0;
+  c->private_port = (a->flags & PX_CLIENT_PROXY_PROTOCOL) != 0;
+  c->listener = (uint16_t)a->listener;
   llhttp_init(&c->parser, HTTP_REQUEST, &px_request_settings);
   c->parser.data = &c->head;
-  if (flags & PX_CLIENT_PROXY_PROTOCOL) {
+  if (take_initial(c, a) != 0) {
+    px_client_close(c);
+    return;
+  }
+  if (a->flags & PX_CLIENT_PROXY_PROTOCOL) {
     c->state = PX_C_PROXYHDR;
   } else {
     peer_from_socket(c);
     c->state = PX_C_IDLE;
   }
   px__client_timer(c, c->ctx->cfg->timeouts.client_header_ms);
+  if (c->in_len > 0) {
+    client_process(c); /* may close c */
+    if (c->state == PX_C_CLOSING)
+      return;
+  }
   px__client_read_start(c);
+}
+
+/* ---- draining ---- */
+
+int px__client_drain_closes(const struct px_client *c) {
+  return c->ctx->draining && (c->ctx->handover == NULL || c->private_port);
+}
+
+/* Gives the connection to the context's handover function with the bytes read from `start`
+ * on (the start of the next request); closes it if that is refused. */
+static void client_hand_over(struct px_client *c, uint32_t start) {
+  struct px_ctx *ctx = c->ctx;
+  const char *bytes = c->in != NULL ? c->in->data + start : NULL;
+  size_t len = c->in != NULL && c->in_len > start ? c->in_len - start : 0;
+
+  px__client_read_stop(c);
+  uv_timer_stop(&c->timer);
+  if (ctx->handover(ctx->handover_arg, &c->tcp, c->listener, bytes, len) != 0) {
+    client_finish(c);
+    return;
+  }
+  c->state = PX_C_HANDOVER;
+}
+
+void px__client_drain(struct px_client *c) {
+  int idle = c->state == PX_C_IDLE || c->state == PX_C_HEAD;
+
+  if (!idle || c->state == PX_C_CLOSING)
+    return; /* in flight: px__client_next decides once its response is complete */
+  if (c->ctx->handover != NULL && !c->private_port) {
+    client_hand_over(c, c->state == PX_C_HEAD ? c->head.start : c->in_pos);
+    return;
+  }
+  if (c->ctx->handover == NULL)
+    px_client_close(c); /* graceful stop: an idle connection just ends (nginx does the same) */
+  /* A relayed connection during a reload: its next response says close (request.c). */
+}
+
+void px_client_handed_over(uv_tcp_t *tcp) {
+  px_client_close(tcp->data);
 }

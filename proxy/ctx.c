@@ -3,8 +3,10 @@
 
 #include "log.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 struct px_buf *px_buf_get(struct px_ctx *ctx) {
   struct px_buf *b = ctx->free_bufs;
@@ -94,15 +96,21 @@ static int pools_init(struct px_ctx *ctx, _Atomic uint64_t *rr_counters) {
   return 0;
 }
 
-int px_ctx_new(uv_loop_t *loop, const struct lbp_config *cfg, _Atomic uint64_t *rr_counters,
-               struct px_ctx **out) {
+int px_ctx_new(uv_loop_t *loop, const struct px_gen *gen, struct px_ctx **out) {
   struct px_ctx *ctx = calloc(1, sizeof(*ctx));
+  const struct lbp_config *cfg = gen->cfg;
+  _Atomic uint64_t *rr_counters = gen->rr_counters;
   int rc;
 
   if (ctx == NULL)
     return UV_ENOMEM;
   ctx->loop = loop;
   ctx->cfg = cfg;
+  ctx->gen = *gen;
+  if (cfg->debug_header)
+    ctx->debug_len = (unsigned)snprintf(ctx->debug_hdr, sizeof(ctx->debug_hdr),
+                                        "X-Lbproxy-Worker: slot=%u pid=%ld gen=%u\r\n",
+                                        gen->slot + 1, (long)getpid(), gen->id);
   /* A request head must fit in one buffer, with room to spare for the line that overflows. */
   ctx->bufsize = PX_BUF_MIN;
   if (cfg->limits.max_header_bytes + 1024 > ctx->bufsize)
@@ -127,6 +135,7 @@ static void ctx_free(struct px_ctx *ctx) {
     free(b);
   }
   pools_free(ctx);
+  cfg_free(ctx->gen.cfg); /* the context owns its generation's config */
   free(ctx);
   if (done != NULL)
     done(arg);
@@ -150,6 +159,20 @@ void px_ctx_close(struct px_ctx *ctx, void (*done)(void *arg), void *arg) {
     px_upstream_close(ctx->upstreams); /* unlinks it */
   if (ctx->nhandles == 0)
     ctx_free(ctx);
+}
+
+void px_ctx_drain(struct px_ctx *ctx, px_handover_fn fn, void *arg) {
+  struct px_client *c, *next;
+
+  if (ctx->draining || ctx->closing)
+    return;
+  ctx->draining = 1;
+  ctx->handover = fn;
+  ctx->handover_arg = arg;
+  for (c = ctx->clients; c != NULL; c = next) {
+    next = c->next; /* px__client_drain may close c */
+    px__client_drain(c);
+  }
 }
 
 const struct px_counters *px_ctx_counters(const struct px_ctx *ctx) {

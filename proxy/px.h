@@ -41,7 +41,13 @@ struct px_client;
 
 struct px_ctx {
   uv_loop_t *loop;
-  const struct lbp_config *cfg;
+  const struct lbp_config *cfg; /* gen.cfg */
+  struct px_gen gen;
+  char debug_hdr[80]; /* X-Lbproxy-Worker line (debug_header: true), or empty */
+  unsigned debug_len;
+  uint8_t draining;        /* px_ctx_drain was called */
+  px_handover_fn handover; /* where idle connections go while draining, or NULL */
+  void *handover_arg;
   struct px_pool *pools;
   size_t npools;
   size_t bufsize;
@@ -64,6 +70,7 @@ enum px_cstate {
   PX_C_BODY,     /* forwarding the request (head then body) */
   PX_C_WAIT,     /* request forwarded; the response is still coming */
   PX_C_LINGER,   /* response sent, FIN sent: reading and discarding until the client's FIN */
+  PX_C_HANDOVER, /* given to the master (draining): waiting for the fd to leave */
   PX_C_CLOSING,
 };
 
@@ -102,6 +109,8 @@ struct px_client {
   struct px_span authority; /* ... that authority, in the request buffer */
   uint32_t lingered;        /* bytes discarded while lingering */
   uint8_t fd_shared;        /* the master may still hold this socket (handoff) */
+  uint8_t private_port;     /* came through the master's relay: cannot be handed over */
+  uint16_t listener;        /* index into cfg->listeners */
   uint8_t nodelay;          /* TCP_NODELAY is set (only once a response takes several writes
                              * or a second request comes: one small write needs no Nagle off) */
   char peer[52];            /* ", " + client address, for X-Forwarded-For */
@@ -175,6 +184,11 @@ void px__client_timer(struct px_client *c, uint64_t ms);
 void px__client_release_server(struct px_client *c, int failed);
 void px__client_next(struct px_client *c);
 void px__client_nodelay(struct px_client *c);
+/* The context started draining: hand the client over or close it if it is between requests. */
+void px__client_drain(struct px_client *c);
+/* While draining: will this client's connection end after its response (it cannot be handed
+ * over)? */
+int px__client_drain_closes(const struct px_client *c);
 
 /* request.c, for client.c */
 void px__request_head(struct px_client *c);

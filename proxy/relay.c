@@ -41,8 +41,7 @@ struct px_relay {
   size_t bufsize;
   px_relay_done_cb done;
   void *arg;
-  uv_write_t preq; /* the prefix */
-  char prefix[256];
+  uv_write_t preq; /* the prefix (the caller's memory, valid until done) */
   int closing, open_handles;
 };
 
@@ -268,16 +267,13 @@ static void prefix_cb(uv_write_t *req, int status) {
 }
 
 int px_relay_start(struct px_relay *r, const void *prefix, size_t prefixlen) {
-  if (prefixlen > sizeof(r->prefix))
-    return UV_EINVAL;
   uv_tcp_nodelay(&r->tcp[0], 1);
   uv_tcp_nodelay(&r->tcp[1], 1);
   if (prefixlen > 0) {
     /* Queued before anything else, so it is the first thing side 1 receives: while it is
      * queued, uv_try_write in dir_read_cb returns UV_EAGAIN and later data queues behind. */
-    uv_buf_t b = uv_buf_init(r->prefix, (unsigned)prefixlen);
+    uv_buf_t b = uv_buf_init((char *)prefix, (unsigned)prefixlen);
     int rc;
-    memcpy(r->prefix, prefix, prefixlen);
     r->preq.data = r;
     rc = uv_write(&r->preq, (uv_stream_t *)&r->tcp[1], &b, 1, prefix_cb);
     if (rc != 0)

@@ -16,11 +16,12 @@ struct px_relay *px_relay_new(uv_loop_t *loop, size_t bufsize, px_relay_done_cb 
 /* The stream of side 0 or 1. */
 uv_tcp_t *px_relay_tcp(struct px_relay *r, int side);
 
-/* Starts relaying in both directions; `prefix` (may be NULL) is written to side 1 first (a
- * PROXY header). Data read from one side is written to the other; a side is not read while
- * the other's write is pending. EOF on one side becomes a shutdown of the other once its
- * writes are done; when both directions ended, both close. A read error (reset) closes the
- * other side with a reset. 0, or a negative UV error (then close it with px_relay_close). */
+/* Starts relaying in both directions; `prefix` (may be NULL; the caller keeps it valid until
+ * `done`) is written to side 1 first (a PROXY header and any bytes already read). Data read from
+ * one side is written to the other; a side is not read while the other's write is pending. EOF on
+ * one side becomes a shutdown of the other once its writes are done; when both directions ended,
+ * both close. A read error (reset) closes the other side with a reset. 0, or a negative UV error
+ * (then close it with px_relay_close). */
 int px_relay_start(struct px_relay *r, const void *prefix, size_t prefixlen);
 
 /* Once side `side` has ended (its EOF was passed on), the other side has `ms` to end too;

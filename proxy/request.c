@@ -119,7 +119,7 @@ static void on_request_head(struct px_client *c, uint32_t end) {
     return;
   }
   host = c->host_from_target ? &c->authority : &c->head.host;
-  c->keep_alive = (uint8_t)llhttp_should_keep_alive(&c->parser);
+  c->keep_alive = (uint8_t)llhttp_should_keep_alive(&c->parser) && !px__client_drain_closes(c);
   c->state = PX_C_CONNECT;
   px__request_finish_bodyless(c);
   r = px_route(cfg,

@@ -158,7 +158,8 @@ static int resp_head(struct px_upstream *u, uint32_t end) {
     u->parser.flags |= F_SKIPBODY; /* a HEAD response has no body, whatever it announces */
   /* A half-closed client keeps its connection while pipelined requests remain to answer. */
   c->keep_alive = c->keep_alive && c->req_done && !(c->eof && c->in_pos >= c->in_len) &&
-                  !u->ctx->closing && !llhttp_message_needs_eof(&u->parser);
+                  !u->ctx->closing && !llhttp_message_needs_eof(&u->parser) &&
+                  !px__client_drain_closes(c);
   u->head_sent = 1;
   u->head_pending = 1;
   return 0;
@@ -179,8 +180,10 @@ static void resp_flush(struct px_upstream *u, int complete, int reusable) {
   int n = 0, rc;
 
   if (u->head_pending) {
-    uv_buf_t tail[1];
+    uv_buf_t tail[2];
     int nt = 0, m;
+    if (u->ctx->debug_len)
+      tail[nt++] = uv_buf_init(u->ctx->debug_hdr, u->ctx->debug_len);
     /* An HTTP/1.0 client, or an HTTP/1.0 status line, means close unless we say otherwise. */
     if (!c->keep_alive)
       tail[nt++] = uv_buf_init((char *)conn_close, sizeof(conn_close) - 1);

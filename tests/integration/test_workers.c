@@ -85,7 +85,7 @@ IT_EACH_STRATEGY(workers, a_killed_worker_is_restarted_in_its_slot_and_traffic_c
     cr_assert_eq(it_get("/", &R), 0, "request %d after the kill", i);
     cr_assert_eq(R.status, 200);
   }
-  snprintf(needle, sizeof(needle), "worker 1 exit pid=%ld signal=9", (long)victim);
+  snprintf(needle, sizeof(needle), "worker 1 exit pid=%ld gen=1 signal=9", (long)victim);
   cr_assert_gt(h_wait_line(T.px.proc.log, needle, mark, 30000, line, sizeof(line)), 0);
   port_after = ready_port(1, mark, line, sizeof(line));
   cr_assert_neq(it_worker_pid(1), victim);
