@@ -25,22 +25,27 @@
 #include <strings.h>
 #include <uv.h>
 
-/* ---- character classes (RFC 9110 5.6.2, 5.5) ---- */
+/* ---- character classes (RFC 9110 5.6.2, 5.5), one table lookup per byte ---- */
 
-static int is_tchar(unsigned char c) {
-  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
-    return 1;
-  return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
+enum { C_TCHAR = 1, C_FIELD = 2, C_VCHAR = 4 };
 
-static int is_vchar(unsigned char c) {
-  return c >= 0x21 && c <= 0x7e;
-}
+#define IS_ALNUM(c)                                                                                \
+  (((c) >= '0' && (c) <= '9') || ((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z'))
+#define IS_TSYM(c)                                                                                 \
+  ((c) == '!' || (c) == '#' || (c) == '$' || (c) == '%' || (c) == '&' || (c) == '\'' ||            \
+   (c) == '*' || (c) == '+' || (c) == '-' || (c) == '.' || (c) == '^' || (c) == '_' ||             \
+   (c) == '`' || (c) == '|' || (c) == '~')
+#define IS_VCHAR(c) ((c) >= 0x21 && (c) <= 0x7e)
+/* A field value or reason phrase byte: SP, HTAB, VCHAR, obs-text (>= 0x80). */
+#define IS_FIELD(c) ((c) == ' ' || (c) == '\t' || IS_VCHAR(c) || (c) >= 0x80)
+#define CLS(c)                                                                                     \
+  ((IS_ALNUM(c) || IS_TSYM(c) ? C_TCHAR : 0) | (IS_FIELD(c) ? C_FIELD : 0) |                       \
+   (IS_VCHAR(c) ? C_VCHAR : 0))
+#define CLS4(c)  CLS(c), CLS((c) + 1), CLS((c) + 2), CLS((c) + 3)
+#define CLS16(c) CLS4(c), CLS4((c) + 4), CLS4((c) + 8), CLS4((c) + 12)
+#define CLS64(c) CLS16(c), CLS16((c) + 16), CLS16((c) + 32), CLS16((c) + 48)
 
-/* A byte allowed in a field value or a reason phrase: SP, HTAB, VCHAR, obs-text. */
-static int is_field_byte(unsigned char c) {
-  return c == ' ' || c == '\t' || is_vchar(c) || c >= 0x80;
-}
+static const uint8_t cls[256] = {CLS64(0), CLS64(64), CLS64(128), CLS64(192)};
 
 static int is_hex(unsigned char c, unsigned *v) {
   if (c >= '0' && c <= '9')
@@ -57,58 +62,98 @@ static int is_hex(unsigned char c, unsigned *v) {
 /* ---- heads ---- */
 
 struct cursor {
-  const unsigned char *b;
-  uint32_t pos, end;
+  const unsigned char *b, *p, *e; /* the buffer, the cursor, the end of the head */
   struct px_strict_head *out;
 };
 
 static int fail(struct cursor *k, const char *why) {
   k->out->why = why;
-  k->out->err_off = k->pos;
+  k->out->err_off = (uint32_t)(k->p - k->b);
   return UV_EPROTO;
 }
 
-static int at(const struct cursor *k, uint32_t i) {
-  return k->pos + i < k->end ? k->b[k->pos + i] : -1;
+/* The byte at the cursor, or -1 at the end. */
+static int cur(const struct cursor *k) {
+  return k->p < k->e ? *k->p : -1;
+}
+
+/* Steps over the bytes of class `c` at the cursor. */
+static void skip(struct cursor *k, uint8_t c) {
+  const unsigned char *p = k->p, *e = k->e;
+  while (e - p >= 4 && (cls[p[0]] & cls[p[1]] & cls[p[2]] & cls[p[3]] & c))
+    p += 4;
+  while (p < e && (cls[*p] & c))
+    p++;
+  k->p = p;
+}
+
+/* Eight bytes at a time (SWAR): nonzero if any byte of x is below n (n <= 128), or is zero. */
+#define ONES           0x0101010101010101ULL
+#define HIGHS          0x8080808080808080ULL
+#define HAS_LESS(x, n) (((x)-ONES * (n)) & ~(x)&HIGHS)
+#define HAS_ZERO(x)    HAS_LESS(x, 1)
+
+/* skip(k, C_FIELD) for values, the bulk of a head, eight bytes at a time: the lowest flagged
+ * byte of HAS_LESS and HAS_ZERO is always a true one (a borrow only runs upwards), so on a
+ * little-endian machine the first byte that is not SP..'~' or obs-text is found at once; an
+ * HTAB there is allowed and skipped, anything else ends the value. */
+static void skip_value(struct cursor *k) {
+  const unsigned char *p = k->p, *e = k->e;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  uint64_t x, m;
+
+  while (e - p >= 8) {
+    memcpy(&x, p, 8);
+    m = HAS_LESS(x, 0x20) | HAS_ZERO(x ^ (ONES * 0x7f));
+    if (m == 0) {
+      p += 8;
+      continue;
+    }
+    p += __builtin_ctzll(m) / 8;
+    if (*p != '\t')
+      break;
+    p++;
+  }
+#endif
+  while (p < e && (cls[*p] & C_FIELD))
+    p++;
+  k->p = p;
 }
 
 /* Expects CRLF at the cursor and steps over it. */
 static int crlf(struct cursor *k, const char *why) {
-  if (at(k, 0) != '\r')
+  if (cur(k) != '\r')
     return fail(k, why);
-  k->pos++;
-  if (at(k, 0) != '\n')
+  k->p++;
+  if (cur(k) != '\n')
     return fail(k, "CR not followed by LF");
-  k->pos++;
+  k->p++;
   return 0;
 }
 
 /* "HTTP/1.0" or "HTTP/1.1" at the cursor. */
 static int version(struct cursor *k) {
-  if (k->end - k->pos < 8 || memcmp(k->b + k->pos, "HTTP/1.", 7) != 0 ||
-      (k->b[k->pos + 7] != '0' && k->b[k->pos + 7] != '1'))
+  if (k->e - k->p < 8 || memcmp(k->p, "HTTP/1.", 7) != 0 || (k->p[7] != '0' && k->p[7] != '1'))
     return fail(k, "HTTP version other than 1.0 or 1.1");
-  k->out->minor = (uint8_t)(k->b[k->pos + 7] - '0');
-  k->pos += 8;
+  k->out->minor = (uint8_t)(k->p[7] - '0');
+  k->p += 8;
   return 0;
 }
 
 static int request_line(struct cursor *k) {
-  uint32_t s = k->pos;
+  const unsigned char *s = k->p;
 
-  while (at(k, 0) >= 0 && is_tchar((unsigned char)at(k, 0)))
-    k->pos++;
-  if (k->pos == s || at(k, 0) != ' ')
+  skip(k, C_TCHAR);
+  if (k->p == s || cur(k) != ' ')
     return fail(k, "bad method");
-  k->pos++;
-  s = k->pos;
-  while (at(k, 0) >= 0 && is_vchar((unsigned char)at(k, 0)))
-    k->pos++;
-  if (k->pos == s)
+  k->p++;
+  s = k->p;
+  skip(k, C_VCHAR);
+  if (k->p == s)
     return fail(k, "empty request target or two spaces");
-  if (at(k, 0) != ' ')
+  if (cur(k) != ' ')
     return fail(k, "byte not allowed in the request target");
-  k->pos++;
+  k->p++;
   if (version(k) < 0)
     return UV_EPROTO;
   return crlf(k, "request line does not end after the version");
@@ -119,123 +164,126 @@ static int status_line(struct cursor *k) {
 
   if (version(k) < 0)
     return UV_EPROTO;
-  if (at(k, 0) != ' ')
+  if (cur(k) != ' ')
     return fail(k, "status line: one space must follow the version");
-  k->pos++;
-  for (int i = 0; i < 3; i++, k->pos++) {
-    if (at(k, 0) < '0' || at(k, 0) > '9')
+  k->p++;
+  for (int i = 0; i < 3; i++, k->p++) {
+    if (cur(k) < '0' || cur(k) > '9')
       return fail(k, "status code is not three digits");
-    st = st * 10 + (unsigned)(at(k, 0) - '0');
+    st = st * 10 + (unsigned)(cur(k) - '0');
   }
   k->out->status = (uint16_t)st;
-  if (at(k, 0) == ' ') {
-    k->pos++;
-    while (at(k, 0) >= 0 && is_field_byte((unsigned char)at(k, 0)))
-      k->pos++;
+  if (cur(k) == ' ') {
+    k->p++;
+    skip(k, C_FIELD);
   }
   return crlf(k, "byte not allowed in the status line");
 }
 
 /* The value of a framing header, spaces trimmed (TAB is refused there). */
-static void trim_spaces(const unsigned char *b, uint32_t *vs, uint32_t *ve) {
-  while (*vs < *ve && b[*vs] == ' ')
+static void trim_spaces(const unsigned char **vs, const unsigned char **ve) {
+  while (*vs < *ve && **vs == ' ')
     (*vs)++;
-  while (*ve > *vs && b[*ve - 1] == ' ')
+  while (*ve > *vs && (*ve)[-1] == ' ')
     (*ve)--;
 }
 
-static int content_length(struct cursor *k, uint32_t vs, uint32_t ve) {
+static int content_length(struct cursor *k, const unsigned char *vs, const unsigned char *ve) {
   uint64_t v = 0;
 
   if (k->out->has_cl)
     return fail(k, "two Content-Length lines");
-  trim_spaces(k->b, &vs, &ve);
+  trim_spaces(&vs, &ve);
   if (ve == vs || ve - vs > 18)
     return fail(k, "Content-Length is not 1 to 18 digits");
-  for (uint32_t i = vs; i < ve; i++) {
-    if (k->b[i] < '0' || k->b[i] > '9')
+  for (; vs < ve; vs++) {
+    if (*vs < '0' || *vs > '9')
       return fail(k, "Content-Length is not a number");
-    v = v * 10 + (uint64_t)(k->b[i] - '0');
+    v = v * 10 + (uint64_t)(*vs - '0');
   }
   k->out->has_cl = 1;
   k->out->content_length = v;
   return 0;
 }
 
-static int transfer_encoding(struct cursor *k, uint32_t line, uint32_t vs, uint32_t ve) {
+static int transfer_encoding(struct cursor *k, const unsigned char *line, const unsigned char *vs,
+                             const unsigned char *ve) {
   if (k->out->te_len != 0)
     return fail(k, "two Transfer-Encoding lines");
-  trim_spaces(k->b, &vs, &ve);
-  if (ve - vs != 7 || strncasecmp((const char *)k->b + vs, "chunked", 7) != 0)
+  trim_spaces(&vs, &ve);
+  if (ve - vs != 7 || strncasecmp((const char *)vs, "chunked", 7) != 0)
     return fail(k, "Transfer-Encoding other than chunked");
   k->out->chunked = 1;
-  k->out->te_off = line;
-  k->out->te_len = k->pos - line; /* the cursor is past the line's CRLF */
+  k->out->te_off = (uint32_t)(line - k->b);
+  k->out->te_len = (uint32_t)(k->p - line); /* the cursor is past the line's CRLF */
   return 0;
 }
 
-static int name_is(const unsigned char *b, uint32_t s, uint32_t e, const char *lit) {
-  size_t n = strlen(lit);
-  return e - s == n && strncasecmp((const char *)b + s, lit, n) == 0;
-}
+/* The framing headers (and their '_' spellings, which some gateways turn into '-'). Only names
+ * of their lengths starting with c or t are compared, which keeps this off the hot path. */
+static int framing_header(struct cursor *k, const unsigned char *line, size_t nlen,
+                          const unsigned char *vs, const unsigned char *ve) {
+  const char *n = (const char *)line;
 
-/* The framing headers (with '_' spelt variants, which some gateways turn into '-'). */
-static int framing_header(struct cursor *k, uint32_t line, uint32_t ne, uint32_t vs, uint32_t ve) {
-  if (name_is(k->b, line, ne, "content-length"))
-    return content_length(k, vs, ve);
-  if (name_is(k->b, line, ne, "transfer-encoding"))
-    return transfer_encoding(k, line, vs, ve);
-  if (name_is(k->b, line, ne, "content_length") || name_is(k->b, line, ne, "transfer_encoding"))
-    return fail(k, "framing header spelt with '_'");
+  if (nlen == 14 && (*line | 0x20) == 'c') {
+    if (strncasecmp(n, "content-length", 14) == 0)
+      return content_length(k, vs, ve);
+    if (strncasecmp(n, "content_length", 14) == 0)
+      return fail(k, "framing header spelt with '_'");
+  } else if (nlen == 17 && (*line | 0x20) == 't') {
+    if (strncasecmp(n, "transfer-encoding", 17) == 0)
+      return transfer_encoding(k, line, vs, ve);
+    if (strncasecmp(n, "transfer_encoding", 17) == 0)
+      return fail(k, "framing header spelt with '_'");
+  }
   return 0;
 }
 
 /* One header line at the cursor (not the blank line); steps past its CRLF. */
 static int header_line(struct cursor *k) {
-  uint32_t line = k->pos, ne, vs;
+  const unsigned char *line = k->p, *ne, *vs, *ve;
+  int c;
 
-  if (at(k, 0) == ' ' || at(k, 0) == '\t')
+  if (cur(k) == ' ' || cur(k) == '\t')
     return fail(k, "obs-fold (a line starting with a space or TAB)");
-  while (at(k, 0) >= 0 && is_tchar((unsigned char)at(k, 0)))
-    k->pos++;
-  ne = k->pos;
-  if (at(k, 0) != ':')
-    return fail(k, k->pos == k->end   ? "head ends inside a header name"
-                   : at(k, 0) == '\n' ? "bare LF"
-                   : at(k, 0) == ' '  ? "space in or after a header name"
-                   : at(k, 0) == '\t' ? "TAB in or after a header name"
-                                      : "byte not allowed in a header name");
+  skip(k, C_TCHAR);
+  ne = k->p;
+  c = cur(k);
+  if (c != ':')
+    return fail(k, c < 0       ? "head ends inside a header name"
+                   : c == '\n' ? "bare LF"
+                   : c == ' '  ? "space in or after a header name"
+                   : c == '\t' ? "TAB in or after a header name"
+                               : "byte not allowed in a header name");
   if (ne == line)
     return fail(k, "empty header name");
-  k->pos++;
-  vs = k->pos;
-  while (at(k, 0) >= 0 && is_field_byte((unsigned char)at(k, 0)))
-    k->pos++;
-  {
-    uint32_t ve = k->pos;
-    int c = at(k, 0);
-    if (c != '\r')
-      return fail(k, c == '\n' ? "bare LF"
-                     : c < 0   ? "head ends inside a header line"
-                               : "control byte in a header value");
-    if (crlf(k, "") < 0)
-      return UV_EPROTO;
-    return framing_header(k, line, ne, vs, ve);
-  }
+  k->p++;
+  vs = k->p;
+  skip_value(k);
+  ve = k->p;
+  c = cur(k);
+  if (c != '\r')
+    return fail(k, c == '\n' ? "bare LF"
+                   : c < 0   ? "head ends inside a header line"
+                             : "control byte in a header value");
+  if (crlf(k, "") < 0)
+    return UV_EPROTO;
+  return framing_header(k, line, (size_t)(ne - line), vs, ve);
 }
 
 int px_strict_head(const char *buf, uint32_t start, uint32_t end, int is_request,
                    struct px_strict_head *out) {
-  struct cursor k = {(const unsigned char *)buf, start, end, out};
+  const unsigned char *b = (const unsigned char *)buf;
+  struct cursor k = {b, b + start, b + end, out};
   int rc;
 
   memset(out, 0, sizeof(*out));
   rc = is_request ? request_line(&k) : status_line(&k);
-  while (rc == 0 && at(&k, 0) != '\r')
-    rc = at(&k, 0) < 0 ? fail(&k, "head ends before its blank line") : header_line(&k);
+  while (rc == 0 && cur(&k) != '\r')
+    rc = cur(&k) < 0 ? fail(&k, "head ends before its blank line") : header_line(&k);
   if (rc == 0)
     rc = crlf(&k, "");
-  if (rc == 0 && k.pos != end)
+  if (rc == 0 && k.p != k.e)
     rc = fail(&k, "head does not end where llhttp says");
   if (rc == 0 && out->has_cl && out->chunked)
     rc = fail(&k, "Content-Length with Transfer-Encoding");
@@ -280,7 +328,7 @@ static int chunk_byte(struct px_chunked *c, unsigned char x) {
   case CH_EXT:
     if (x == '\r')
       c->state = CH_SIZE_LF;
-    else if (!is_field_byte(x) || ++c->line > PX_CHUNKED_MAX_LINE)
+    else if (!(cls[x] & C_FIELD) || ++c->line > PX_CHUNKED_MAX_LINE)
       return UV_EPROTO;
     return 0;
   case CH_SIZE_LF:
@@ -300,7 +348,7 @@ static int chunk_byte(struct px_chunked *c, unsigned char x) {
     c->line = 0;
     if (x == '\r')
       c->state = CH_END_LF;
-    else if (is_tchar(x))
+    else if ((cls[x] & C_TCHAR))
       c->state = CH_TNAME; /* SP or HTAB here would be obs-fold, ':' an empty name */
     else
       return UV_EPROTO;
@@ -308,13 +356,13 @@ static int chunk_byte(struct px_chunked *c, unsigned char x) {
   case CH_TNAME:
     if (x == ':')
       c->state = CH_TVALUE;
-    else if (!is_tchar(x) || ++c->line > PX_CHUNKED_MAX_LINE)
+    else if (!(cls[x] & C_TCHAR) || ++c->line > PX_CHUNKED_MAX_LINE)
       return UV_EPROTO;
     return 0;
   case CH_TVALUE:
     if (x == '\r')
       c->state = CH_TLF;
-    else if (!is_field_byte(x) || ++c->line > PX_CHUNKED_MAX_LINE)
+    else if (!(cls[x] & C_FIELD) || ++c->line > PX_CHUNKED_MAX_LINE)
       return UV_EPROTO;
     return 0;
   case CH_TLF:
