@@ -1,7 +1,10 @@
 /* lbp-backend, the libuv HTTP/1.1 test upstream: connection I/O, the server and startup. */
 
 /* The backend names itself, streams, echoes and misbehaves on request. backend.h describes how
- * a connection works; backend_http.c holds the endpoints, request parsing and llhttp callbacks. */
+ * a connection works; backend_http.c holds the endpoints, request parsing and llhttp callbacks.
+ * For smuggling tests it can record every byte each connection sends and every request it
+ * parses (--record 1, or GET /mode?record=1; read back with GET /recorded), and parse like a
+ * CR-tolerant server (--cr-tolerant 1, or GET /mode?cr_tolerant=1). */
 
 #include <errno.h>
 #include <inttypes.h>
