@@ -241,7 +241,7 @@ static void resp_process(struct px_upstream *u) {
       break;
     }
     if (err != HPE_PAUSED) {
-      resp_bad(u, llhttp_errno_name(err));
+      resp_bad(u, u->head.why ? u->head.why : llhttp_errno_name(err));
       return;
     }
     pos = (uint32_t)(llhttp_get_error_pos(&u->parser) - b);
