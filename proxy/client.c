@@ -463,6 +463,13 @@ static void parse_proxy_header(struct px_client *c) {
     px_client_close(c);
     return;
   }
+  /* Only the master speaks here: any local process could connect to a loopback port and claim
+   * to be any client (X-Forwarded-For). The master's headers carry its generation's secret. */
+  if (pp2_check_secret((const unsigned char *)c->in->data, (size_t)n, c->ctx->gen.secret) != 0) {
+    LBP_WARN("PROXY header without the master's secret on a private port: closing");
+    px_client_close(c);
+    return;
+  }
   if (ss.ss_family != AF_UNSPEC)
     set_peer(c, &ss);
   else

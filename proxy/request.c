@@ -32,7 +32,7 @@ int px__request_finish_bodyless(struct px_client *c) {
     return 1;
   if (c->state != PX_C_CONNECT)
     return 0;
-  err = llhttp_execute(&c->parser, c->in->data + c->in_pos, 0);
+  err = px_head_execute(&c->parser, &c->head, c->in->data + c->in_pos, 0);
   if (err == HPE_PAUSED) {
     llhttp_resume(&c->parser);
     c->req_done = 1;
@@ -155,7 +155,7 @@ void px__request_head(struct px_client *c) {
     px__client_timer(c, c->ctx->cfg->timeouts.client_header_ms);
   }
   c->head.base = b;
-  err = llhttp_execute(&c->parser, b + c->in_pos, c->in_len - c->in_pos);
+  err = px_head_execute(&c->parser, &c->head, b + c->in_pos, c->in_len - c->in_pos);
   if (err == HPE_OK) {
     c->in_pos = c->in_len;
     if (c->in_len - c->head.start > limit)
@@ -187,7 +187,7 @@ static int parse_body(struct px_client *c) {
 
   if (c->req_done || c->in_pos == c->in_len)
     return 0;
-  err = llhttp_execute(&c->parser, b + c->in_pos, c->in_len - c->in_pos);
+  err = px_head_execute(&c->parser, &c->head, b + c->in_pos, c->in_len - c->in_pos);
   if (err == HPE_OK) {
     c->in_pos = c->in_len;
     return 0;

@@ -160,6 +160,8 @@ static int resp_head(struct px_upstream *u, uint32_t end) {
   c->keep_alive = c->keep_alive && c->req_done && !(c->eof && c->in_pos >= c->in_len) &&
                   !u->ctx->closing && !llhttp_message_needs_eof(&u->parser) &&
                   !px__client_drain_closes(c);
+  if (c->http10 && px_head_for_http10(&u->head, &c->keep_alive) < 0)
+    return -1; /* a chunked response goes to an HTTP/1.0 client de-chunked, then close */
   u->head_sent = 1;
   u->head_pending = 1;
   return 0;
@@ -176,6 +178,9 @@ static void resp_flush(struct px_upstream *u, int complete, int reusable) {
   struct px_client *c = u->c;
   const char *b = c->out->data;
   uint32_t limit = (u->head.flags & PX_HEAD_DONE) ? c->out_pos : u->head.start;
+  uint32_t from = u->head_pending ? u->head.end : c->out_fwd;
+  uint32_t body_end =
+      (u->head.flags & PX_HEAD_DONE) ? px_head_body(&u->head, (char *)b, from, limit) : limit;
   uv_buf_t iov[PX_HEAD_MAX_IOV + 1];
   int n = 0, rc;
 
@@ -191,15 +196,15 @@ static void resp_flush(struct px_upstream *u, int complete, int reusable) {
       tail[nt++] = uv_buf_init((char *)conn_keep, sizeof(conn_keep) - 1);
     if (u->head.start > c->out_fwd)
       iov[n++] = uv_buf_init((char *)b + c->out_fwd, u->head.start - c->out_fwd);
-    m = px_head_iov(&u->head, NULL, tail, nt, limit - u->head.end, iov + n, PX_HEAD_MAX_IOV - n);
+    m = px_head_iov(&u->head, NULL, tail, nt, body_end - u->head.end, iov + n, PX_HEAD_MAX_IOV - n);
     if (m < 0) {
       resp_bad(u, "head too complex");
       return;
     }
     n += m;
     u->head_pending = 0;
-  } else if (limit > c->out_fwd) {
-    iov[n++] = uv_buf_init((char *)b + c->out_fwd, limit - c->out_fwd);
+  } else if (body_end > c->out_fwd) {
+    iov[n++] = uv_buf_init((char *)b + c->out_fwd, body_end - c->out_fwd);
   }
   c->out_fwd = limit;
   rc = 1;
@@ -230,7 +235,8 @@ static void resp_process(struct px_upstream *u) {
 
   u->head.base = b;
   for (;;) {
-    llhttp_errno_t err = llhttp_execute(&u->parser, b + c->out_pos, c->out_len - c->out_pos);
+    llhttp_errno_t err =
+        px_head_execute(&u->parser, &u->head, b + c->out_pos, c->out_len - c->out_pos);
     uint32_t pos;
 
     if (err == HPE_OK) {
@@ -238,7 +244,7 @@ static void resp_process(struct px_upstream *u) {
       break;
     }
     if (err != HPE_PAUSED) {
-      resp_bad(u, llhttp_errno_name(err));
+      resp_bad(u, u->head.why ? u->head.why : llhttp_errno_name(err));
       return;
     }
     pos = (uint32_t)(llhttp_get_error_pos(&u->parser) - b);
@@ -246,7 +252,7 @@ static void resp_process(struct px_upstream *u) {
     if (!(u->head.flags & PX_HEAD_DONE)) {
       llhttp_resume(&u->parser);
       if (resp_head(u, pos) < 0) {
-        resp_bad(u, "unusable head");
+        resp_bad(u, u->head.why ? u->head.why : "unusable head");
         return;
       }
       continue;
