@@ -553,6 +553,13 @@ static void parse_proxy_header(struct px_client *c) {
     client_close(c, 0);
     return;
   }
+  /* Only the master speaks here: any local process could connect to a loopback port and claim
+   * to be any client (X-Forwarded-For). The master's headers carry its generation's secret. */
+  if (pp2_check_secret((const unsigned char *)c->in.b->data, (size_t)n, c->ctx->gen.secret) != 0) {
+    LBP_WARN("PROXY header without the master's secret on a private port: closing");
+    client_close(c, 0);
+    return;
+  }
   if (ss.ss_family != AF_UNSPEC)
     set_peer(c, &ss);
   else
@@ -574,7 +581,9 @@ static void parse_proxy_header(struct px_client *c) {
 uv_tcp_t *px_client_new(struct px_ctx *ctx) {
   struct px_client *c;
 
-  if (ctx->closing || ctx->draining)
+  /* While draining for a reload, connections still on their way (fds the master handed before
+   * it switched) are taken: served, they are handed over after their first response. */
+  if (ctx->closing || (ctx->draining && ctx->handover == NULL))
     return NULL;
   c = calloc(1, sizeof(*c));
   if (c == NULL)

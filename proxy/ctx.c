@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---- from the config ---- */
 
@@ -147,6 +148,7 @@ static void ctx_free(struct px_ctx *ctx) {
   px_bufpool_clear(&ctx->bufs);
   listeners_free(ctx->listeners, ctx->nlisteners);
   pools_free(ctx->pools, ctx->npools);
+  cfg_free(ctx->gen.cfg); /* the context owns its generation's config */
   free(ctx);
   if (done != NULL)
     done(arg);
@@ -156,16 +158,28 @@ static void up_gone(struct px_upenv *env) {
   px__ctx_check_empty(env->data);
 }
 
-int px_ctx_new(uv_loop_t *loop, const struct lbp_config *cfg, _Atomic uint64_t *rr_counters,
-               struct px_ctx **out) {
+/* The X-Lbproxy-Worker line of debug_header: true. */
+static void debug_line(struct px_ctx *ctx, const struct px_gen *gen) {
+  int n = snprintf(ctx->debug_hdr, sizeof(ctx->debug_hdr),
+                   "X-Lbproxy-Worker: slot=%u pid=%ld gen=%u\r\n", gen->slot + 1, (long)getpid(),
+                   gen->id);
+  ctx->debug_len = n > 0 && (size_t)n < sizeof(ctx->debug_hdr) ? (unsigned)n : 0;
+}
+
+int px_ctx_new(uv_loop_t *loop, const struct px_gen *gen, struct px_ctx **out) {
   struct px_ctx *ctx = calloc(1, sizeof(*ctx));
+  const struct lbp_config *cfg = gen->cfg;
+  _Atomic uint64_t *rr_counters = gen->rr_counters;
   size_t bufsize = PX_BUF_MIN;
   int rc;
 
   if (ctx == NULL)
     return UV_ENOMEM;
   ctx->loop = loop;
+  ctx->gen = *gen;
   settings_from_config(&ctx->set, cfg);
+  if (cfg->debug_header)
+    debug_line(ctx, gen);
   /* A request head must fit in one buffer, with room to spare for the line that overflows. */
   if (cfg->limits.max_header_bytes + 1024 > bufsize)
     bufsize = cfg->limits.max_header_bytes + 1024;
@@ -201,6 +215,8 @@ void px_ctx_close(struct px_ctx *ctx, void (*done)(void *arg), void *arg) {
 }
 
 void px_ctx_drain(struct px_ctx *ctx, px_handover_fn fn, void *arg) {
+  if (ctx->draining || ctx->closing)
+    return;
   ctx->draining = 1;
   ctx->handover = fn;
   ctx->handover_arg = arg;

@@ -235,13 +235,31 @@ static int on_pause(llhttp_t *p) {
   return HPE_PAUSED;
 }
 
+/* llhttp skips empty lines before a request line (RFC 9112 2.2 allows it): the head, and what
+ * is forwarded of it, starts at the method. */
+static int on_method(llhttp_t *p, const char *at, size_t len) {
+  struct px_head *h = head_of(p);
+
+  if (!(h->flags & PX_HEAD_LINE_SEEN)) {
+    h->start = (uint32_t)(at - h->base);
+    h->flags |= PX_HEAD_LINE_SEEN;
+  }
+  return 0;
+}
+
+/* px_head_complete compares llhttp's view of the framing with ours: remember the parser. */
+static int on_response_headers_complete(llhttp_t *p) {
+  head_of(p)->parser = p;
+  return HPE_PAUSED;
+}
+
 /* Only a GET can open a tunnel (request.c decides, after the head); any other request asking
  * for an upgrade is an ordinary request: clear llhttp's upgrade state, or it would stop parsing
  * after this message (HPE_PAUSED_UPGRADE). */
 static int on_request_headers_complete(llhttp_t *p) {
   if (p->method != HTTP_GET)
     p->upgrade = 0;
-  return HPE_PAUSED;
+  return on_response_headers_complete(p);
 }
 
 /* Counts body bytes (chunk framing excluded) and stops the parser past the limit, so that a
@@ -258,6 +276,7 @@ static int on_body(llhttp_t *p, const char *at, size_t len) {
 }
 
 const llhttp_settings_t px_request_settings = {
+    .on_method = on_method,
     .on_url = on_url,
     .on_body = on_body,
     .on_header_field = on_header_field,
@@ -271,7 +290,7 @@ const llhttp_settings_t px_response_settings = {
     .on_header_field = on_header_field,
     .on_header_value = on_header_value,
     .on_header_value_complete = on_header_value_complete,
-    .on_headers_complete = on_pause,
+    .on_headers_complete = on_response_headers_complete,
     .on_message_complete = on_pause,
 };
 
@@ -333,7 +352,33 @@ static uint32_t term_len(const struct px_head *h) {
   return (h->end - h->start >= 2 && h->base[h->end - 2] == '\r') ? 2 : 1;
 }
 
+/* Our strict reading of the head, then llhttp's framing against ours: a message two parsers
+ * frame differently is exactly what request smuggling needs. NULL, or the reason to refuse. */
+static const char *strict_check(struct px_head *h, uint32_t end) {
+  const llhttp_t *p = h->parser;
+  struct px_strict_head s;
+
+  if (px_strict_head(h->base, h->start, end, h->is_request, &s) < 0)
+    return s.why;
+  if (p == NULL || p->lenient_flags != 0)
+    return "llhttp is not strict";
+  if (p->http_major != 1 || p->http_minor != s.minor || !!(p->flags & F_CHUNKED) != s.chunked ||
+      !!(p->flags & F_CONTENT_LENGTH) != s.has_cl ||
+      (s.has_cl && p->content_length != s.content_length) ||
+      (!h->is_request && p->status_code != s.status))
+    return "llhttp frames the message differently";
+  if (s.chunked) {
+    h->flags |= PX_HEAD_CHUNKED;
+    h->te_line.off = s.te_off;
+    h->te_line.len = s.te_len;
+  }
+  return NULL;
+}
+
 int px_head_complete(struct px_head *h, uint32_t end) {
+  h->why = strict_check(h, end);
+  if (h->why != NULL)
+    return -1;
   h->end = end;
   close_open_lines(h, end - term_len(h));
   if (h->flags & PX_HEAD_CONN_TOKENS)
@@ -341,6 +386,54 @@ int px_head_complete(struct px_head *h, uint32_t end) {
   h->flags |= PX_HEAD_DONE;
   h->flags &= (uint32_t) ~(PX_HEAD_IN_FIELD | PX_HEAD_IN_VALUE);
   return (h->flags & (PX_HEAD_OVERFLOW | PX_HEAD_OBS_FOLD)) ? -1 : 0;
+}
+
+/* ---- bodies ---- */
+
+llhttp_errno_t px_head_execute(llhttp_t *p, struct px_head *h, const char *data, size_t len) {
+  llhttp_errno_t err = llhttp_execute(p, data, len);
+  size_t used;
+  ssize_t n;
+
+  if (!(h->flags & PX_HEAD_DONE) || !(h->flags & PX_HEAD_CHUNKED))
+    return err; /* head bytes, or a body llhttp frames alone (Content-Length, none, to EOF) */
+  if (err != HPE_OK && err != HPE_PAUSED)
+    return err;
+  used = err == HPE_OK ? len : (size_t)(llhttp_get_error_pos(p) - data);
+  if (err == HPE_PAUSED && used == 0 && !px_chunked_started(&h->chunk))
+    return err; /* no body after all: a response to HEAD, a 304 */
+  n = px_chunked_feed(&h->chunk, data, used, NULL, NULL);
+  if (n < 0) {
+    h->why = "bad chunked framing";
+    return HPE_INVALID_CHUNK_SIZE;
+  }
+  /* llhttp pauses after the head only at message complete: both must see the end there. */
+  if ((err == HPE_PAUSED) != px_chunked_done(&h->chunk) || (size_t)n != used) {
+    h->why = "llhttp ends the chunked body elsewhere";
+    return HPE_INVALID_CHUNK_SIZE;
+  }
+  return err;
+}
+
+int px_head_for_http10(struct px_head *h, uint8_t *keep_alive) {
+  if (!(h->flags & PX_HEAD_CHUNKED))
+    return 0;
+  px_head_drop(h, h->te_line.off, h->te_line.len);
+  if (h->flags & PX_HEAD_OVERFLOW)
+    return -1;
+  h->flags |= PX_HEAD_DECHUNK;
+  *keep_alive = 0;
+  return 0;
+}
+
+uint32_t px_head_body(struct px_head *h, char *base, uint32_t from, uint32_t to) {
+  size_t kept = 0;
+
+  if (!(h->flags & PX_HEAD_DECHUNK) || to <= from)
+    return to;
+  if (px_chunked_feed(&h->strip, base + from, to - from, base + from, &kept) < 0)
+    return from; /* cannot happen: px_head_execute accepted these bytes */
+  return from + (uint32_t)kept;
 }
 
 static int emit(uv_buf_t *iov, int *n, int max, const char *p, size_t len) {

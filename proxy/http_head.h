@@ -2,6 +2,8 @@
 #ifndef LBP_HTTP_HEAD_H
 #define LBP_HTTP_HEAD_H
 
+#include "http_strict.h"
+
 #include <llhttp.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -29,10 +31,13 @@ enum px_head_flags {
   PX_HEAD_XFF_OPEN = 1 << 9,    /* the last X-Forwarded-For line's end is not known yet */
   PX_HEAD_HOST_OPEN = 1 << 10,  /* the Host line's end is not known yet */
   PX_HEAD_OBS_FOLD = 1 << 11,   /* a value continued on the next line (obsolete): reject */
-  PX_HEAD_HAS_VIA = 1 << 12,    /* a Via line was seen (via_end is valid) */
-  PX_HEAD_VIA_OPEN = 1 << 13,
-  PX_HEAD_HAS_UPGRADE = 1 << 14, /* an Upgrade line was seen (dropped unless kept) */
-  PX_HEAD_BODY_LIMIT = 1 << 15,  /* the body crossed body_max (the parser stopped: HPE_USER) */
+  PX_HEAD_CHUNKED = 1 << 12,    /* the body is chunked: px_head_execute checks its framing */
+  PX_HEAD_DECHUNK = 1 << 13,    /* ... and px_head_body strips it (for an HTTP/1.0 client) */
+  PX_HEAD_LINE_SEEN = 1 << 14,  /* the request line started (leading empty lines skipped) */
+  PX_HEAD_HAS_VIA = 1 << 15,    /* a Via line was seen (via_end is valid) */
+  PX_HEAD_VIA_OPEN = 1 << 16,
+  PX_HEAD_HAS_UPGRADE = 1 << 17, /* an Upgrade line was seen (dropped unless kept) */
+  PX_HEAD_BODY_LIMIT = 1 << 18,  /* the body crossed body_max (the parser stopped: HPE_USER) */
 };
 
 /* Bytes to insert before offset `off` of the received head (px_head_iov_ins). */
@@ -64,6 +69,11 @@ struct px_head {
   struct px_span drops[PX_HEAD_MAX_DROPS];     /* header lines not forwarded, in order */
   struct px_span conn[PX_HEAD_MAX_CONN];       /* Connection values, for their tokens */
   struct px_span upgrade[PX_HEAD_MAX_UPGRADE]; /* Upgrade lines (in drops until kept) */
+  struct px_span te_line;                      /* the Transfer-Encoding line, CRLF included */
+  const char *why;         /* the strict-HTTP rule the head or body broke, or NULL */
+  const llhttp_t *parser;  /* the parser of this head (set when its headers complete) */
+  struct px_chunked chunk; /* our own check of a chunked body (px_head_execute) */
+  struct px_chunked strip; /* de-chunking for an HTTP/1.0 client (px_head_body) */
 };
 
 /* llhttp settings wired to the px_head in parser->data. on_headers_complete and
@@ -75,10 +85,34 @@ extern const llhttp_settings_t px_response_settings;
 /* Starts a new head at offset `start` of `base`. */
 void px_head_reset(struct px_head *h, const char *base, int is_request, uint32_t start);
 
-/* Finishes the head once llhttp paused at headers complete with error_pos at `end`: closes the
- * last drop, applies the Connection tokens. Returns 0, or -1 if the head cannot be forwarded
- * (too many hop-by-hop lines). */
+/* Finishes the head once llhttp paused at headers complete with error_pos at `end`: checks it
+ * with px_strict_head (http_strict.h) and compares the framing found there with llhttp's
+ * (version, Content-Length, chunked, status; no lenient flag may be set), closes the last
+ * drop, applies the Connection tokens. Returns 0, or -1 if the head must not be forwarded (it
+ * breaks a strict-HTTP rule: h->why says which; obs-fold; too many hop-by-hop lines). Callers
+ * answer -1 with 400 for a request, 502 for a response, and never reuse that connection. */
 int px_head_complete(struct px_head *h, uint32_t end);
+
+/* llhttp_execute plus lbproxy's own check of a chunked body: every execute over a message
+ * whose head px_head_complete accepted must go through here, in both directions. The body
+ * bytes llhttp consumed are fed to a strict chunked-framing check (px_chunked_feed), which
+ * must end exactly where llhttp reports message complete. Returns llhttp's result, or
+ * HPE_INVALID_CHUNK_SIZE (h->why set) when the framing is bad or the two disagree: the caller
+ * treats it like any llhttp error (400, or 502/cut for a response) and drops the connection. */
+llhttp_errno_t px_head_execute(llhttp_t *p, struct px_head *h, const char *data, size_t len);
+
+/* For a client that speaks HTTP/1.0, which cannot read chunked framing: call once the final
+ * response head is complete (after px_head_complete). A chunked response is then passed on
+ * close-delimited: its Transfer-Encoding line is dropped, *keep_alive is cleared (so the head
+ * says "Connection: close" and the client connection closes after the body), and px_head_body
+ * strips the framing. Returns 0, or -1 if the head cannot be rewritten (too many drops). */
+int px_head_for_http10(struct px_head *h, uint8_t *keep_alive);
+
+/* Body bytes base[from..to) of a response, about to be forwarded after px_head_execute
+ * accepted them, each byte passed exactly once. Returns the end of what to forward from
+ * `from`: `to`, or, when px_head_for_http10 asked for de-chunking, the end of the chunk data
+ * moved to the front of the range (framing and trailers removed). */
+uint32_t px_head_body(struct px_head *h, char *base, uint32_t from, uint32_t to);
 
 /* Builds the forwarded head as iovecs over `h->base`: the received bytes minus dropped lines,
  * with the `nins` inserts (sorted by offset; none may fall inside a dropped range) placed

@@ -24,21 +24,28 @@ enum px_client_flags {
   PX_CLIENT_FD_SHARED = 1 << 1,      /* another process may hold the socket too (handoff) */
 };
 
+/* The generation a data plane serves. The context owns `cfg` from px_ctx_new on (it is freed
+ * with the context); the shared memory behind `rr_counters` is the caller's and must outlive
+ * the context. */
+struct px_gen {
+  uint32_t id;
+  unsigned slot;                 /* for logs and the debug header */
+  struct lbp_config *cfg;        /* taken */
+  _Atomic uint64_t *rr_counters; /* one shared round-robin position per upstream, or NULL */
+  uint8_t secret[16];            /* what the master's PROXY headers carry (private ports) */
+};
+
 /* How a connection reached this worker. */
 struct px_accept {
-  unsigned listener; /* index into cfg->listeners */
-  unsigned flags;    /* PX_CLIENT_PROXY_PROTOCOL (private port), PX_CLIENT_FD_SHARED (master holds a
-                        copy) */
+  unsigned listener;   /* index into cfg->listeners */
+  unsigned flags;      /* enum px_client_flags */
   const char *initial; /* request bytes another worker already read (handover), or NULL */
   size_t initial_len;  /* served exactly as if they had just been read from the socket */
 };
 
-/* Creates the data plane for one worker from a validated config (borrowed: it must outlive
- * the context; ctx.c is the one place that reads it). `rr_counters` (may be NULL) is an array
- * of one shared round-robin counter per upstream, so that all workers share one rotation.
- * 0 or a negative UV error (nothing to free). */
-int px_ctx_new(uv_loop_t *loop, const struct lbp_config *cfg, _Atomic uint64_t *rr_counters,
-               struct px_ctx **out);
+/* Creates the data plane for one worker. 0 or a negative UV error (then gen->cfg is still the
+ * caller's). ctx.c is the one place proxy/ reads the config. */
+int px_ctx_new(uv_loop_t *loop, const struct px_gen *gen, struct px_ctx **out);
 
 /* Closes every connection (client, upstream, tunnel) at once and frees the context once all
  * their handles are closed; `done` (may be NULL) runs then, from the loop. */
@@ -47,7 +54,7 @@ void px_ctx_close(struct px_ctx *ctx, void (*done)(void *arg), void *arg);
 /* Accepting is two steps so one path serves every way a socket arrives (a listening socket,
  * or an fd over IPC): px_client_new gives an initialized uv_tcp_t to uv_accept into, then
  * px_client_start serves it, or px_client_discard frees it if the accept failed. NULL if the
- * context is closing or draining, or out of memory. */
+ * context is closing, draining for a stop (fn == NULL), or out of memory. */
 uv_tcp_t *px_client_new(struct px_ctx *ctx);
 void px_client_start(uv_tcp_t *tcp, const struct px_accept *a);
 void px_client_discard(uv_tcp_t *tcp);

@@ -3,6 +3,7 @@
 
 #include <netinet/in.h>
 #include <string.h>
+#include <uv.h>
 
 static const unsigned char sig[PP2_SIG_LEN] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D,
                                                0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A};
@@ -71,4 +72,112 @@ int pp2_decode(const unsigned char *buf, size_t len, struct sockaddr_storage *sr
     return -1; /* an address family we know, but too short */
   }
   return (int)total;
+}
+
+/* ---- the secret TLV ---- */
+
+int pp2_encode_secret(const struct sockaddr *src, const struct sockaddr *dst,
+                      const unsigned char secret[PP2_SECRET_LEN], unsigned char *out, size_t cap) {
+  const size_t tlv = 3 + PP2_SECRET_LEN;
+  size_t n, body;
+
+  if ((src == NULL) != (dst == NULL))
+    return UV_EINVAL;
+  if (src == NULL) { /* LOCAL, AF_UNSPEC: no address block */
+    if (cap < PP2_HDR_MIN + tlv)
+      return UV_ENOBUFS;
+    memcpy(out, sig, PP2_SIG_LEN);
+    out[12] = 0x20;
+    out[13] = 0x00;
+    n = PP2_HDR_MIN;
+  } else {
+    int r;
+    if (src->sa_family != dst->sa_family ||
+        (src->sa_family != AF_INET && src->sa_family != AF_INET6))
+      return UV_EINVAL;
+    r = pp2_encode(src, dst, out, cap < tlv ? 0 : cap - tlv);
+    if (r < 0)
+      return UV_ENOBUFS;
+    n = (size_t)r;
+  }
+  out[n] = PP2_TYPE_SECRET;
+  out[n + 1] = 0;
+  out[n + 2] = PP2_SECRET_LEN;
+  memcpy(out + n + 3, secret, PP2_SECRET_LEN);
+  n += tlv;
+  body = n - PP2_HDR_MIN;
+  out[14] = (unsigned char)(body >> 8);
+  out[15] = (unsigned char)body;
+  return (int)n;
+}
+
+/* Length of the address block of a header's family (byte 13, high nibble). */
+static size_t addr_len(unsigned char fam) {
+  switch (fam >> 4) {
+  case 1:
+    return 12; /* IPv4: two addresses, two ports */
+  case 2:
+    return 36; /* IPv6 */
+  case 3:
+    return 216; /* UNIX: two 108-byte paths */
+  default:
+    return 0; /* AF_UNSPEC */
+  }
+}
+
+/* Walks the TLVs of hdr[0..len): the first one of `type` goes to *value and *vlen; returns how many
+ * there are, or UV_EPROTO if the header or the list is malformed. */
+static int tlv_walk(const unsigned char *hdr, size_t len, uint8_t type, const unsigned char **value,
+                    size_t *vlen) {
+  size_t pos, total;
+  int found = 0;
+
+  if (len < PP2_HDR_MIN || memcmp(hdr, sig, PP2_SIG_LEN) != 0 || (hdr[12] & 0xF0) != 0x20)
+    return UV_EPROTO;
+  total = PP2_HDR_MIN + (((size_t)hdr[14] << 8) | hdr[15]);
+  pos = PP2_HDR_MIN + addr_len(hdr[13]);
+  if (total != len || pos > total)
+    return UV_EPROTO;
+  while (pos < total) {
+    size_t l;
+    if (total - pos < 3)
+      return UV_EPROTO;
+    l = ((size_t)hdr[pos + 1] << 8) | hdr[pos + 2];
+    if (total - pos - 3 < l)
+      return UV_EPROTO;
+    if (hdr[pos] == type && found++ == 0) {
+      *value = hdr + pos + 3;
+      *vlen = l;
+    }
+    pos += 3 + l;
+  }
+  return found;
+}
+
+int pp2_tlv_find(const unsigned char *hdr, size_t len, uint8_t type, const unsigned char **value,
+                 size_t *vlen) {
+  int n = tlv_walk(hdr, len, type, value, vlen);
+  return n > 1 ? 1 : n;
+}
+
+int pp2_ct_equal(const void *a, const void *b, size_t n) {
+  const volatile unsigned char *x = a, *y = b;
+  unsigned char d = 0;
+
+  for (size_t i = 0; i < n; i++)
+    d |= (unsigned char)(x[i] ^ y[i]);
+  return d == 0;
+}
+
+int pp2_check_secret(const unsigned char *hdr, size_t len,
+                     const unsigned char secret[PP2_SECRET_LEN]) {
+  const unsigned char *v = NULL;
+  size_t vlen = 0;
+  int n = tlv_walk(hdr, len, PP2_TYPE_SECRET, &v, &vlen);
+
+  if (n < 0)
+    return n;
+  if (n != 1 || vlen != PP2_SECRET_LEN) /* none, or two: which one would the master have sent? */
+    return UV_EACCES;
+  return pp2_ct_equal(v, secret, PP2_SECRET_LEN) ? 0 : UV_EACCES;
 }

@@ -58,7 +58,10 @@ struct px_listener {
 
 struct px_ctx {
   uv_loop_t *loop;
-  struct px_settings set;
+  struct px_gen gen;      /* the generation served; its config is the context's */
+  struct px_settings set; /* what the data plane takes from that config */
+  char debug_hdr[80];     /* the X-Lbproxy-Worker line (debug_header: true) */
+  unsigned debug_len;     /* 0: none */
   struct px_bufpool bufs; /* every buffer of this worker's data plane */
   struct px_upenv up;     /* every upstream connection */
   struct px_pool *pools;

@@ -277,23 +277,38 @@ void px_relay_init(struct px_relay *r, struct px_bufpool *pool, uint64_t idle_ms
   r->end_side = -1;
 }
 
-/* Puts bytes already read into direction d's buffer, as if just read. */
-static int dir_preload(struct px_relay *r, struct px_relay_dir *d, const uv_buf_t *pre) {
+/* Writes bytes the owner already had for this direction's destination (they stay the owner's):
+ * the direction reads nothing before they are out, so they arrive first. */
+static void dir_prefix(struct px_relay *r, struct px_relay_dir *d, const uv_buf_t *pre) {
+  uv_buf_t b;
+  int rc;
+
   if (pre == NULL || pre->len == 0)
-    return 0;
-  if ((d->b = px_buf_get(r->pool)) == NULL)
-    return UV_ENOMEM;
-  memcpy(d->b->data, pre->base, pre->len);
-  d->len = pre->len;
-  return 0;
+    return;
+  b = *pre;
+  rc = uv_try_write(d->to, &b, 1);
+  if (rc == (int)b.len)
+    return;
+  if (rc < 0 && rc != UV_EAGAIN) {
+    relay_end(r, PX_RELAY_RESET, side_of(r, d->to));
+    return;
+  }
+  if (rc > 0) {
+    b.base += rc;
+    b.len -= (size_t)rc;
+  }
+  if (uv_write(&d->wreq, d->to, &b, 1, write_cb) != 0) {
+    relay_end(r, PX_RELAY_RESET, side_of(r, d->to));
+    return;
+  }
+  d->writing = 1;
+  d->write_since = uv_now(r->timer.loop);
 }
 
-int px_relay_start(struct px_relay *r, uv_loop_t *loop, uv_stream_t *s0, uv_stream_t *s1,
-                   const uv_buf_t pre[2], px_relay_done_cb done) {
+void px_relay_start(struct px_relay *r, uv_loop_t *loop, uv_stream_t *s0, uv_stream_t *s1,
+                    const uv_buf_t pre[2], px_relay_done_cb done) {
   uv_stream_t *s[2] = {s0, s1};
 
-  if (pre != NULL && (pre[0].len > r->pool->size || pre[1].len > r->pool->size))
-    return UV_EINVAL;
   uv_timer_init(loop, &r->timer);
   r->timer.data = r;
   r->done = done;
@@ -309,18 +324,11 @@ int px_relay_start(struct px_relay *r, uv_loop_t *loop, uv_stream_t *s0, uv_stre
     r->saved_data[i] = s[i]->data;
     s[i]->data = r;
   }
-  for (int i = 0; i < 2 && r->state == R_RUNNING; i++) {
-    /* dir[i] carries bytes to side 1 - i: pre[1 - i]. */
-    if (dir_preload(r, &r->dir[i], pre != NULL ? &pre[1 - i] : NULL) != 0) {
-      relay_end(r, PX_RELAY_RESET, -1);
-      break;
-    }
-    if (r->dir[i].len > 0)
-      dir_flush(r, &r->dir[i]);
-  }
+  /* dir[i] carries bytes to side 1 - i: pre[1 - i] goes first. */
+  for (int i = 0; i < 2 && r->state == R_RUNNING; i++)
+    dir_prefix(r, &r->dir[i], pre != NULL ? &pre[1 - i] : NULL);
   for (int i = 0; i < 2 && r->state == R_RUNNING; i++)
     if (!r->dir[i].writing)
       dir_read_start(r, &r->dir[i]);
   relay_arm(r);
-  return 0;
 }

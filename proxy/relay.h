@@ -57,20 +57,21 @@ struct px_relay {
 void px_relay_init(struct px_relay *r, struct px_bufpool *pool, uint64_t idle_ms, uint64_t send_ms,
                    int linger_side, uint64_t linger_ms);
 
-/* Starts relaying between s0 and s1. pre[1] (may be NULL or empty) is written to s1 first, as
- * if read from s0 (a PROXY header, request bytes already read), pre[0] to s0 (response bytes
- * already read); each at most pool->size bytes, copied. Data read on one side is written to the
- * other; a side is not read while a write to the other side is pending. EOF on one side becomes
- * a shutdown of the other once its writes are done. While the relay runs it owns both streams'
- * `data` field and read callbacks.
+/* Starts relaying between s0 and s1. pre[1] (pre may be NULL, an entry empty) is written to s1
+ * first, as if read from s0 (a PROXY header, request bytes already read), pre[0] to s0
+ * (response bytes already read); they are the owner's, not copied, and must stay valid until
+ * `done` (a write of them still pending then is cancelled when the streams close, unread). Data
+ * read on one side is written to the other; a side is not read while a write to the other side
+ * is pending. EOF on one side becomes a shutdown of the other once its writes are done. While
+ * the relay runs it owns both streams' `data` field and read callbacks.
  *
  * `done` runs exactly once, from the loop, after the relay stopped reading, put the streams'
  * `data` back and closed its timer. The owner then closes the streams (with a reset of the
  * other side for PX_RELAY_RESET). Writes may still be pending then: they complete (cancelled)
  * when the owner closes the streams, so the relay's memory must stay valid until both streams'
- * close callbacks ran. 0, or UV_EINVAL for a prefix that is too big (nothing started). */
-int px_relay_start(struct px_relay *r, uv_loop_t *loop, uv_stream_t *s0, uv_stream_t *s1,
-                   const uv_buf_t pre[2], px_relay_done_cb done);
+ * close callbacks ran. A failure to start comes the same way (PX_RELAY_RESET). */
+void px_relay_start(struct px_relay *r, uv_loop_t *loop, uv_stream_t *s0, uv_stream_t *s1,
+                    const uv_buf_t pre[2], px_relay_done_cb done);
 
 /* Stops a running relay now: no more reads or callbacks into the streams' owners, `data` given
  * back at once (so the owner may close the streams right after); `done` follows with

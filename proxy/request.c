@@ -155,7 +155,7 @@ static int finish_bodyless(struct px_request *r) {
     return 1;
   if (r->phase != PX_PHASE_CONNECT)
     return 0;
-  err = llhttp_execute(&r->parser, r->in->b->data + r->in->pos, 0);
+  err = px_head_execute(&r->parser, &r->head, r->in->b->data + r->in->pos, 0);
   if (err == HPE_PAUSED) {
     llhttp_resume(&r->parser);
     r->req_done = 1;
@@ -222,12 +222,14 @@ static void request_next(struct px_request *r, enum px_up_fail ft, int err) {
       .retried_fresh = r->retried_fresh,
       .tries_left = r->tries < r->pool->nservers,
   };
+  const char *why = r->up != NULL ? px_up_why(r->up) : NULL;
   int status;
   enum px_next_do what = px_request_decide(&in, &status);
 
   r->up = NULL;
   if (what != PX_DO_RETRY_FRESH)
-    LBP_WARN("upstream %s: %s: %s", srv->name, px_up_fail_name(ft), uv_strerror(err));
+    LBP_WARN("upstream %s: %s: %s", srv->name, px_up_fail_name(ft),
+             why != NULL ? why : uv_strerror(err));
   switch (what) {
   case PX_DO_RETRY_FRESH:
     r->retried_fresh = 1;
@@ -301,43 +303,66 @@ static void start_tunnel(struct px_request *r) {
   }
 }
 
-/* A response head: interim ones go out as they are, the final one rewritten. The iovecs
- * count, or -1. */
-static int response_head(struct px_request *r, const struct px_up_response *p, uint32_t len,
-                         uv_buf_t *iov, int max) {
-  struct px_head *h = p->head;
+/* A final response head (or a 101): what the client is told about its connection. An HTTP/1.0
+ * client gets a chunked body de-chunked and close-delimited (it cannot read the framing).
+ * -1 if the head cannot be rewritten. */
+static int response_final(struct px_request *r, const struct px_up_response *p,
+                          enum px_conn_line *conn) {
+  r->log.upstream_status = p->status;
+  r->log.upstream_ms = uv_now(r->ctx->loop);
+  r->log.status = p->status;
+  r->resp_head_done = 1;
+  if (p->status == 101) {
+    *conn = PX_CONN_UPGRADE;
+    return 0;
+  }
+  *conn = response_connection(r, p);
+  if (r->http10 && px_head_for_http10(p->head, &r->keep_alive) < 0)
+    return -1;
+  if (!r->keep_alive)
+    *conn = PX_CONN_CLOSE;
+  return 0;
+}
+
+/* The iovecs of what the upstream delivered: a head (interim ones as they are, the final one
+ * rewritten) and body bytes. The count, or -1 for a head that cannot be forwarded. */
+static int response_iov(struct px_request *r, struct px_up *u, const struct px_up_response *p,
+                        const char *body, size_t len, uv_buf_t *iov) {
+  struct px_ctx *ctx = r->ctx;
+  uv_buf_t dbg = uv_buf_init(ctx->debug_hdr, ctx->debug_len);
   enum px_conn_line conn;
 
-  if (p->status < 200 && p->status != 101) {
+  if (p != NULL && p->status < 200 && p->status != 101) {
+    struct px_head *h = p->head;
     if (r->http10)
       return 0; /* RFC 9110 15.2: no 1xx to an HTTP/1.0 client */
     iov[0] = uv_buf_init((char *)h->base + h->start, h->end - h->start);
     return 1;
   }
-  r->log.upstream_status = p->status;
-  r->log.upstream_ms = uv_now(r->ctx->loop);
-  r->log.status = p->status;
-  r->resp_head_done = 1;
-  conn = p->status == 101 ? PX_CONN_UPGRADE : response_connection(r, p);
-  return px_rewrite_response(h, conn, len, iov, max);
+  if (p != NULL && response_final(r, p, &conn) < 0)
+    return -1;
+  if (len > 0) /* de-chunked in place for an HTTP/1.0 client; else as it came */
+    len = px_head_body(px_up_head(u), (char *)body, 0, (uint32_t)len);
+  if (p != NULL)
+    return px_rewrite_response(p->head, conn, ctx->debug_len ? &dbg : NULL, (uint32_t)len, iov,
+                               PX_HEAD_MAX_IOV);
+  if (len == 0)
+    return 0;
+  iov[0] = uv_buf_init((char *)body, (unsigned)len);
+  return 1;
 }
 
 static int up_data(struct px_up *u, const struct px_up_response *p, const char *body, size_t len,
                    int complete) {
   struct px_request *r = px_up_data(u);
   uv_buf_t iov[PX_HEAD_MAX_IOV + 1];
-  int n = 0, rc;
+  int n, rc, upgrade = p != NULL && p->status == 101;
 
-  if (p != NULL) {
-    n = response_head(r, p, p->status >= 200 || p->status == 101 ? (uint32_t)len : 0, iov,
-                      PX_HEAD_MAX_IOV);
-    if (n < 0) {
-      request_next(r, PX_UP_BAD_RESPONSE, UV_EPROTO);
-      px_up_close(u, 0);
-      return 0;
-    }
-  } else if (len > 0) {
-    iov[n++] = uv_buf_init((char *)body, (unsigned)len);
+  n = response_iov(r, u, p, body, len, iov);
+  if (n < 0) {
+    request_next(r, PX_UP_BAD_RESPONSE, UV_EPROTO);
+    px_up_close(u, 0);
+    return 0;
   }
   if (n == 0) {
     if (complete)
@@ -346,16 +371,16 @@ static int up_data(struct px_up *u, const struct px_up_response *p, const char *
   }
   r->resp_started = 1;
   rc = client_write(r, iov, (unsigned)n,
-                    p != NULL && p->status == 101 ? AW_TUNNEL
-                    : complete                    ? AW_RESPONSE_DONE
-                                                  : AW_RESUME);
+                    upgrade    ? AW_TUNNEL
+                    : complete ? AW_RESPONSE_DONE
+                               : AW_RESUME);
   if (rc < 0)
     return 0; /* ended: the upstream is closed */
   if (rc == 0) {
     r->up_holding = 1;
     return 1;
   }
-  if (p != NULL && p->status == 101)
+  if (upgrade)
     start_tunnel(r);
   else if (complete)
     response_done(r);
@@ -477,7 +502,7 @@ static int parse_body(struct px_request *r) {
 
   if (r->req_done || in->pos == in->len)
     return 0;
-  err = llhttp_execute(&r->parser, b + in->pos, in->len - in->pos);
+  err = px_head_execute(&r->parser, &r->head, b + in->pos, in->len - in->pos);
   if (err == HPE_OK) {
     r->log.bytes_in += in->len - in->pos;
     in->pos = in->len;
@@ -701,7 +726,7 @@ static void parse_head(struct px_request *r) {
   uint32_t pos;
 
   r->head.base = b;
-  err = llhttp_execute(&r->parser, b + in->pos, in->len - in->pos);
+  err = px_head_execute(&r->parser, &r->head, b + in->pos, in->len - in->pos);
   if (err == HPE_OK) {
     r->log.bytes_in += in->len - in->pos;
     in->pos = in->len;

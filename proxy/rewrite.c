@@ -118,12 +118,14 @@ int px_rewrite_request(struct px_head *h, const struct px_fwd *f, uint32_t extra
   return px_head_iov_ins(h, ins, nins, tail, nt, extra, iov, max);
 }
 
-int px_rewrite_response(struct px_head *h, enum px_conn_line conn, uint32_t extra, uv_buf_t *iov,
-                        int max) {
+int px_rewrite_response(struct px_head *h, enum px_conn_line conn, const uv_buf_t *line,
+                        uint32_t extra, uv_buf_t *iov, int max) {
   struct px_insert ins;
-  uv_buf_t tail[2];
+  uv_buf_t tail[3];
   int nt = 0, nins = 0;
 
+  if (line != NULL)
+    tail[nt++] = *line;
   switch (conn) {
   case PX_CONN_CLOSE:
     tail[nt++] = LIT("Connection: close\r\n");

@@ -34,8 +34,9 @@ enum px_conn_line {
   PX_CONN_UPGRADE,    /* a 101: the connection becomes a tunnel */
 };
 
-/* The forwarded response head `h` with our Connection line and Via; `extra` body bytes follow. */
-int px_rewrite_response(struct px_head *h, enum px_conn_line conn, uint32_t extra, uv_buf_t *iov,
-                        int max);
+/* The forwarded response head `h` with our Connection line, `line` (a whole header line, or
+ * NULL; the debug header) and Via; `extra` body bytes follow. */
+int px_rewrite_response(struct px_head *h, enum px_conn_line conn, const uv_buf_t *line,
+                        uint32_t extra, uv_buf_t *iov, int max);
 
 #endif

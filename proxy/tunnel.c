@@ -49,7 +49,6 @@ int px_tunnel_start(uv_loop_t *loop, struct px_bufpool *pool, uv_stream_t *clien
   struct px_tunnel *t = calloc(1, sizeof(*t));
   uv_buf_t pre[2] = {uv_buf_init(NULL, 0), uv_buf_init(NULL, 0)};
   uv_stream_t *server;
-  int rc;
 
   if (t == NULL) {
     px_up_close(u, 1);
@@ -67,13 +66,8 @@ int px_tunnel_start(uv_loop_t *loop, struct px_bufpool *pool, uv_stream_t *clien
   t->refs = 2;
   t->relay.data = t;
   px_relay_init(&t->relay, pool, idle_ms, send_ms, -1, 0);
-  rc = px_relay_start(&t->relay, loop, client, server, pre, relay_done);
-  if (rc != 0) {
-    t->refs = 1; /* the owner never learns of it: only the upstream's reference stays */
-    px_up_close(u, 1);
-    return rc;
-  }
   *out = t;
+  px_relay_start(&t->relay, loop, client, server, pre, relay_done);
   return 0;
 }
 

@@ -11,13 +11,14 @@ struct px_tunnel;
  * side failed, or the client must learn it was cut). The tunnel closes the upstream itself. */
 typedef void (*px_tunnel_done_cb)(void *arg, int reset);
 
-/* Takes the upstream connection u over (px_up_takeover) and relays between `client` (borrowed
- * from the owner) and it: to_server (may be NULL) is written to the server first (bytes the
- * client sent already), to_client to the client (bytes the server sent after its 101). idle_ms
- * and send_ms are the relay's deadlines. `done` runs once, from the loop. The owner calls
- * px_tunnel_release once the client stream is closed (its close callback ran), and the tunnel
- * is freed when its upstream connection is closed too. 0 or a negative UV error (then u is
- * closed and the owner closes the client as after `done`). */
+/* Takes the upstream connection u over (px_up_takeover; it may be taken already) and relays
+ * between `client` (borrowed from the owner) and it: to_server (may be NULL) is written to the
+ * server first (bytes the client sent already), to_client to the client (bytes the server sent
+ * after its 101); both stay the caller's until `done`. idle_ms and send_ms are the relay's
+ * deadlines. `done` runs once, from the loop. The owner calls px_tunnel_release once the client
+ * stream is closed (its close callback ran), and the tunnel is freed when its upstream
+ * connection is closed too. 0, or UV_ENOMEM (then u is closed and the owner closes the
+ * client as after `done`). */
 int px_tunnel_start(uv_loop_t *loop, struct px_bufpool *pool, uv_stream_t *client, struct px_up *u,
                     const uv_buf_t *to_server, const uv_buf_t *to_client, uint64_t idle_ms,
                     uint64_t send_ms, px_tunnel_done_cb done, void *arg, struct px_tunnel **out);

@@ -221,7 +221,7 @@ static void up_parse(struct px_up *u) {
 
   u->head.base = b;
   while (u->state == U_BUSY && !u->holding) {
-    llhttp_errno_t err = llhttp_execute(&u->parser, b + u->pos, u->len - u->pos);
+    llhttp_errno_t err = px_head_execute(&u->parser, &u->head, b + u->pos, u->len - u->pos);
     uint32_t pos;
 
     if (err == HPE_OK) {
@@ -499,6 +499,14 @@ void px_up_set_user(struct px_up *u, const struct px_up_cbs *cbs, void *data) {
 
 void *px_up_data(const struct px_up *u) {
   return u->data;
+}
+
+struct px_head *px_up_head(struct px_up *u) {
+  return &u->head;
+}
+
+const char *px_up_why(const struct px_up *u) {
+  return u->head.why;
 }
 
 struct px_server *px_up_server(const struct px_up *u) {

@@ -132,6 +132,10 @@ void px_up_set_user(struct px_up *u, const struct px_up_cbs *cbs, void *data);
 void px_up_close(struct px_up *u, int reset);
 
 void *px_up_data(const struct px_up *u);
+/* The head of the response being delivered (body bytes are passed through px_head_body). */
+struct px_head *px_up_head(struct px_up *u);
+/* Why the last response was refused (a strict-HTTP rule), or NULL. */
+const char *px_up_why(const struct px_up *u);
 struct px_server *px_up_server(const struct px_up *u);
 /* 1 if the connection served an exchange before this one (a failure may be a stale pool). */
 int px_up_reused(const struct px_up *u);

@@ -1,96 +1,5 @@
-/* What the dispatch strategies share: listening sockets, the accept path, the strategy table. */
+/* The strategy table and what every strategy shares: where the master's connections go. */
 #include "dispatch.h"
-
-#include "log.h"
-
-#include <errno.h>
-#include <netinet/in.h>
-#include <stdio.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-int dispatch_listen_socket(uv_loop_t *loop, const struct sockaddr *sa, int reuseport,
-                           uv_tcp_t *tcp) {
-  socklen_t len =
-      sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-  int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  int one = 1, rc;
-
-  if (fd < 0)
-    return -errno;
-  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-      (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) ||
-      bind(fd, sa, len) != 0 || listen(fd, DISPATCH_BACKLOG) != 0) {
-    rc = -errno;
-    close(fd);
-    return rc;
-  }
-  rc = uv_tcp_init(loop, tcp);
-  if (rc == 0)
-    rc = uv_tcp_open(tcp, fd);
-  if (rc != 0)
-    close(fd);
-  return rc;
-}
-
-int dispatch_sockname(uv_tcp_t *tcp, char *out, size_t cap) {
-  struct sockaddr_storage ss;
-  int len = sizeof(ss);
-  char host[64] = "?";
-
-  if (uv_tcp_getsockname(tcp, (struct sockaddr *)&ss, &len) != 0) {
-    snprintf(out, cap, "?");
-    return -1;
-  }
-  if (ss.ss_family == AF_INET6) {
-    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-    uv_ip6_name(s6, host, sizeof(host));
-    snprintf(out, cap, "[%s]:%u", host, ntohs(s6->sin6_port));
-    return ntohs(s6->sin6_port);
-  }
-  struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-  uv_ip4_name(s4, host, sizeof(host));
-  snprintf(out, cap, "%s:%u", host, ntohs(s4->sin_port));
-  return ntohs(s4->sin_port);
-}
-
-static void on_connection(uv_stream_t *server, int status) {
-  struct master *m = server->data;
-
-  if (status < 0) {
-    LBP_WARN("accept: %s", uv_strerror(status));
-    return;
-  }
-  if (m->stopping)
-    return;
-  if (!m->dispatch->can_take(m)) {
-    m->accept_paused = 1; /* not uv_accept'ed: libuv stops polling until we do */
-    return;
-  }
-  m->dispatch->take(m);
-}
-
-int dispatch_accept_start(struct master *m) {
-  m->listener.data = m;
-  return uv_listen((uv_stream_t *)&m->listener, DISPATCH_BACKLOG, on_connection);
-}
-
-void dispatch_accept_resume(struct master *m) {
-  if (m->accept_paused && !m->stopping && m->dispatch->can_take(m)) {
-    m->accept_paused = 0;
-    m->dispatch->take(m);
-  }
-}
-
-struct slot *dispatch_next_slot(struct master *m, int (*ok)(const struct slot *)) {
-  for (unsigned k = 0; k < m->nslots; k++) {
-    struct slot *s = &m->slots[m->rr];
-    m->rr = (m->rr + 1) % m->nslots;
-    if (master_slot_serving(s) && (ok == NULL || ok(s)))
-      return s;
-  }
-  return NULL;
-}
 
 const struct dispatch_ops *dispatch_find(enum cfg_dispatch d) {
   switch (d) {
@@ -105,5 +14,31 @@ const struct dispatch_ops *dispatch_find(enum cfg_dispatch d) {
   case CFG_DISPATCH_REUSEPORT:
     return &dispatch_reuseport;
   }
-  return NULL;
+  return &dispatch_handoff;
+}
+
+void dispatch_take(struct master *m, struct mconn *c) {
+  if (m->cur == NULL || m->stopping) {
+    mconn_close(c);
+    return;
+  }
+  m->cur->dispatch->take(m, m->cur, c);
+}
+
+int dispatch_can_take(struct master *m) {
+  return m->cur != NULL && !m->stopping && m->cur->dispatch->can_take(m, m->cur);
+}
+
+int dispatch_no_sockets(struct generation *g) {
+  return 0;
+}
+
+void dispatch_nothing(struct generation *g) {}
+
+void dispatch_handoff_take(struct master *m, struct generation *g, struct mconn *c) {
+  handoff_give(m, c);
+}
+
+int dispatch_handoff_can_take(struct master *m, struct generation *g) {
+  return m->pending.len == 0 && handoff_has_room(m);
 }

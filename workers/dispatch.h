@@ -1,30 +1,56 @@
-/* What the dispatch strategies share: listening sockets and the master's one accept path. */
+/* The interface of a dispatch strategy: how the connections of a generation reach its workers. */
 #ifndef LBP_DISPATCH_H
 #define LBP_DISPATCH_H
 
 #include "master.h"
 
-#define DISPATCH_BACKLOG 4096
+/*
+ * A strategy is a const table. Its state is per generation (g->dpriv, made by gen_init and
+ * freed by gen_fini), so two generations with different strategies run side by side during a
+ * reload. The shared mechanics live once, outside the strategies: the listening sockets and
+ * the master's accept path (lsock.c), the fd handoff engine (handoff.c), the relay (proxy/).
+ */
+struct dispatch_ops {
+  const char *name;
+  /* The master accepts on the generation's public sockets (else its workers do). */
+  uint8_t master_accepts;
+  /* Workers get connections as fds, so a draining one can hand idle ones back. */
+  uint8_t handover;
+  /* Makes the strategy's sockets for g (reuseport members, private ports) into g->dpriv.
+   * 0 or a negative UV error; gen_fini is called either way. */
+  int (*gen_init)(struct generation *g);
+  void (*gen_fini)(struct generation *g);
+  /* The listening sockets a worker of g in `slot` accepts on: fills socks/kinds/listeners
+   * (at most max), returns how many. */
+  int (*worker_sockets)(struct generation *g, unsigned slot, struct lsock **socks, uint8_t *kinds,
+                        uint16_t *listeners, int max);
+  /* A connection the master holds for g: give it to a worker or relay it. Takes c. */
+  void (*take)(struct master *m, struct generation *g, struct mconn *c);
+  /* Can take() place a connection now? */
+  int (*can_take)(struct master *m, struct generation *g);
+  /* Which serving worker of the current generation gets the next fd (handoff engine). */
+  struct worker *(*pick)(struct master *m);
+  /* Fast stop: close whatever the strategy holds open for g (relays). */
+  void (*stop)(struct generation *g);
+};
 
-/* Creates a TCP socket bound to `sa` (SO_REUSEADDR, plus SO_REUSEPORT when asked), in
- * listening state with DISPATCH_BACKLOG, wrapped in `tcp` (initialized here). Listening
- * starts in the kernel at once, whether or not anyone polls it, so connections queue even
- * while no worker is there to accept. 0 or a negative UV error. */
-int dispatch_listen_socket(uv_loop_t *loop, const struct sockaddr *sa, int reuseport,
-                           uv_tcp_t *tcp);
+extern const struct dispatch_ops dispatch_handoff;
+extern const struct dispatch_ops dispatch_handoff_least;
+extern const struct dispatch_ops dispatch_proxy;
+extern const struct dispatch_ops dispatch_shared;
+extern const struct dispatch_ops dispatch_reuseport;
 
-/* The bound address of a socket as "host:port" / "[v6]:port"; returns the port. */
-int dispatch_sockname(uv_tcp_t *tcp, char *out, size_t cap);
+/* The strategy for a config value. */
+const struct dispatch_ops *dispatch_find(enum cfg_dispatch d);
 
-/* The master's accept path, for the strategies where the master accepts (handoff,
- * handoff-least, proxy): polls m->listener and calls m->dispatch->take for each connection
- * while m->dispatch->can_take says a worker can have it. When none can, the connection is
- * left in the listener, libuv stops polling it, and the kernel backlog holds the rest until
- * dispatch_accept_resume. */
-int dispatch_accept_start(struct master *m);
-void dispatch_accept_resume(struct master *m);
+/* The current generation's take / can_take (false when there is none). */
+void dispatch_take(struct master *m, struct mconn *c);
+int dispatch_can_take(struct master *m);
 
-/* Round-robin over slots that are serving and pass `ok` (NULL = any): the next one, or NULL. */
-struct slot *dispatch_next_slot(struct master *m, int (*ok)(const struct slot *));
+/* Strategy building blocks. */
+int dispatch_no_sockets(struct generation *g);
+void dispatch_nothing(struct generation *g);
+void dispatch_handoff_take(struct master *m, struct generation *g, struct mconn *c);
+int dispatch_handoff_can_take(struct master *m, struct generation *g);
 
 #endif

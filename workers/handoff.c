@@ -1,25 +1,29 @@
-/* Dispatch "handoff" and "handoff-least": the master passes each accepted fd to a worker. */
+/* The fd handoff engine (master -> worker, with acks and re-dispatch); strategies handoff and
+ * handoff-least. */
 
 /*
  * Handoff with an acknowledgement window, after Node's RoundRobinHandle.
  *
- * The master accepts a connection and sends its fd to the next worker in turn (IPC_CONN with
- * a per-worker sequence number). It keeps its own copy until the worker acknowledges: the
- * worker's STATUS carries the highest sequence number it has taken. Until then the fd can be
- * handed to another worker if this one refuses it or dies, so no connection is lost or leaked.
- *
- * Node allows one un-acknowledged handle per worker, which costs a round trip per connection.
- * Here a worker may hold WINDOW of them: acks are coalesced per loop iteration, so under load
- * one STATUS frame acknowledges many connections. The window is large enough that a burst of
- * connects (hundreds at once) still goes round-robin instead of skipping a worker that is
- * slow to acknowledge; it costs the master one open fd per connection in flight. A worker whose
- * window is full is skipped; when every worker is full, the master stops accepting (libuv stops
- * polling a listener whose last connection was not uv_accept'ed) and the kernel's backlog holds the
- * rest.
- *
- * "handoff-least" differs only in the choice: the worker with the fewest connections, counting
- * the ones it reported open (STATUS) plus the ones handed but not yet acknowledged, which the
- * report cannot include yet. Ties go round-robin.
+ * 1. The master holds a client connection (struct mconn): one it accepted, or one a draining
+ *    worker handed back with the bytes of its next request. It sends the fd to a serving worker
+ *    of the current generation (IPC_CONN with a per-worker sequence number, the listener index
+ *    in that worker's generation, and those bytes) and keeps its own copy until the worker
+ *    acknowledges: the worker's STATUS carries the highest sequence number it has taken. Until
+ *    then the fd can be handed to another worker if this one refuses it or dies, so no
+ *    connection is lost or leaked.
+ * 2. Node allows one unacknowledged handle per worker, which costs a round trip per connection.
+ *    Here a worker may hold WINDOW of them: acks are coalesced per loop iteration, so under load
+ *    one STATUS frame acknowledges many connections. A worker whose window is full is skipped;
+ *    when every worker is full the master stops accepting (lsock.c) and the kernel's backlog
+ *    holds the rest. A worker that refused an fd because it is out of fds is skipped for
+ *    NOFD_SKIP_MS, so a pool at its fd limit cannot make the master spin.
+ * 3. Connections no worker can take now wait in one FIFO (m->pending), in order, and go out as
+ *    soon as a worker has room (handoff_flush).
+ * 4. The strategies differ in one member, `pick`: handoff goes round-robin; handoff-least picks
+ *    the worker with the fewest connections, counting the ones it reported open (STATUS) plus
+ *    the ones handed but not yet acknowledged, which the report cannot include yet; ties go
+ *    round-robin. Every other strategy uses this engine too, round-robin, for what the master
+ *    holds: handed-back connections, a reuseport socket whose worker is down, a retired socket.
  */
 #include "dispatch.h"
 
@@ -27,8 +31,12 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-#define WINDOW 256
+#define WINDOW       256
+#define NOFD_SKIP_MS 100
+
+/* ---- FIFOs ---- */
 
 static void fifo_push(struct mconn_fifo *f, struct mconn *c) {
   c->next = NULL;
@@ -37,6 +45,14 @@ static void fifo_push(struct mconn_fifo *f, struct mconn *c) {
   else
     f->head = c;
   f->tail = c;
+  f->len++;
+}
+
+static void fifo_push_front(struct mconn_fifo *f, struct mconn *c) {
+  c->next = f->head;
+  f->head = c;
+  if (f->tail == NULL)
+    f->tail = c;
   f->len++;
 }
 
@@ -54,15 +70,14 @@ static struct mconn *fifo_pop(struct mconn_fifo *f) {
 
 /* Removes the connection with sequence `seq`; NULL if it is not there. */
 static struct mconn *fifo_take(struct mconn_fifo *f, uint32_t seq) {
-  struct mconn **pp = &f->head, *prev = NULL;
+  struct mconn **pp = &f->head, *prev = NULL, *c;
 
   while (*pp != NULL && (*pp)->seq != seq) {
     prev = *pp;
     pp = &(*pp)->next;
   }
-  if (*pp == NULL)
+  if ((c = *pp) == NULL)
     return NULL;
-  struct mconn *c = *pp;
   *pp = c->next;
   if (f->tail == c)
     f->tail = prev;
@@ -71,170 +86,221 @@ static struct mconn *fifo_take(struct mconn_fifo *f, uint32_t seq) {
   return c;
 }
 
+/* ---- connections ---- */
+
 static void mconn_close_cb(uv_handle_t *h) {
   struct mconn *c = h->data;
   struct master *m = c->m;
 
+  free(c->bytes);
+  c->bytes = NULL;
   c->next = m->free_mconns;
   m->free_mconns = c;
 }
 
-static void mconn_close(struct mconn *c) {
+void mconn_close(struct mconn *c) {
   uv_close((uv_handle_t *)&c->tcp, mconn_close_cb);
 }
 
-static struct mconn *mconn_get(struct master *m) {
+struct mconn *mconn_new(struct master *m, struct lsock *ls, int fd) {
   struct mconn *c = m->free_mconns;
 
   if (c != NULL)
     m->free_mconns = c->next;
-  else if ((c = malloc(sizeof(*c))) == NULL)
+  else if ((c = malloc(sizeof(*c))) == NULL) {
+    close(fd);
     return NULL;
+  } else {
+    m->nmconns++;
+  }
   memset(c, 0, sizeof(*c));
   c->m = m;
+  c->ls = ls;
   uv_tcp_init(m->loop, &c->tcp);
   c->tcp.data = c;
+  if (fd >= 0 && uv_tcp_open(&c->tcp, fd) != 0) {
+    close(fd);
+    mconn_close(c);
+    return NULL;
+  }
   return c;
 }
 
-static int has_room(const struct slot *s) {
-  return s->unacked.len < WINDOW;
+/* ---- choosing a worker ---- */
+
+static int has_room(const struct master *m, const struct worker *w) {
+  return w != NULL && w->gen == m->cur && worker_serving(w) && w->hp.unacked.len < WINDOW &&
+         w->hp.skip_until <= uv_now(m->loop);
 }
 
-/* The next worker with room, in turn. */
-static struct slot *pick_rr(struct master *m) {
-  return dispatch_next_slot(m, has_room);
+struct worker *handoff_pick_rr(struct master *m) {
+  unsigned n = m->cur->nslots;
+
+  for (unsigned k = 0; k < n; k++) {
+    struct worker *w = m->cur->by_slot[m->rr % n];
+    m->rr = (m->rr + 1) % n;
+    if (has_room(m, w))
+      return w;
+  }
+  return NULL;
 }
 
 /* The worker with room and the fewest connections; ties in turn from the round-robin point. */
-static struct slot *pick_least(struct master *m) {
-  struct slot *best = NULL;
+static struct worker *pick_least(struct master *m) {
+  unsigned n = m->cur->nslots;
+  struct worker *best = NULL;
   uint64_t best_load = 0;
 
-  for (unsigned k = 0; k < m->nslots; k++) {
-    struct slot *s = &m->slots[(m->rr + k) % m->nslots];
-    uint64_t load = (uint64_t)s->active + s->unacked.len;
-    if (!master_slot_serving(s) || !has_room(s))
+  for (unsigned k = 0; k < n; k++) {
+    struct worker *w = m->cur->by_slot[(m->rr + k) % n];
+    uint64_t load;
+    if (!has_room(m, w))
       continue;
+    load = (uint64_t)w->active + w->hp.unacked.len;
     if (best == NULL || load < best_load) {
-      best = s;
+      best = w;
       best_load = load;
     }
   }
   if (best != NULL)
-    m->rr = (best->id + 1) % m->nslots;
+    m->rr = (best->slot->id + 1) % n;
   return best;
 }
 
-static struct slot *pick(struct master *m) {
-  return m->dispatch == &dispatch_handoff_least ? pick_least(m) : pick_rr(m);
-}
-
-static int any_room(struct master *m) {
-  for (unsigned i = 0; i < m->nslots; i++)
-    if (master_slot_serving(&m->slots[i]) && has_room(&m->slots[i]))
+int handoff_has_room(struct master *m) {
+  if (m->cur == NULL)
+    return 0;
+  for (unsigned i = 0; i < m->cur->nslots; i++)
+    if (has_room(m, m->cur->by_slot[i]))
       return 1;
   return 0;
 }
 
-static void drain(struct master *m);
+/* ---- sending ---- */
 
 static void sent_cb(struct ipc_out *out, int status) {
   struct mconn *c = (struct mconn *)((char *)out - offsetof(struct mconn, out));
+  struct master *m = c->m;
 
   c->sending = 0;
   if (c->acked) {
     mconn_close(c);
   } else if (c->refused) {
-    /* Its write request is free again only now: hand it on. */
-    c->refused = 0;
-    struct master *m = c->m;
+    c->refused = 0; /* its write request is free again only now: hand it on */
     if (m->stopping) {
       mconn_close(c);
     } else {
-      fifo_push(&m->pending, c);
-      drain(m);
+      fifo_push_front(&m->pending, c);
+      handoff_flush(m);
     }
   }
-  /* status < 0: the channel broke; the connection is still in the slot's FIFO and is handed
-   * to another worker when the channel has closed (slot_down). */
+  /* status < 0: the channel broke; the connection is still in the worker's FIFO and is handed
+   * to another worker once the channel has closed (handoff_worker_gone). */
 }
 
-static int deliver(struct slot *s, struct mconn *c) {
-  unsigned char seq[4];
-  int rc;
+static int deliver(struct worker *w, struct mconn *c) {
+  unsigned char p[6];
+  int listener = gen_listener_index(w->gen, c->ls), rc;
 
-  c->slot = s;
-  c->seq = ++s->next_seq;
+  if (listener < 0)
+    return UV_ENOENT;
+  c->w = w;
+  c->seq = ++w->hp.next_seq;
   c->acked = 0;
   c->refused = 0;
-  ipc_put_u32(seq, c->seq);
-  rc = ipc_send_small(&s->ch, &c->out, IPC_CONN, seq, 4, (uv_stream_t *)&c->tcp, sent_cb);
+  ipc_put_u32(p, c->seq);
+  ipc_put_u16(p + 4, (uint16_t)listener);
+  rc = ipc_send_out(&w->ch, &c->out, IPC_CONN, p, sizeof(p), c->bytes, c->nbytes,
+                    (uv_stream_t *)&c->tcp, sent_cb);
   if (rc != 0)
     return rc;
   c->sending = 1;
-  fifo_push(&s->unacked, c);
-  s->handed++;
+  fifo_push(&w->hp.unacked, c);
+  w->hp.handed++;
   return 0;
 }
 
-static void dispatch_one(struct master *m, struct mconn *c) {
-  struct slot *s = pick(m);
-  if (s == NULL || deliver(s, c) != 0)
-    fifo_push(&m->pending, c);
+static struct worker *pick(struct master *m) {
+  return m->cur->dispatch->pick ? m->cur->dispatch->pick(m) : handoff_pick_rr(m);
 }
 
-static int handoff_can_take(struct master *m) {
-  return m->pending.len == 0 && any_room(m);
-}
+/* Places c now if a worker has room; 0, or -1 if it must wait. */
+static int place(struct master *m, struct mconn *c) {
+  struct worker *w = pick(m);
+  int rc;
 
-static void handoff_take(struct master *m) {
-  struct mconn *c = mconn_get(m);
-
-  if (c == NULL) {
-    m->accept_paused = 1; /* retried when a connection is acknowledged */
-    return;
+  if (w == NULL)
+    return -1;
+  rc = deliver(w, c);
+  if (rc == UV_ENOENT) {
+    /* The current generation has no such listener (removed by a reload): nobody serves it. */
+    LBP_INFO("connection from %s dropped: the listener is no longer configured", c->ls->name);
+    mconn_close(c);
+    return 0;
   }
-  if (uv_accept((uv_stream_t *)&m->listener, (uv_stream_t *)&c->tcp) != 0) {
+  return rc == 0 ? 0 : -1;
+}
+
+void handoff_give(struct master *m, struct mconn *c) {
+  if (m->stopping || m->cur == NULL) {
     mconn_close(c);
     return;
   }
-  dispatch_one(m, c);
+  if (m->pending.len > 0 || place(m, c) != 0)
+    fifo_push(&m->pending, c);
+  if (m->pending.len > 0)
+    handoff_flush(m);
 }
 
-/* Hands queued connections to workers with room, then resumes accepting if it was paused. */
-static void drain(struct master *m) {
-  while (m->pending.len > 0 && any_room(m))
-    dispatch_one(m, fifo_pop(&m->pending));
-  dispatch_accept_resume(m);
-}
-
-static int handoff_start(struct master *m) {
-  return dispatch_accept_start(m);
-}
-
-static int handoff_slot_listeners(struct master *m, struct slot *s, uv_tcp_t **socks,
-                                  uint8_t *kinds, int max) {
-  return 0; /* workers get connections, not sockets */
-}
-
-static void handoff_slot_free(struct master *m, struct slot *s) {
+void handoff_flush(struct master *m) {
   struct mconn *c;
 
-  while ((c = s->unacked.head) != NULL && (int32_t)(c->seq - s->acked_seq) <= 0) {
-    fifo_pop(&s->unacked);
+  while (m->cur != NULL && m->pending.len > 0 && handoff_has_room(m)) {
+    c = fifo_pop(&m->pending);
+    if (place(m, c) != 0) {
+      fifo_push_front(&m->pending, c);
+      break;
+    }
+  }
+  lsock_update_polling(m);
+}
+
+void handoff_acked(struct master *m, struct worker *w) {
+  struct mconn *c;
+
+  while ((c = w->hp.unacked.head) != NULL && (int32_t)(c->seq - w->hp.acked_seq) <= 0) {
+    fifo_pop(&w->hp.unacked);
     c->acked = 1;
     if (!c->sending)
       mconn_close(c);
   }
-  drain(m);
+  handoff_flush(m);
 }
 
-static void handoff_slot_down(struct master *m, struct slot *s) {
+void handoff_refused(struct master *m, struct worker *w, uint32_t seq, int reason) {
+  struct mconn *c = fifo_take(&w->hp.unacked, seq);
+
+  if (reason == IPC_REFUSE_NOFD || reason == IPC_REFUSE_FULL)
+    w->hp.skip_until = uv_now(m->loop) + NOFD_SKIP_MS;
+  if (c == NULL)
+    return;
+  if (c->sending) {
+    c->refused = 1; /* libuv still holds c->out: sent_cb hands it on */
+    return;
+  }
+  if (m->stopping) {
+    mconn_close(c);
+    return;
+  }
+  fifo_push_front(&m->pending, c);
+  handoff_flush(m);
+}
+
+void handoff_worker_gone(struct master *m, struct worker *w) {
   struct mconn *c;
   unsigned n = 0;
 
-  while ((c = fifo_pop(&s->unacked)) != NULL) {
+  while ((c = fifo_pop(&w->hp.unacked)) != NULL) {
     n++;
     if (m->stopping)
       mconn_close(c);
@@ -243,53 +309,46 @@ static void handoff_slot_down(struct master *m, struct slot *s) {
   }
   if (n > 0 && !m->stopping)
     LBP_INFO("worker %u left %u connections unacknowledged: handing them to other workers",
-             s->id + 1, n);
-  drain(m);
+             w->slot->id + 1, n);
+  handoff_flush(m);
 }
 
-static void handoff_refused(struct master *m, struct slot *s, uint32_t seq) {
-  struct mconn *c = fifo_take(&s->unacked, seq);
-
-  if (c == NULL)
-    return;
-  if (c->sending) {
-    c->refused = 1; /* libuv still holds c->out: sent_cb hands it on */
-    return;
-  }
-  if (m->stopping)
-    mconn_close(c);
-  else
-    fifo_push(&m->pending, c);
-  drain(m);
-}
-
-static void handoff_stop(struct master *m) {
+void handoff_close_pending(struct master *m) {
   struct mconn *c;
 
   while ((c = fifo_pop(&m->pending)) != NULL)
     mconn_close(c);
 }
 
+/* ---- the strategies ---- */
+
+static int no_worker_sockets(struct generation *g, unsigned slot, struct lsock **socks,
+                             uint8_t *kinds, uint16_t *listeners, int max) {
+  return 0; /* workers get connections, not sockets */
+}
+
 const struct dispatch_ops dispatch_handoff = {
     .name = "handoff",
-    .start = handoff_start,
-    .can_take = handoff_can_take,
-    .take = handoff_take,
-    .slot_listeners = handoff_slot_listeners,
-    .slot_free = handoff_slot_free,
-    .slot_down = handoff_slot_down,
-    .refused = handoff_refused,
-    .stop = handoff_stop,
+    .master_accepts = 1,
+    .handover = 1,
+    .gen_init = dispatch_no_sockets,
+    .gen_fini = dispatch_nothing,
+    .worker_sockets = no_worker_sockets,
+    .take = dispatch_handoff_take,
+    .can_take = dispatch_handoff_can_take,
+    .pick = handoff_pick_rr,
+    .stop = dispatch_nothing,
 };
 
 const struct dispatch_ops dispatch_handoff_least = {
     .name = "handoff-least",
-    .start = handoff_start,
-    .can_take = handoff_can_take,
-    .take = handoff_take,
-    .slot_listeners = handoff_slot_listeners,
-    .slot_free = handoff_slot_free,
-    .slot_down = handoff_slot_down,
-    .refused = handoff_refused,
-    .stop = handoff_stop,
+    .master_accepts = 1,
+    .handover = 1,
+    .gen_init = dispatch_no_sockets,
+    .gen_fini = dispatch_nothing,
+    .worker_sockets = no_worker_sockets,
+    .take = dispatch_handoff_take,
+    .can_take = dispatch_handoff_can_take,
+    .pick = pick_least,
+    .stop = dispatch_nothing,
 };

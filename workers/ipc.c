@@ -5,37 +5,63 @@
  *
  * 1. Transport. Each worker has one AF_UNIX socketpair to the master, created by uv_spawn
  *    (UV_CREATE_PIPE on a uv_pipe_t with ipc = 1) and inherited as fd 3 in the worker, whose
- *    number is also in the environment as LBPROXY_CHANNEL_FD (Node's NODE_CHANNEL_FD).
+ *    number is also in the environment as LBPROXY_CHANNEL_FD (Node's NODE_CHANNEL_FD). A binary
+ *    upgrade uses the same framing between the old master and the new one (LBPROXY_UPGRADE_FD).
  *
  * 2. Framing. Every message is `u32 length | u8 type | payload`; length counts the payload
  *    only, big-endian, at most IPC_MAX_PAYLOAD. Frames are a byte stream: a reader must accept
  *    them split at any byte, and several in one read (ipc_decode does; its test splits every
- *    frame at every byte).
+ *    frame at every byte). Integers in payloads are big-endian.
  *
  * 3. Fds. A type with bit 0x80 (IPC_FD_FLAG) carries exactly one fd; no other type carries
  *    any. Such a frame is sent alone by one uv_write2(), so its fd rides SCM_RIGHTS on the
  *    frame's first byte. The kernel never merges a message carrying fds with bytes before it,
  *    so by the time the reader has the frame's last byte, libuv has queued exactly the fds of
  *    this and earlier fd frames, in order. The reader takes one pending fd per fd frame, so fds
- *    and frames cannot get out of step; an fd frame with no pending fd is a protocol error.
+ *    and frames cannot get out of step. A receiver at its fd limit gets the frame without its fd
+ *    (the kernel drops it and flags the message truncated): the frame is still delivered, marked
+ *    fd_here = 0, and what it carried is refused, not lost (the sender kept its own copy).
  *
- * 4. Start-up. worker: HELLO(pid) -> master: CONFIG(generation, slot, file name, the exact
- *    bytes the master validated) -> worker parses them, builds its data plane ->
- *    master: LISTEN(kind, fd) for each socket the strategy gives this slot -> worker: READY(port
- *    of its private listener, or 0). The master counts a worker as serving only after READY.
+ * 4. Start-up. worker: HELLO(u32 pid) -> master: CONFIG(u32 generation | u16 slot | u8 number
+ *    of LISTEN frames that follow | u8 flags | u32 shared-memory size | 16-byte generation
+ *    secret | u16 name length | file name | u32 address-table length | resolved server
+ *    addresses | the exact config bytes the master validated) -> worker parses them without
+ *    resolving anything, maps the generation's shared memory at the size given (never one it
+ *    computed), builds its data plane -> master: LISTEN(u8 kind | u16 listener index, fd) for
+ *    each socket the strategy gives this slot -> worker: READY. The master counts a worker as
+ *    serving only after READY, and switches a reload to a new generation only once every one of
+ *    its workers is.
  *
- * 5. Connections (handoff strategies). master: CONN(seq, fd) with seq increasing per worker.
- *    The master keeps its copy of the fd until the worker acknowledges it: at the end of each
- *    loop iteration in which anything changed, the worker sends one STATUS(highest seq it has
- *    taken, active connections, connections accepted in total). A worker that will not serve
- *    a connection (it is stopping) answers REFUSE(seq). The master then hands that fd, or every
- *    un-acknowledged fd of a worker that died, to another worker: nothing is dropped or leaked.
+ * 5. Connections. master: CONN(u32 seq | u16 listener index | bytes already read, fd), seq
+ *    increasing per worker; the bytes are empty for a fresh accept, and are the start of the
+ *    next request for a connection handed over by a draining worker. The master keeps its copy
+ *    of the fd until the worker acknowledges it: at the end of each loop iteration in which
+ *    anything changed, the worker sends one STATUS(u32 highest seq taken | u32 active
+ *    connections | u64 accepted in total). A worker that will not serve a connection answers
+ *    REFUSE(u32 seq | u8 reason); the master hands that fd, or every unacknowledged fd of a
+ *    worker that died, to another worker: nothing is dropped or leaked.
  *
- * 6. Status. STATUS also carries load for handoff-least and the per-worker counters in the
- *    master's stats line, for every strategy (workers that accept themselves report too).
+ * 6. Drain. master: DRAIN(u32 deadline ms | u8 handover). The worker stops accepting, finishes
+ *    requests in flight, and gives each connection that is between requests back:
+ *    HANDOVER(u16 listener index | bytes of the next request already read, fd), which the master
+ *    hands to a worker of the new generation as a CONN; with handover 0 (graceful stop) idle
+ *    connections are closed instead. When nothing is left, or at the deadline (what remains is
+ *    closed and counted), the worker sends BYE(u8 reason | text) and exits. The channel stays
+ *    open until then: only an exit without BYE is a crash.
  *
- * 7. Stop. master: STOP -> the worker closes its listeners and exits. A closed channel means
- *    the master is gone: the worker exits too.
+ * 7. BYE. A worker that must leave for any reason says so first: reason DRAINED (planned, the
+ *    end of a drain) or FATAL (text says why); the master starts a replacement at once rather
+ *    than after a crash backoff (Node's exitedAfterDisconnect).
+ *
+ * 8. Other. STOP: stop now (fast shutdown). LOGFD(u8 which, fd): the error log was reopened
+ *    (SIGUSR1); the worker makes the fd its stderr, so it never needs the right to open the file.
+ *    A closed channel means the master is gone: the worker drains briefly and exits.
+ *
+ * 9. Binary upgrade (old master <-> new master over LBPROXY_UPGRADE_FD). new: UP_READY(u32 pid)
+ *    once all its workers are ready -> old: drains its workers, forwarding each HANDOVER as
+ *    UP_CONN(u8 address length | listener address | bytes already read, fd); the new master maps
+ *    the address to its own listener. The old master exits when its workers are gone; the
+ *    channel's EOF tells the new master it is alone.
  */
 #include "ipc.h"
 
@@ -62,6 +88,18 @@ const char *ipc_type_name(uint8_t type) {
     return "listen";
   case IPC_STOP:
     return "stop";
+  case IPC_DRAIN:
+    return "drain";
+  case IPC_BYE:
+    return "bye";
+  case IPC_HANDOVER:
+    return "handover";
+  case IPC_LOGFD:
+    return "logfd";
+  case IPC_UP_READY:
+    return "up-ready";
+  case IPC_UP_CONN:
+    return "up-conn";
   default:
     return "unknown";
   }
@@ -161,26 +199,17 @@ static void discard_close_cb(uv_handle_t *h) {
   free(h);
 }
 
-/* Accepts and closes a pending fd nobody took, so it does not leak. */
+/* Accepts and closes a pending fd nobody took, so it does not leak. A uv_pipe_t takes any kind
+ * of fd (uv_accept only moves the number), and closing it closes the fd. */
 static void ch_discard_fd(struct ipc_channel *ch) {
-  uv_handle_type t = uv_pipe_pending_type(&ch->pipe);
-  uv_stream_t *s;
+  uv_pipe_t *p = malloc(sizeof(*p));
 
-  if (t == UV_TCP) {
-    s = malloc(sizeof(uv_tcp_t));
-    if (s == NULL || uv_tcp_init(ch->pipe.loop, (uv_tcp_t *)s) != 0) {
-      free(s);
-      return;
-    }
-  } else {
-    s = malloc(sizeof(uv_pipe_t));
-    if (s == NULL || uv_pipe_init(ch->pipe.loop, (uv_pipe_t *)s, 0) != 0) {
-      free(s);
-      return;
-    }
+  if (p == NULL || uv_pipe_init(ch->pipe.loop, p, 0) != 0) {
+    free(p);
+    return;
   }
-  uv_accept((uv_stream_t *)&ch->pipe, s);
-  uv_close((uv_handle_t *)s, discard_close_cb);
+  uv_accept((uv_stream_t *)&ch->pipe, (uv_stream_t *)p);
+  uv_close((uv_handle_t *)p, discard_close_cb);
 }
 
 static int ch_frame(void *arg, uint8_t type, const char *payload, uint32_t len) {
@@ -189,13 +218,15 @@ static int ch_frame(void *arg, uint8_t type, const char *payload, uint32_t len) 
   if (ch->failed)
     return UV_ECANCELED;
   if (type & IPC_FD_FLAG) {
-    if (uv_pipe_pending_count(&ch->pipe) < 1)
-      return UV_EPROTO;
+    /* No fd queued: the kernel dropped it (we are at the fd limit). See (3) above. */
+    ch->fd_here = uv_pipe_pending_count(&ch->pipe) > 0;
     ch->fd_taken = 0;
   }
   ch->on_frame(ch, type, payload, len);
-  if ((type & IPC_FD_FLAG) && !ch->fd_taken && !uv_is_closing((uv_handle_t *)&ch->pipe))
+  if ((type & IPC_FD_FLAG) && ch->fd_here && !ch->fd_taken &&
+      !uv_is_closing((uv_handle_t *)&ch->pipe))
     ch_discard_fd(ch);
+  ch->fd_here = 0;
   return ch->failed ? UV_ECANCELED : 0;
 }
 
@@ -240,7 +271,11 @@ int ipc_channel_start(struct ipc_channel *ch) {
 }
 
 int ipc_channel_accept(struct ipc_channel *ch, uv_stream_t *handle) {
-  int rc = uv_accept((uv_stream_t *)&ch->pipe, handle);
+  int rc;
+
+  if (!ch->fd_here || ch->fd_taken)
+    return UV_EBADF;
+  rc = uv_accept((uv_stream_t *)&ch->pipe, handle);
   if (rc == 0)
     ch->fd_taken = 1;
   return rc;
@@ -258,20 +293,28 @@ static void out_cb(uv_write_t *req, int status) {
   out->cb(out, status);
 }
 
-int ipc_send_small(struct ipc_channel *ch, struct ipc_out *out, uint8_t type, const void *payload,
-                   uint32_t len, uv_stream_t *send_handle, ipc_sent_cb cb) {
-  uv_buf_t b;
+int ipc_send_out(struct ipc_channel *ch, struct ipc_out *out, uint8_t type, const void *payload,
+                 uint32_t len, const void *extra, uint32_t extralen, uv_stream_t *send_handle,
+                 ipc_sent_cb cb) {
+  uv_buf_t b[2];
 
-  if (len > IPC_SMALL || (send_handle != NULL) != ((type & IPC_FD_FLAG) != 0))
+  if (len > IPC_SMALL || extralen > IPC_MAX_PAYLOAD - len ||
+      (send_handle != NULL) != ((type & IPC_FD_FLAG) != 0))
     return UV_EINVAL;
   if (ch->failed)
     return UV_EPIPE;
-  ipc_header(out->frame, type, len);
+  ipc_header(out->frame, type, len + extralen);
   if (len)
     memcpy(out->frame + IPC_HDR_LEN, payload, len);
   out->cb = cb;
-  b = uv_buf_init((char *)out->frame, IPC_HDR_LEN + len);
-  return uv_write2(&out->req, (uv_stream_t *)&ch->pipe, &b, 1, send_handle, out_cb);
+  b[0] = uv_buf_init((char *)out->frame, IPC_HDR_LEN + len);
+  b[1] = uv_buf_init((char *)extra, extralen);
+  return uv_write2(&out->req, (uv_stream_t *)&ch->pipe, b, extralen ? 2 : 1, send_handle, out_cb);
+}
+
+int ipc_send_small(struct ipc_channel *ch, struct ipc_out *out, uint8_t type, const void *payload,
+                   uint32_t len, uv_stream_t *send_handle, ipc_sent_cb cb) {
+  return ipc_send_out(ch, out, type, payload, len, NULL, 0, send_handle, cb);
 }
 
 struct big_out {
@@ -305,19 +348,28 @@ int ipc_send(struct ipc_channel *ch, uint8_t type, const void *payload, uint32_t
   return rc;
 }
 
+struct handle_out {
+  struct ipc_out out;
+  unsigned char bytes[];
+};
+
 static void handle_out_cb(struct ipc_out *out, int status) {
-  free(out);
+  free(out); /* out is the first member of its handle_out */
 }
 
 int ipc_send_handle(struct ipc_channel *ch, uint8_t type, const void *payload, uint32_t len,
                     uv_stream_t *send_handle) {
-  struct ipc_out *out = malloc(sizeof(*out));
+  struct handle_out *o;
   int rc;
 
-  if (out == NULL)
+  if (len > IPC_MAX_PAYLOAD)
+    return UV_EINVAL;
+  if ((o = malloc(sizeof(*o) + len)) == NULL)
     return UV_ENOMEM;
-  rc = ipc_send_small(ch, out, type, payload, len, send_handle, handle_out_cb);
+  if (len)
+    memcpy(o->bytes, payload, len);
+  rc = ipc_send_out(ch, &o->out, type, NULL, 0, o->bytes, len, send_handle, handle_out_cb);
   if (rc != 0)
-    free(out);
+    free(o);
   return rc;
 }

@@ -11,15 +11,41 @@
 #define IPC_MAX_PAYLOAD (16u << 20)
 #define IPC_FD_FLAG     0x80 /* a type with this bit set carries exactly one fd */
 
+/* Payload layouts are in the numbered comment at the top of ipc.c. */
 enum ipc_type {
-  IPC_HELLO = 1,                /* worker -> master: online; payload u32 pid */
-  IPC_CONFIG = 2,               /* master -> worker: u32 generation, u16 slot, name\0, bytes */
-  IPC_READY = 3,                /* worker -> master: u16 private port (0 if none) */
-  IPC_CONN = 4 | IPC_FD_FLAG,   /* master -> worker: u32 seq; fd = accepted client socket */
-  IPC_STATUS = 5,               /* worker -> master: u32 acked seq, u32 active, u64 accepted */
-  IPC_REFUSE = 6,               /* worker -> master: u32 seq of a conn it will not serve */
-  IPC_LISTEN = 7 | IPC_FD_FLAG, /* master -> worker: u8 kind; fd = a listening socket */
-  IPC_STOP = 8,                 /* master -> worker: stop now */
+  IPC_HELLO = 1,                   /* worker -> master: online */
+  IPC_CONFIG = 2,                  /* master -> worker: its generation */
+  IPC_READY = 3,                   /* worker -> master: serving */
+  IPC_CONN = 4 | IPC_FD_FLAG,      /* master -> worker: a client connection */
+  IPC_STATUS = 5,                  /* worker -> master: acks, load, counters */
+  IPC_REFUSE = 6,                  /* worker -> master: a connection it will not serve */
+  IPC_LISTEN = 7 | IPC_FD_FLAG,    /* master -> worker: a listening socket */
+  IPC_STOP = 8,                    /* master -> worker: stop now */
+  IPC_DRAIN = 9,                   /* master -> worker: finish, hand back, leave */
+  IPC_BYE = 10,                    /* worker -> master: leaving on purpose */
+  IPC_HANDOVER = 11 | IPC_FD_FLAG, /* worker -> master: an idle client connection back */
+  IPC_LOGFD = 12 | IPC_FD_FLAG,    /* master -> worker: the reopened error log */
+  IPC_UP_READY = 13,               /* new master -> old master: ready to take over */
+  IPC_UP_CONN = 14 | IPC_FD_FLAG,  /* old master -> new master: a handed-over connection */
+};
+
+/* Kinds of listening socket carried by IPC_LISTEN. */
+enum ipc_listen_kind {
+  IPC_LISTEN_PUBLIC = 0,  /* serve clients on it directly (shared, reuseport) */
+  IPC_LISTEN_PRIVATE = 1, /* a private port: every connection starts with the master's PROXY v2 */
+};
+
+/* Why a worker refused a connection (IPC_REFUSE). */
+enum ipc_refuse_reason {
+  IPC_REFUSE_STOPPING = 0, /* draining or stopping: give it to another worker */
+  IPC_REFUSE_NOFD = 1,     /* the fd did not arrive (the worker is out of fds): skip it a while */
+  IPC_REFUSE_FULL = 2,     /* at limits.max_connections */
+};
+
+/* Why a worker said BYE. */
+enum ipc_bye_reason {
+  IPC_BYE_DRAINED = 0, /* drained (reload, graceful stop): a planned exit */
+  IPC_BYE_FATAL = 1,   /* cannot go on (text says why): replace it at once */
 };
 
 /* Returns a short name for logs ("conn", "status", ...). */
@@ -59,6 +85,7 @@ struct ipc_channel {
   ipc_channel_error_cb on_error;
   void *data;   /* owner's pointer */
   int fd_taken; /* set by ipc_channel_accept during on_frame */
+  int fd_here;  /* during on_frame of an fd frame: 0 if its fd did not arrive (EMFILE) */
   int failed;
 };
 
@@ -68,16 +95,20 @@ int ipc_channel_init(uv_loop_t *loop, struct ipc_channel *ch, ipc_channel_frame_
                      ipc_channel_error_cb on_error, void *data);
 int ipc_channel_open(struct ipc_channel *ch, int fd);
 /* Starts reading frames. on_frame runs for each; a frame whose type has IPC_FD_FLAG must take
- * its fd with ipc_channel_accept (otherwise the channel closes the fd itself). */
+ * its fd with ipc_channel_accept (otherwise the channel closes the fd itself). The kernel drops
+ * an fd it cannot install (the receiver is at its fd limit): the frame is still delivered, with
+ * ch->fd_here == 0, so the receiver can refuse what it could not take instead of failing. */
 int ipc_channel_start(struct ipc_channel *ch);
 /* Moves the fd that came with the current frame into `handle` (an initialized uv_tcp_t or
- * uv_pipe_t). Only valid inside on_frame for a frame with IPC_FD_FLAG. */
+ * uv_pipe_t; a uv_pipe_t takes any kind of fd, a regular file too). Only valid inside on_frame
+ * for a frame with IPC_FD_FLAG; UV_EBADF when its fd did not arrive. */
 int ipc_channel_accept(struct ipc_channel *ch, uv_stream_t *handle);
 /* Closes the pipe; `cb` runs when the handle is closed (the channel memory may go then). */
 void ipc_channel_close(struct ipc_channel *ch, uv_close_cb cb);
 
-/* Caller-owned memory for one outgoing frame of at most IPC_SMALL payload bytes. Used for the
- * per-connection hot path (IPC_CONN) so that sending never allocates. */
+/* Caller-owned memory for one outgoing frame: at most IPC_SMALL payload bytes in place, plus
+ * optional `extra` bytes the caller keeps valid until the callback. Used for the per-connection
+ * hot path (IPC_CONN) so that sending never allocates. */
 #define IPC_SMALL 24
 struct ipc_out;
 typedef void (*ipc_sent_cb)(struct ipc_out *out, int status);
@@ -87,10 +118,16 @@ struct ipc_out {
   unsigned char frame[IPC_HDR_LEN + IPC_SMALL];
 };
 
-/* Sends a small frame using caller memory `out` (must stay valid until cb). If `send_handle`
- * is not NULL it travels with the frame (type must have IPC_FD_FLAG); the caller keeps its own
- * copy of the fd open. cb(out, status) runs when the bytes left (status 0) or failed.
- * Returns 0 or a negative UV error (then cb never runs). */
+/* Sends a frame using caller memory `out` (valid until cb): `len` payload bytes copied into
+ * `out`, then `extralen` bytes of `extra` referenced (not copied). If `send_handle` is not NULL
+ * it travels with the frame (type must have IPC_FD_FLAG); the caller keeps its own copy of the
+ * fd open. cb(out, status) runs when the bytes left (status 0) or failed. Returns 0 or a
+ * negative UV error (then cb never runs). */
+int ipc_send_out(struct ipc_channel *ch, struct ipc_out *out, uint8_t type, const void *payload,
+                 uint32_t len, const void *extra, uint32_t extralen, uv_stream_t *send_handle,
+                 ipc_sent_cb cb);
+
+/* ipc_send_out without extra bytes. */
 int ipc_send_small(struct ipc_channel *ch, struct ipc_out *out, uint8_t type, const void *payload,
                    uint32_t len, uv_stream_t *send_handle, ipc_sent_cb cb);
 
@@ -98,8 +135,9 @@ int ipc_send_small(struct ipc_channel *ch, struct ipc_out *out, uint8_t type, co
  * go at once. Returns 0 or a negative UV error. */
 int ipc_send(struct ipc_channel *ch, uint8_t type, const void *payload, uint32_t len);
 
-/* Sends a small frame with a handle (type must have IPC_FD_FLAG), allocating the request;
- * for rare control messages such as IPC_LISTEN. 0 or a negative UV error. */
+/* Sends a frame with a handle (type must have IPC_FD_FLAG), copying the payload into an
+ * allocated request; for rare messages (IPC_LISTEN, IPC_HANDOVER). The caller keeps its copy
+ * of the fd. 0 or a negative UV error. */
 int ipc_send_handle(struct ipc_channel *ch, uint8_t type, const void *payload, uint32_t len,
                     uv_stream_t *send_handle);
 

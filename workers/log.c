@@ -1,6 +1,8 @@
 /* One-line-per-event logging to stderr (see log.h). */
 #include "log.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -14,6 +16,29 @@ static enum lbp_log_level log_min = LBP_LOG_INFO;
 void lbp_log_init(const char *role, enum lbp_log_level min) {
   snprintf(log_role, sizeof(log_role), "%s", role);
   log_min = min;
+}
+
+void lbp_log_set_level(enum lbp_log_level min) {
+  log_min = min;
+}
+
+int lbp_log_enabled(enum lbp_log_level level) {
+  return level >= log_min;
+}
+
+int lbp_log_open(const char *path) {
+  int fd, rc = 0;
+
+  if (path == NULL || strcmp(path, "stderr") == 0)
+    return 0;
+  fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+  if (fd < 0)
+    return -errno;
+  if (fd != STDERR_FILENO && dup2(fd, STDERR_FILENO) < 0)
+    rc = -errno;
+  if (fd != STDERR_FILENO)
+    close(fd);
+  return rc;
 }
 
 void lbp_log(enum lbp_log_level level, const char *fmt, ...) {

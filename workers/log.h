@@ -1,12 +1,24 @@
-/* One-line-per-event logging to stderr, shared by the master, the workers and the data plane. */
+/* One-line-per-event logging to stderr (or the error_log file), shared by master, workers and data
+ * plane. */
 #ifndef LBP_LOG_H
 #define LBP_LOG_H
 
 enum lbp_log_level { LBP_LOG_DEBUG = 0, LBP_LOG_INFO, LBP_LOG_WARN, LBP_LOG_ERROR };
 
 /* Sets the role printed in every line ("master", "worker 2") and the minimum level printed.
- * Call once per process, before logging. */
+ * Call once per process before logging; again when either changes. */
 void lbp_log_init(const char *role, enum lbp_log_level min);
+
+/* Changes only the minimum level. */
+void lbp_log_set_level(enum lbp_log_level min);
+
+/* True if a message of `level` would be written (to skip building expensive ones). */
+int lbp_log_enabled(enum lbp_log_level level);
+
+/* Opens `path` for appending (created 0640 when missing) and makes it this process's stderr
+ * (fd 2), so everything written to stderr, children's included, goes there. "stderr" keeps fd 2
+ * as it is. On failure fd 2 is unchanged. 0 or a negative UV error. */
+int lbp_log_open(const char *path);
 
 /* Writes "TIME lbproxy[PID] ROLE LEVEL: message\n" with a single write(2), so lines from
  * several processes sharing stderr never interleave. */

@@ -1,487 +1,624 @@
-/* The master: binds the public socket, spawns and supervises workers, relays their status. */
+/* The master: generations, reload, graceful and fast stop, signals; the one loop that acts on them.
+ */
 
 /*
- * Supervision, as in Node's cluster module:
- *
- * 1. Each slot's worker is this executable started by uv_spawn with LBPROXY_CHANNEL_FD=3 (an
- *    IPC socketpair) and the shared-memory fd as fd 4. Lifecycle events are logged one per
- *    line: fork, online (HELLO), ready (READY), exit (code or signal).
- * 2. A worker that exits while the master is not stopping is started again in the same slot
- *    after RESTART_DELAY_MS; what it had not acknowledged is handed to other workers.
- * 3. SIGINT/SIGTERM: stop accepting, send STOP to every worker, SIGKILL whoever is still there
- *    after STOP_DEADLINE_MS, and exit 0 once every child has been reaped.
- * 4. Signal handlers only record the signal (libuv's uv_signal_t); the loop acts on it.
+ * 1. Signals (nginx's conventions) only record what was asked (libuv's uv_signal_t runs the
+ *    callbacks from the loop): HUP reload, QUIT graceful stop, TERM/INT fast stop, USR1 reopen
+ *    the error log, USR2 binary upgrade. Signals with nothing to do are ignored, never fatal.
+ * 2. Reload: read and validate the file; invalid -> the log says file:line:col, the running
+ *    generation is untouched. Valid -> build the new generation (its sockets: existing ones are
+ *    shared, never closed and reopened), start its workers, and only when every one of them is
+ *    READY switch: the new generation becomes current (its workers get their listening sockets
+ *    now, the master's accepting goes to it), the old one gets DRAIN. A worker of the new
+ *    generation that exits first, or a start that takes longer than START_TIMEOUT_MS, aborts the
+ *    reload (its workers drain back) and the old generation goes on.
+ * 3. Draining: old workers finish requests in flight and hand idle keep-alive connections back
+ *    (HANDOVER); the master gives them to the new generation's workers, which serve the next
+ *    request on the same TCP connection. At shutdown_timeout a worker closes what is left; the
+ *    master SIGKILLs one that is still there KILL_GRACE_MS later.
+ * 4. Graceful stop (QUIT): stop accepting, drain every worker without handover (idle
+ *    connections are closed, requests in flight finish), exit 0 when all are gone. Fast stop
+ *    (TERM, INT): STOP every worker, SIGKILL after KILL_GRACE_MS, exit 0 once all are reaped.
  */
 #include "master.h"
 
 #include "dispatch.h"
 #include "log.h"
-#include "shm.h"
 
 #include <errno.h>
-#include <grp.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#define RESTART_DELAY_MS 250
-#define STOP_DEADLINE_MS 10000
+#define START_TIMEOUT_MS 60000 /* a reload whose workers are not all ready by then is abandoned */
+#define KILL_GRACE_MS    5000  /* after a deadline, a worker still there is killed */
+#define FAST_STOP_MS     10000 /* fast stop: SIGKILL after this */
+#define WATCHDOG_MS      1000
 
 extern char **environ;
 
-static void slot_spawn(struct slot *s);
+static void master_finish(struct master *m);
 
-int master_slot_serving(const struct slot *s) {
-  return s->state == SLOT_READY && s->ch_open && !s->ch.failed;
+/* ---- small helpers ---- */
+
+char **master_env(const char *const *extra) {
+  size_t n = 0, k = 0;
+  char **env;
+
+  while (environ[n] != NULL)
+    n++;
+  while (extra[k] != NULL)
+    k++;
+  if ((env = calloc(n + k + 1, sizeof(*env))) == NULL)
+    return NULL;
+  for (size_t i = 0, j = 0; i < n; i++) {
+    /* Our own variables are set fresh for each child, never inherited from our parent. */
+    if (strncmp(environ[i], "LBPROXY_CHANNEL_FD=", 19) == 0 ||
+        strncmp(environ[i], "LBPROXY_SHM_FD=", 15) == 0 ||
+        strncmp(environ[i], "LBPROXY_MASTER_PID=", 19) == 0 ||
+        strncmp(environ[i], "LBPROXY_INHERIT=", 16) == 0 ||
+        strncmp(environ[i], "LBPROXY_UPGRADE_FD=", 19) == 0)
+      continue;
+    env[j++] = environ[i];
+    env[j] = NULL;
+  }
+  for (size_t i = 0, j = 0; i < k; i++) {
+    while (env[j] != NULL)
+      j++;
+    env[j] = (char *)extra[i];
+  }
+  return env;
+}
+
+static const char *plural(unsigned n, const char *one, const char *many) {
+  return n == 1 ? one : many;
+}
+
+static struct slot *slot_get(struct master *m, unsigned id) {
+  while (m->nslots_made <= id) {
+    struct slot *s = &m->slots[m->nslots_made];
+    s->m = m;
+    s->id = m->nslots_made;
+    uv_timer_init(m->loop, &s->restart);
+    s->restart.data = s;
+    m->nslots_made++;
+  }
+  return &m->slots[id];
 }
 
 void master_log_stats(struct master *m) {
   char acc[1024], act[1024], hand[1024];
   size_t a = 0, b = 0, h = 0;
+  struct generation *g = m->cur;
 
+  if (g == NULL)
+    return;
   acc[0] = act[0] = hand[0] = '\0';
-  for (unsigned i = 0; i < m->nslots && a < 900 && b < 900 && h < 900; i++) {
-    const struct slot *s = &m->slots[i];
+  for (unsigned i = 0; i < g->nslots && a < 900 && b < 900 && h < 900; i++) {
+    const struct worker *w = g->by_slot[i];
     const char *sep = i ? "," : "";
-    a += (size_t)snprintf(acc + a, sizeof(acc) - a, "%s%llu", sep, (unsigned long long)s->accepted);
-    b += (size_t)snprintf(act + b, sizeof(act) - b, "%s%u", sep, s->active);
-    h += (size_t)snprintf(hand + h, sizeof(hand) - h, "%s%llu", sep, (unsigned long long)s->handed);
+    a += (size_t)snprintf(acc + a, sizeof(acc) - a, "%s%llu", sep,
+                          (unsigned long long)(w ? w->accepted : 0));
+    b += (size_t)snprintf(act + b, sizeof(act) - b, "%s%u", sep, w ? w->active : 0);
+    h += (size_t)snprintf(hand + h, sizeof(hand) - h, "%s%llu", sep,
+                          (unsigned long long)(w ? w->hp.handed : 0));
   }
-  LBP_INFO("stats dispatch=%s accepted=%s active=%s handed=%s", m->dispatch->name, acc, act, hand);
-}
-
-/* ---- stopping ---- */
-
-static int all_gone(struct master *m) {
-  for (unsigned i = 0; i < m->nslots; i++)
-    if (m->slots[i].proc_open || m->slots[i].ch_open)
-      return 0;
-  return 1;
-}
-
-static void close_if_open(uv_handle_t *h) {
-  if (!uv_is_closing(h))
-    uv_close(h, NULL);
-}
-
-static void free_handle_cb(uv_handle_t *h) {
-  free(h);
-}
-
-static void walk_close_cb(uv_handle_t *h, void *arg) {
-  close_if_open(h);
-}
-
-/* Every worker is gone: close what keeps the loop alive so master_run returns. */
-static void master_finish(struct master *m) {
-  for (unsigned i = 0; i < m->nslots; i++) {
-    uv_tcp_t *l = m->slots[i].listen_sock;
-    close_if_open((uv_handle_t *)&m->slots[i].restart);
-    if (l != NULL && l != &m->listener && !uv_is_closing((uv_handle_t *)l))
-      uv_close((uv_handle_t *)l, free_handle_cb);
-    m->slots[i].listen_sock = NULL;
-  }
-  close_if_open((uv_handle_t *)&m->listener);
-  close_if_open((uv_handle_t *)&m->sigint);
-  close_if_open((uv_handle_t *)&m->sigterm);
-  close_if_open((uv_handle_t *)&m->stats_timer);
-  close_if_open((uv_handle_t *)&m->kill_timer);
-}
-
-static void kill_timer_cb(uv_timer_t *t) {
-  struct master *m = t->data;
-  for (unsigned i = 0; i < m->nslots; i++)
-    if (m->slots[i].proc_open && !m->slots[i].exited) {
-      LBP_WARN("worker %u pid=%ld did not stop in time: SIGKILL", i + 1, (long)m->slots[i].pid);
-      uv_process_kill(&m->slots[i].proc, SIGKILL);
-    }
-}
-
-static void master_stop(struct master *m, int signum) {
-  if (m->stopping)
-    return;
-  m->stopping = 1;
-  LBP_INFO("%s: stopping %u workers", strsignal(signum), m->nslots);
-  m->dispatch->stop(m);
-  uv_timer_stop(&m->stats_timer);
-  for (unsigned i = 0; i < m->nslots; i++) {
-    struct slot *s = &m->slots[i];
-    uv_timer_stop(&s->restart);
-    /* STOP over the channel; a signal only for a worker that cannot hear it (a signal right
-     * after STOP would race with its orderly exit). */
-    if (!(s->ch_open && !s->ch.failed && ipc_send(&s->ch, IPC_STOP, NULL, 0) == 0) &&
-        s->proc_open && !s->exited)
-      uv_process_kill(&s->proc, SIGTERM);
-    if (s->state != SLOT_EMPTY)
-      s->state = SLOT_STOPPING;
-  }
-  uv_timer_start(&m->kill_timer, kill_timer_cb, STOP_DEADLINE_MS, 0);
-  if (all_gone(m))
-    master_finish(m);
-}
-
-static void signal_cb(uv_signal_t *h, int signum) {
-  master_stop(h->data, signum);
-}
-
-/* ---- slot lifecycle ---- */
-
-static void restart_cb(uv_timer_t *t) {
-  slot_spawn(t->data);
-}
-
-static void slot_maybe_restart(struct slot *s) {
-  struct master *m = s->m;
-
-  if (s->proc_open || s->ch_open)
-    return; /* wait for both handles to close */
-  s->state = SLOT_EMPTY;
-  if (m->stopping) {
-    if (all_gone(m))
-      master_finish(m);
-    return;
-  }
-  uv_timer_start(&s->restart, restart_cb, RESTART_DELAY_MS, 0);
-}
-
-static void proc_close_cb(uv_handle_t *h) {
-  struct slot *s = h->data;
-  s->proc_open = 0;
-  slot_maybe_restart(s);
-}
-
-static void ch_close_cb(uv_handle_t *h) {
-  struct slot *s = ((struct ipc_channel *)h->data)->data;
-  s->ch_open = 0;
-  /* Cancelled sends have reported by now: hand what the worker never took to others. */
-  s->m->dispatch->slot_down(s->m, s);
-  slot_maybe_restart(s);
-}
-
-static void slot_channel_close(struct slot *s) {
-  if (s->ch_open && !uv_is_closing((uv_handle_t *)&s->ch.pipe))
-    ipc_channel_close(&s->ch, ch_close_cb);
-}
-
-static void exit_cb(uv_process_t *p, int64_t status, int sig) {
-  struct slot *s = p->data;
-  struct master *m = s->m;
-
-  s->exited = 1;
-  if (sig)
-    LBP_INFO("worker %u exit pid=%ld signal=%d (%s)", s->id + 1, (long)s->pid, sig, strsignal(sig));
-  else
-    LBP_INFO("worker %u exit pid=%ld code=%lld", s->id + 1, (long)s->pid, (long long)status);
-  if (!m->stopping)
-    LBP_WARN("worker %u exited unexpectedly: restarting in %d ms", s->id + 1, RESTART_DELAY_MS);
-  /* The channel is not closed here: what the worker wrote before dying (a last STATUS that
-   * acknowledges connections) is still in the socket. It reads to EOF and closes itself, and
-   * only then are the unacknowledged connections handed on. */
-  uv_close((uv_handle_t *)&s->proc, proc_close_cb);
-}
-
-static void ch_error(struct ipc_channel *ch, int err) {
-  struct slot *s = ch->data;
-  if (err != UV_EOF)
-    LBP_WARN("worker %u channel: %s", s->id + 1, uv_strerror(err));
-  slot_channel_close(s);
-}
-
-static void announce_if_ready(struct master *m) {
-  if (m->announced)
-    return;
-  for (unsigned i = 0; i < m->nslots; i++)
-    if (m->slots[i].state != SLOT_READY)
-      return;
-  m->announced = 1;
-  LBP_INFO("ready listen=%s workers=%u dispatch=%s pid=%ld", m->listen_addr, m->nslots,
-           m->dispatch->name, (long)getpid());
-}
-
-static void send_config(struct slot *s) {
-  struct master *m = s->m;
-  size_t namelen = strlen(m->cfg_path) + 1;
-  size_t len = 4 + 2 + 1 + namelen + m->cfg_len;
-  uv_tcp_t *socks[4];
-  uint8_t kinds[4];
-  int nsock = m->dispatch->slot_listeners(m, s, socks, kinds, 4);
-  unsigned char *p = malloc(len);
-
-  if (p == NULL) {
-    LBP_ERROR("worker %u: out of memory for its config", s->id + 1);
-    uv_process_kill(&s->proc, SIGKILL);
-    return;
-  }
-  /* The socket count goes first, the sockets after, so the worker knows when it has them. */
-  ipc_put_u32(p, m->generation);
-  ipc_put_u16(p + 4, (uint16_t)s->id);
-  p[6] = (unsigned char)nsock;
-  memcpy(p + 7, m->cfg_path, namelen);
-  memcpy(p + 7 + namelen, m->cfg_bytes, m->cfg_len);
-  if (ipc_send(&s->ch, IPC_CONFIG, p, (uint32_t)len) == 0)
-    for (int i = 0; i < nsock; i++)
-      if (ipc_send_handle(&s->ch, IPC_LISTEN, &kinds[i], 1, (uv_stream_t *)socks[i]) != 0)
-        break; /* the channel failed: exit_cb follows */
-  free(p);
-}
-
-static void on_frame(struct ipc_channel *ch, uint8_t type, const char *payload, uint32_t len) {
-  struct slot *s = ch->data;
-  struct master *m = s->m;
-
-  switch (type) {
-  case IPC_HELLO:
-    if (s->state != SLOT_STARTING)
-      break;
-    s->state = SLOT_ONLINE;
-    LBP_INFO("worker %u online pid=%ld", s->id + 1, (long)s->pid);
-    send_config(s);
-    break;
-  case IPC_READY:
-    if (s->state != SLOT_ONLINE || len < 2)
-      break;
-    s->state = SLOT_READY;
-    s->private_port = ipc_get_u16(payload);
-    if (s->private_port)
-      LBP_INFO("worker %u ready pid=%ld port=%u", s->id + 1, (long)s->pid, s->private_port);
-    else
-      LBP_INFO("worker %u ready pid=%ld", s->id + 1, (long)s->pid);
-    announce_if_ready(m);
-    m->dispatch->slot_free(m, s);
-    break;
-  case IPC_STATUS:
-    if (len < 16)
-      break;
-    s->acked_seq = ipc_get_u32(payload);
-    s->active = ipc_get_u32(payload + 4);
-    s->accepted = ipc_get_u64(payload + 8);
-    s->m->dispatch->slot_free(m, s); /* acks ride on STATUS */
-    break;
-  case IPC_REFUSE:
-    if (len >= 4 && m->dispatch->refused != NULL)
-      m->dispatch->refused(m, s, ipc_get_u32(payload));
-    break;
-  default:
-    LBP_WARN("worker %u sent an unexpected %s frame", s->id + 1, ipc_type_name(type));
-    break;
-  }
-}
-
-/* The worker's environment: the master's own plus where its channel and shared memory are. */
-static char **worker_env(char bufs[3][64]) {
-  size_t n = 0;
-  char **env;
-
-  while (environ[n] != NULL)
-    n++;
-  env = calloc(n + 4, sizeof(*env));
-  if (env == NULL)
-    return NULL;
-  memcpy(env, environ, n * sizeof(*env));
-  snprintf(bufs[0], 64, "LBPROXY_CHANNEL_FD=3");
-  snprintf(bufs[1], 64, "LBPROXY_MASTER_PID=%ld", (long)getpid());
-  snprintf(bufs[2], 64, "LBPROXY_SHM_FD=4");
-  env[n] = bufs[0];
-  env[n + 1] = bufs[1];
-  env[n + 2] = bufs[2];
-  env[n + 3] = NULL;
-  return env;
-}
-
-static void apply_user(struct master *m, uv_process_options_t *o) {
-  struct passwd *pw;
-
-  if (m->cfg->user == NULL || geteuid() != 0)
-    return;
-  pw = getpwnam(m->cfg->user);
-  if (pw == NULL) {
-    LBP_WARN("user '%s' not found: workers keep running as root", m->cfg->user);
-    return;
-  }
-  o->flags |= UV_PROCESS_SETUID | UV_PROCESS_SETGID;
-  o->uid = pw->pw_uid;
-  o->gid = pw->pw_gid;
-}
-
-static void slot_spawn(struct slot *s) {
-  struct master *m = s->m;
-  uv_process_options_t o;
-  uv_stdio_container_t stdio[5];
-  char envbufs[3][64], idbuf[16];
-  char *args[4];
-  int rc;
-
-  if (m->stopping)
-    return;
-  memset(&o, 0, sizeof(o));
-  snprintf(idbuf, sizeof(idbuf), "%u", s->id + 1);
-  args[0] = m->exe;
-  args[1] = "worker";
-  args[2] = idbuf;
-  args[3] = NULL;
-  ipc_channel_init(m->loop, &s->ch, on_frame, ch_error, s);
-  stdio[0].flags = UV_IGNORE;
-  stdio[1].flags = UV_INHERIT_FD;
-  stdio[1].data.fd = 1;
-  stdio[2].flags = UV_INHERIT_FD;
-  stdio[2].data.fd = 2;
-  stdio[3].flags = UV_CREATE_PIPE | UV_READABLE_PIPE | UV_WRITABLE_PIPE;
-  stdio[3].data.stream = (uv_stream_t *)&s->ch.pipe;
-  stdio[4].flags = UV_INHERIT_FD;
-  stdio[4].data.fd = m->shm_fd;
-  o.file = m->exe;
-  o.args = args;
-  o.env = worker_env(envbufs);
-  o.stdio = stdio;
-  o.stdio_count = 5;
-  o.exit_cb = exit_cb;
-  apply_user(m, &o);
-  s->proc.data = s;
-  s->exited = 0;
-  s->ch_open = 1;
-  rc = o.env ? uv_spawn(m->loop, &s->proc, &o) : UV_ENOMEM;
-  free(o.env);
-  if (rc != 0) {
-    LBP_ERROR("worker %u: spawn failed: %s", s->id + 1, uv_strerror(rc));
-    slot_channel_close(s);
-    if (o.env != NULL) { /* uv_spawn initialized the handle even though it failed */
-      s->proc_open = 1;
-      s->exited = 1;
-      uv_close((uv_handle_t *)&s->proc, proc_close_cb);
-    }
-    return; /* the close callbacks schedule the next attempt */
-  }
-  s->proc_open = 1;
-  s->pid = s->proc.pid;
-  s->starts++;
-  s->state = SLOT_STARTING;
-  s->next_seq = 0;
-  s->acked_seq = 0;
-  LBP_INFO("worker %u fork pid=%ld", s->id + 1, (long)s->pid);
-  rc = ipc_channel_start(&s->ch);
-  if (rc != 0) {
-    LBP_ERROR("worker %u: channel: %s", s->id + 1, uv_strerror(rc));
-    uv_process_kill(&s->proc, SIGKILL);
-  }
-}
-
-/* ---- start-up ---- */
-
-static int bind_public(struct master *m) {
-  int rc = dispatch_listen_socket(m->loop, (const struct sockaddr *)&m->cfg->listen.sa,
-                                  m->dispatch->reuseport, &m->listener);
-  if (rc != 0) {
-    LBP_ERROR("listen %s:%u: %s", m->cfg->listen.host, m->cfg->listen.port, uv_strerror(rc));
-    return rc;
-  }
-  m->listener.data = m;
-  dispatch_sockname(&m->listener, m->listen_addr, sizeof(m->listen_addr));
-  return 0;
+  LBP_INFO("stats dispatch=%s generation=%u accepted=%s active=%s handed=%s", g->dispatch->name,
+           g->id, acc, act, hand);
 }
 
 static void stats_cb(uv_timer_t *t) {
   master_log_stats(t->data);
 }
 
-static int master_init(struct master *m, const char *cfg_path) {
+static void apply_settings(struct master *m, const struct lbp_config *cfg) {
+  lbp_log_set_level((enum lbp_log_level)cfg->log_level);
+  if (cfg->stats_interval_ms > 0)
+    uv_timer_start(&m->stats_timer, stats_cb, cfg->stats_interval_ms, cfg->stats_interval_ms);
+  else
+    uv_timer_stop(&m->stats_timer);
+}
+
+static void log_warnings(const struct lbp_config *cfg) {
+  for (size_t i = 0; i < cfg->nwarnings; i++)
+    LBP_WARN("%s", cfg->warnings[i]);
+  if (cfg->user != NULL && geteuid() != 0)
+    LBP_WARN("user '%s' is set but the master is not root: workers run as this user", cfg->user);
+}
+
+/* ---- stopping ---- */
+
+static void close_if_open(uv_handle_t *h) {
+  if (h->type != UV_UNKNOWN_HANDLE && !uv_is_closing(h))
+    uv_close(h, NULL);
+}
+
+/* Every worker is gone: close what keeps the loop alive so master_run returns. */
+static void master_finish(struct master *m) {
+  for (unsigned i = 0; i < m->nslots_made; i++)
+    close_if_open((uv_handle_t *)&m->slots[i].restart);
+  if (m->cur != NULL) {
+    struct generation *g = m->cur;
+    m->cur = NULL;
+    gen_unref(g); /* its sockets close with it (the master is stopping) */
+  }
+  lsock_close_all(m); /* what no generation holds any more (retiring ones) */
+  if (m->logpipe != NULL) {
+    uv_close((uv_handle_t *)m->logpipe, (uv_close_cb)free);
+    m->logpipe = NULL;
+  }
+  upgrade_close(m);
+  for (size_t i = 0; i < sizeof(m->sig) / sizeof(m->sig[0]); i++)
+    close_if_open((uv_handle_t *)&m->sig[i]);
+  close_if_open((uv_handle_t *)&m->stats_timer);
+  close_if_open((uv_handle_t *)&m->kill_timer);
+  close_if_open((uv_handle_t *)&m->start_timer);
+  close_if_open((uv_handle_t *)&m->accept_retry);
+  close_if_open((uv_handle_t *)&m->retire_timer);
+  close_if_open((uv_handle_t *)&m->watchdog);
+}
+
+static void kill_cb(uv_timer_t *t) {
+  struct master *m = t->data;
+  for (struct worker *w = m->workers; w != NULL; w = w->next)
+    if (w->proc_open && !w->exited) {
+      LBP_WARN("worker %u pid=%ld did not stop in time: SIGKILL", w->slot->id + 1, (long)w->pid);
+      uv_process_kill(&w->proc, SIGKILL);
+    }
+}
+
+static void stop_common(struct master *m) {
+  uv_timer_stop(&m->stats_timer);
+  uv_timer_stop(&m->start_timer);
+  for (unsigned i = 0; i < m->nslots_made; i++) {
+    uv_timer_stop(&m->slots[i].restart);
+    m->slots[i].restart_pending = 0;
+  }
+  lsock_update_polling(m); /* stopping: the master accepts nothing more */
+  handoff_close_pending(m);
+}
+
+static void fast_stop(struct master *m, const char *why) {
+  if (m->stopping == 1)
+    return;
+  m->stopping = 1;
+  LBP_INFO("%s: stopping", why);
+  stop_common(m);
+  upgrade_close(m);
+  for (struct generation *g = m->gens; g != NULL; g = g->next)
+    g->dispatch->stop(g);
+  for (struct worker *w = m->workers; w != NULL; w = w->next)
+    worker_stop(w);
+  uv_timer_start(&m->kill_timer, kill_cb, FAST_STOP_MS, 0);
+  if (m->workers == NULL)
+    master_finish(m);
+}
+
+static void graceful_stop(struct master *m) {
+  uint64_t deadline;
+  unsigned n = 0;
+
+  if (m->stopping)
+    return;
+  m->stopping = 2;
+  deadline = m->cur != NULL ? m->cur->cfg->shutdown_timeout_ms : 30000;
+  for (struct worker *w = m->workers; w != NULL; w = w->next)
+    n++;
+  LBP_INFO("SIGQUIT: graceful stop: %u %s finish their requests (shutdown_timeout %llu ms)", n,
+           plural(n, "worker", "workers"), (unsigned long long)deadline);
+  stop_common(m);
+  upgrade_close(m);
+  for (struct worker *w = m->workers; w != NULL; w = w->next)
+    worker_drain(w, deadline, 0);
+  uv_timer_start(&m->kill_timer, kill_cb, deadline + KILL_GRACE_MS, 0);
+  if (m->workers == NULL)
+    master_finish(m);
+}
+
+void master_give_up(struct master *m) {
+  struct generation *g = m->cur;
+
+  for (unsigned i = 0; g != NULL && i < g->nslots; i++)
+    if (!m->slots[i].errored)
+      return;
+  snprintf(m->fatal, sizeof(m->fatal), "every worker slot is errored (last: %s)",
+           g != NULL && g->nslots > 0 ? m->slots[g->nslots - 1].last_cause : "?");
+  LBP_ERROR("giving up: %s", m->fatal);
+  m->exit_code = 1;
+  fast_stop(m, "no worker can run");
+}
+
+/* ---- generations ---- */
+
+static void drain_generation(struct master *m, struct generation *g, int handover) {
+  for (struct worker *w = m->workers; w != NULL; w = w->next)
+    if (w->gen == g)
+      worker_drain(w, g->cfg->shutdown_timeout_ms, handover);
+}
+
+/* Sends each worker of g the listening sockets its strategy gives it (LISTEN frames). */
+static void give_sockets(struct generation *g) {
+  for (struct worker *w = g->m->workers; w != NULL; w = w->next)
+    if (w->gen == g)
+      worker_give_sockets(w);
+}
+
+static void switch_generation(struct master *m) {
+  struct generation *old = m->cur, *g = m->starting;
+
+  m->starting = NULL;
+  uv_timer_stop(&m->start_timer);
+  m->cur = g;
+  g->state = GEN_CURRENT;
+  g->t_current = uv_now(m->loop);
+  for (unsigned i = 0; i < g->nslots; i++) {
+    m->slots[i].errored = 0; /* every slot has a ready worker of the new generation */
+    m->slots[i].restart_pending = 0;
+    uv_timer_stop(&m->slots[i].restart);
+    m->slots[i].delay_ms = 0;
+  }
+  give_sockets(g);
+  apply_settings(m, g->cfg);
+  if (old != NULL) {
+    old->state = GEN_DRAINING;
+    old->t_draining = uv_now(m->loop);
+    event_add(m, EV_GENERATION, 0, (long)getpid(), g->id,
+              "%u active: %u %s, dispatch %s, ready in %llu ms; generation %u draining", g->id,
+              g->nslots, plural(g->nslots, "worker", "workers"), g->dispatch->name,
+              (unsigned long long)(g->t_current - g->t_created), old->id);
+    drain_generation(m, old, 1);
+    gen_unref(old); /* its workers keep it until they are gone */
+  }
+  handoff_flush(m);
+  if (m->reload_again) {
+    m->reload_again = 0;
+    master_reload(m);
+  }
+}
+
+void master_abort_reload(struct master *m, const char *why) {
+  struct generation *g = m->starting;
+
+  if (g == NULL)
+    return;
+  m->starting = NULL;
+  uv_timer_stop(&m->start_timer);
+  event_add(m, EV_RELOAD_FAILED, 0, (long)getpid(), g->id,
+            "generation %u: %s; generation %u keeps serving", g->id, why,
+            m->cur != NULL ? m->cur->id : 0);
+  g->state = GEN_DRAINING;
+  drain_generation(m, g, 1); /* what it may have accepted already goes back */
+  gen_unref(g);
+  m->reload_again = 0;
+}
+
+static void start_timeout_cb(uv_timer_t *t) {
+  master_abort_reload(t->data, "the new workers were not all ready in time");
+}
+
+static int all_ready(const struct generation *g) {
+  for (unsigned i = 0; i < g->nslots; i++)
+    if (g->by_slot[i] == NULL || !worker_serving(g->by_slot[i]))
+      return 0;
+  return 1;
+}
+
+static void announce(struct master *m) {
+  struct generation *g = m->cur;
+  char names[1024] = "";
+  size_t off = 0;
+  unsigned ready = 0, errored = 0;
+
+  for (unsigned i = 0; i < g->nslots; i++) {
+    ready += g->by_slot[i] != NULL && worker_serving(g->by_slot[i]);
+    errored += m->slots[i].errored;
+  }
+  if (ready == 0 || ready + errored < g->nslots)
+    return;
+  m->announced = 1;
+  for (size_t i = 1; i < g->cfg->nlisteners && off < sizeof(names) - 100; i++)
+    off += (size_t)snprintf(names + off, sizeof(names) - off, "%s%s",
+                            i > 1 ? "," : " listeners=", g->listeners[i]->name);
+  LBP_INFO("ready listen=%s workers=%u dispatch=%s pid=%ld generation=%u%s", g->listeners[0]->name,
+           g->nslots, g->dispatch->name, (long)getpid(), g->id, names);
+  upgrade_child_ready(m);
+}
+
+void master_workers_changed(struct master *m) {
+  if (m->stopping)
+    return;
+  if (m->starting != NULL && all_ready(m->starting))
+    switch_generation(m);
+  if (!m->announced && m->cur != NULL)
+    announce(m);
+  handoff_flush(m);
+}
+
+void master_worker_gone(struct master *m, struct worker *w) {
+  struct generation *g = w != NULL ? w->gen : NULL;
+  unsigned left = 0;
+
+  for (struct worker *o = m->workers; o != NULL && g != NULL; o = o->next)
+    left += o->gen == g;
+  if (g != NULL && g->state == GEN_DRAINING && left == 0)
+    event_add(m, EV_GENERATION, 0, (long)getpid(), g->id, "%u retired: drained in %llu ms", g->id,
+              (unsigned long long)(uv_now(m->loop) - g->t_draining));
+  if ((m->stopping || m->retired) && m->workers == NULL) {
+    if (m->retired) {
+      LBP_INFO("handed over to the new master: exiting");
+      free(m->pidfile); /* the new master writes it as its own */
+      m->pidfile = NULL;
+    }
+    master_finish(m);
+  }
+}
+
+void master_handover(struct master *m, struct mconn *c) {
+  if (upgrade_forward(m, c))
+    return;
+  dispatch_take(m, c);
+}
+
+/* ---- reload ---- */
+
+void master_reload(struct master *m) {
+  struct lbp_config *cfg;
+  struct generation *g;
   struct cfg_error err;
-  size_t exelen = sizeof(m->exe);
+  char *bytes = NULL, why[512];
+  size_t len = 0;
+  uint32_t cur = m->cur != NULL ? m->cur->id : 0;
+
+  if (m->stopping)
+    return;
+  if (m->starting != NULL || upgrade_active(m)) {
+    LBP_INFO("reload requested while a reload or upgrade is in progress: it runs after that");
+    m->reload_again = 1;
+    return;
+  }
+  event_add(m, EV_RELOAD, 0, (long)getpid(), cur, "requested: reading %s (generation %u serving)",
+            m->cfg_path, cur);
+  if (cfg_load_file(m->cfg_path, &cfg, &err, &bytes, &len) != 0) {
+    event_add(m, EV_RELOAD_FAILED, 0, (long)getpid(), cur, "%s; generation %u keeps serving",
+              err.msg, cur);
+    return;
+  }
+  log_warnings(cfg);
+  if (gen_build(m, cfg, bytes, len, &g, why, sizeof(why)) != 0) {
+    event_add(m, EV_RELOAD_FAILED, 0, (long)getpid(), cur, "%s; generation %u keeps serving", why,
+              cur);
+    return;
+  }
+  g->state = GEN_STARTING;
+  m->starting = g;
+  uv_timer_start(&m->start_timer, start_timeout_cb, START_TIMEOUT_MS, 0);
+  for (unsigned i = 0; i < g->nslots && m->starting == g; i++)
+    worker_spawn(m, g, slot_get(m, i));
+}
+
+/* ---- SIGUSR1 ---- */
+
+/* The error log is reopened here (a rotated file is left to its rotator), then its new fd goes
+ * to every worker over its channel: a worker never needs the right to open the file itself. */
+void master_reopen_logs(struct master *m) {
+  const char *path = m->cur != NULL ? m->cur->cfg->error_log : "stderr";
+  uv_pipe_t *p;
+  int fd, rc;
+
+  if (strcmp(path, "stderr") == 0) {
+    LBP_INFO("SIGUSR1: error_log is stderr: nothing to reopen");
+    return;
+  }
+  if ((rc = lbp_log_open(path)) != 0) {
+    LBP_ERROR("SIGUSR1: cannot reopen %s: %s (logging goes on to the old file)", path,
+              uv_strerror(rc));
+    return;
+  }
+  LBP_INFO("SIGUSR1: reopened %s", path);
+  if (m->logpipe != NULL)
+    uv_close((uv_handle_t *)m->logpipe, (uv_close_cb)free);
+  m->logpipe = NULL;
+  if ((p = malloc(sizeof(*p))) == NULL || uv_pipe_init(m->loop, p, 0) != 0) {
+    free(p);
+    return;
+  }
+  if ((fd = dup(STDERR_FILENO)) < 0 || uv_pipe_open(p, fd) != 0) {
+    if (fd >= 0)
+      close(fd);
+    uv_close((uv_handle_t *)p, (uv_close_cb)free);
+    return;
+  }
+  m->logpipe = p;
+  for (struct worker *w = m->workers; w != NULL; w = w->next) {
+    unsigned char which = 0;
+    if (w->ch_open && !w->ch.failed)
+      ipc_send_handle(&w->ch, IPC_LOGFD, &which, 1, (uv_stream_t *)p);
+  }
+}
+
+/* ---- signals ---- */
+
+static void signal_cb(uv_signal_t *h, int signum) {
+  struct master *m = h->data;
+
+  switch (signum) {
+  case SIGHUP:
+    master_reload(m);
+    break;
+  case SIGQUIT:
+    graceful_stop(m);
+    break;
+  case SIGUSR1:
+    master_reopen_logs(m);
+    break;
+  case SIGUSR2:
+    upgrade_start(m);
+    break;
+  default:
+    fast_stop(m, strsignal(signum));
+    break;
+  }
+}
+
+/* Signals with no job here would otherwise end the master (their default action). */
+static void ignore_signals(void) {
+  static const int ignored[] = {SIGPIPE, SIGALRM, SIGVTALRM, SIGPROF, SIGIO,
+                                SIGPWR,  SIGXFSZ, SIGSTKFLT, SIGTRAP};
+  for (size_t i = 0; i < sizeof(ignored) / sizeof(ignored[0]); i++)
+    signal(ignored[i], SIG_IGN);
+  for (int s = SIGRTMIN; s <= SIGRTMAX; s++)
+    signal(s, SIG_IGN);
+}
+
+static void start_signals(struct master *m) {
+  static const int handled[] = {SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2};
+
+  for (size_t i = 0; i < sizeof(handled) / sizeof(handled[0]); i++) {
+    uv_signal_init(m->loop, &m->sig[i]);
+    m->sig[i].data = m;
+    uv_signal_start(&m->sig[i], signal_cb, handled[i]);
+  }
+}
+
+/* ---- the watchdog: deadlines nobody else watches ---- */
+
+static void watchdog_cb(uv_timer_t *t) {
+  struct master *m = t->data;
+  uint64_t now = uv_now(m->loop);
+
+  for (struct worker *w = m->workers; w != NULL; w = w->next) {
+    uint64_t limit = w->gen->cfg->shutdown_timeout_ms + KILL_GRACE_MS;
+    if (w->state == W_DRAINING && w->gen->t_draining && now - w->gen->t_draining > limit &&
+        w->proc_open && !w->exited) {
+      LBP_WARN("worker %u pid=%ld still draining after %llu ms: SIGKILL", w->slot->id + 1,
+               (long)w->pid, (unsigned long long)limit);
+      uv_process_kill(&w->proc, SIGKILL);
+    }
+  }
+}
+
+/* ---- start-up ---- */
+
+static int load_first(struct master *m, struct lbp_config **cfg, char **bytes, size_t *len) {
+  struct cfg_error err;
+
+  if (cfg_load_file(m->cfg_path, cfg, &err, bytes, len) != 0) {
+    fprintf(stderr, "lbproxy: %s\n", err.msg);
+    return -1;
+  }
+  if (lbp_log_open((*cfg)->error_log) != 0) {
+    fprintf(stderr, "lbproxy: error_log %s: %s\n", (*cfg)->error_log, strerror(errno));
+    cfg_free(*cfg);
+    free(*bytes);
+    return -1;
+  }
+  lbp_log_set_level((enum lbp_log_level)(*cfg)->log_level);
+  log_warnings(*cfg);
+  return 0;
+}
+
+static int master_init(struct master *m, const char *cfg_path) {
+  struct lbp_config *cfg;
+  char *bytes, why[512];
+  size_t len, exelen = sizeof(m->exe);
+  long other = 0;
   int rc;
 
   memset(m, 0, sizeof(*m));
   m->loop = uv_default_loop();
   m->cfg_path = cfg_path;
-  m->generation = 1;
-  m->shm_fd = -1;
-  rc = cfg_load_file(cfg_path, &m->cfg, &err, &m->cfg_bytes, &m->cfg_len);
-  if (rc != 0) {
-    fprintf(stderr, "lbproxy: %s\n", err.msg);
+  m->pidfile_fd = -1;
+  uv_timer_init(m->loop, &m->stats_timer);
+  uv_timer_init(m->loop, &m->kill_timer);
+  uv_timer_init(m->loop, &m->start_timer);
+  uv_timer_init(m->loop, &m->accept_retry);
+  uv_timer_init(m->loop, &m->retire_timer);
+  uv_timer_init(m->loop, &m->watchdog);
+  m->stats_timer.data = m->kill_timer.data = m->start_timer.data = m;
+  m->accept_retry.data = m->retire_timer.data = m->watchdog.data = m;
+  if ((rc = uv_exepath(m->exe, &exelen)) != 0) {
+    fprintf(stderr, "lbproxy: cannot find my own executable: %s\n", uv_strerror(rc));
     return rc;
   }
-  m->dispatch = dispatch_find(m->cfg->dispatch);
-  if (m->dispatch == NULL) {
-    fprintf(stderr, "lbproxy: %s: dispatch '%s' is not supported yet (use handoff)\n", cfg_path,
-            cfg_dispatch_name(m->cfg->dispatch));
-    return UV_ENOTSUP;
-  }
-  rc = uv_exepath(m->exe, &exelen);
-  if (rc != 0) {
-    LBP_ERROR("cannot find my own executable: %s", uv_strerror(rc));
+  if (load_first(m, &cfg, &bytes, &len) != 0)
+    return UV_EINVAL;
+  if ((rc = upgrade_child_init(m)) != 0) {
+    LBP_ERROR("binary upgrade: cannot take the previous master's sockets: %s", uv_strerror(rc));
+    cfg_free(cfg);
+    free(bytes);
     return rc;
   }
-  rc = lbp_shm_create(lbp_shm_size(m->cfg), &m->shm_fd, &m->shm);
-  if (rc != 0) {
-    LBP_ERROR("shared memory: %s", uv_strerror(rc));
+  if (cfg->pid_file != NULL && m->upgrade == NULL) {
+    m->pidfile_fd = pidfile_create(cfg->pid_file, &other);
+    if (m->pidfile_fd < 0) {
+      if (m->pidfile_fd == UV_EBUSY)
+        LBP_ERROR("another lbproxy (pid %ld) is running with pid file %s", other, cfg->pid_file);
+      else
+        LBP_ERROR("pid file %s: %s", cfg->pid_file, uv_strerror(m->pidfile_fd));
+      cfg_free(cfg);
+      free(bytes);
+      return UV_EBUSY;
+    }
+    m->pidfile = strdup(cfg->pid_file);
+  }
+  if ((rc = gen_build(m, cfg, bytes, len, &m->cur, why, sizeof(why))) != 0) {
+    LBP_ERROR("%s", why);
     return rc;
   }
-  m->shm_len = lbp_shm_size(m->cfg);
-  m->nslots = m->cfg->workers;
-  m->slots = calloc(m->nslots, sizeof(*m->slots));
-  if (m->slots == NULL)
-    return UV_ENOMEM;
-  for (unsigned i = 0; i < m->nslots; i++) {
-    m->slots[i].m = m;
-    m->slots[i].id = i;
-    uv_timer_init(m->loop, &m->slots[i].restart);
-    m->slots[i].restart.data = &m->slots[i];
-  }
+  lsock_drop_unused(m);
+  m->cur->state = GEN_CURRENT;
+  m->cur->t_current = uv_now(m->loop);
+  apply_settings(m, m->cur->cfg);
   return 0;
 }
 
-static void master_free(struct master *m) {
-  struct mconn *c;
-
-  while ((c = m->free_mconns) != NULL) {
-    m->free_mconns = c->next;
-    free(c);
-  }
-  if (m->shm != NULL)
-    lbp_shm_unmap(m->shm, m->shm_len);
-  if (m->shm_fd >= 0)
-    close(m->shm_fd);
-  free(m->slots);
-  free(m->cfg_bytes);
-  cfg_free(m->cfg);
+static void walk_close_cb(uv_handle_t *h, void *arg) {
+  if (!uv_is_closing(h))
+    uv_close(h, NULL);
 }
 
 int master_run(const char *cfg_path) {
-  struct master m;
+  struct master *m = calloc(1, sizeof(*m));
   int rc;
 
+  if (m == NULL)
+    return 1;
   lbp_log_init("master", LBP_LOG_INFO);
-  signal(SIGPIPE, SIG_IGN);
-  rc = master_init(&m, cfg_path);
-  if (rc == 0)
-    rc = bind_public(&m);
-  if (rc == 0)
-    rc = m.dispatch->start(&m);
-  if (rc != 0) {
-    uv_walk(m.loop, walk_close_cb, NULL);
-    uv_run(m.loop, UV_RUN_DEFAULT);
-    master_free(&m);
-    uv_loop_close(uv_default_loop());
+  ignore_signals();
+  if (master_init(m, cfg_path) != 0) {
+    if (m->cur != NULL)
+      gen_unref(m->cur);
+    m->cur = NULL;
+    m->stopping = 1;
+    lsock_close_all(m);
+    uv_walk(m->loop, walk_close_cb, NULL);
+    uv_run(m->loop, UV_RUN_DEFAULT);
+    pidfile_remove(m->pidfile, m->pidfile_fd);
+    free(m->pidfile);
+    uv_loop_close(m->loop);
+    free(m);
     return 1;
   }
-  uv_signal_init(m.loop, &m.sigint);
-  uv_signal_init(m.loop, &m.sigterm);
-  m.sigint.data = m.sigterm.data = &m;
-  uv_signal_start(&m.sigint, signal_cb, SIGINT);
-  uv_signal_start(&m.sigterm, signal_cb, SIGTERM);
-  uv_timer_init(m.loop, &m.stats_timer);
-  uv_timer_init(m.loop, &m.kill_timer);
-  m.stats_timer.data = m.kill_timer.data = &m;
-  if (m.cfg->stats_interval_ms > 0)
-    uv_timer_start(&m.stats_timer, stats_cb, m.cfg->stats_interval_ms, m.cfg->stats_interval_ms);
-  LBP_INFO("lbproxy %s starting: %u workers, dispatch %s, config %s", LBPROXY_VERSION, m.nslots,
-           m.dispatch->name, cfg_path);
-  for (unsigned i = 0; i < m.nslots; i++)
-    slot_spawn(&m.slots[i]);
-  uv_run(m.loop, UV_RUN_DEFAULT);
-  LBP_INFO("stopped");
-  master_free(&m);
-  uv_loop_close(uv_default_loop());
-  return m.exit_code;
+  start_signals(m);
+  uv_timer_start(&m->watchdog, watchdog_cb, WATCHDOG_MS, WATCHDOG_MS);
+  LBP_INFO("lbproxy %s starting: %u %s, dispatch %s, config %s", LBPROXY_VERSION, m->cur->nslots,
+           plural(m->cur->nslots, "worker", "workers"), m->cur->dispatch->name, cfg_path);
+  for (unsigned i = 0; i < m->cur->nslots; i++)
+    slot_get(m, i);
+  slots_fill(m);
+  uv_run(m->loop, UV_RUN_DEFAULT);
+  if (m->fatal[0])
+    LBP_ERROR("stopped: %s", m->fatal);
+  else
+    LBP_INFO("stopped");
+  pidfile_remove(m->pidfile, m->pidfile_fd);
+  free(m->pidfile);
+  uv_walk(m->loop, walk_close_cb, NULL);
+  uv_run(m->loop, UV_RUN_DEFAULT);
+  uv_loop_close(m->loop);
+  rc = m->exit_code;
+  free(m);
+  return rc;
 }

@@ -1,6 +1,22 @@
-/* The master process: worker slots, supervision, and the dispatch strategies' shared state. */
+/* The master process's objects: listening sockets, generations, worker records, slots, events. */
 #ifndef LBP_MASTER_H
 #define LBP_MASTER_H
+
+/*
+ * Who owns what (see docs/ARCHITECTURE.md, "Generations"):
+ *
+ * - A listening socket (struct lsock) belongs to the master's registry and outlives
+ *   generations: a reload that keeps an address keeps its socket open. Generations hold
+ *   references; a socket no generation references is retired (its backlog accepted and handed
+ *   on, then closed).
+ * - A generation owns one validated config and what is derived from it: resolved addresses,
+ *   its shared memory (laid out for that config), the dispatch strategy and its private state.
+ *   The master holds the current one, a starting one during a reload, and draining ones; each
+ *   worker record holds a reference to its own.
+ * - A slot is a place in the pool (supervision state, restart backoff). A worker record is
+ *   one process: its channel, its generation, its slot. A slot may hold a draining worker of
+ *   an old generation and a worker of the new one at once.
+ */
 
 #include "config.h"
 #include "ipc.h"
@@ -10,20 +26,82 @@
 #include <sys/types.h>
 #include <uv.h>
 
-#define LBP_MAX_WORKERS 256
+#define LBP_MAX_WORKERS   256
+#define LBP_MAX_LISTENERS 64
+#define LBP_SECRET_LEN    16
 
-/* A connection the master accepted and is handing to a worker (handoff strategies). Its fd
- * stays open here until the worker acknowledges it, so it can be handed again elsewhere. */
+struct master;
+struct generation;
+struct worker;
+struct dispatch_ops;
+
+/* ---- listening sockets (lsock.c) ---- */
+
+enum lsock_kind {
+  LSOCK_PUBLIC,  /* a configured listener's address (always in an SO_REUSEPORT group) */
+  LSOCK_MEMBER,  /* reuseport: an extra member of a public socket's group, for one slot */
+  LSOCK_PRIVATE, /* proxy: a slot's private 127.0.0.1 port for one listener */
+};
+
+struct lsock {
+  uv_tcp_t tcp;   /* never uv_listen'ed in the master: it only carries the fd (LISTEN frames) */
+  uv_poll_t poll; /* the master accepts on it when nobody else does */
+  struct master *m;
+  enum lsock_kind kind;
+  struct cfg_addr addr; /* public: the configured address (the key across reloads) */
+  char name[80];        /* the bound address, "host:port" */
+  struct lsock *group;  /* member, private: the public socket it belongs to */
+  unsigned slot;        /* member, private */
+  unsigned refs;        /* generations using it (starting, current, draining) */
+  unsigned pollers;     /* ready, non-draining workers accepting on it */
+  uint8_t polling;      /* master: uv_poll_start'ed */
+  uint8_t retiring;     /* no generation uses it: accept what is left, then close */
+  uint8_t inherited;    /* came from the previous master (binary upgrade) */
+  uint64_t accepted;    /* connections the master accepted on it */
+  struct lsock *next;
+};
+
+/* Finds or creates the public socket for `a` (bound once; later calls return the same socket
+ * with one more reference). Refuses an address another process already listens on. */
+int lsock_public(struct master *m, const struct cfg_addr *a, struct lsock **out);
+/* Finds or creates the reuseport member of `pub`'s group for `slot`. */
+int lsock_member(struct master *m, struct lsock *pub, unsigned slot, struct lsock **out);
+/* Finds or creates slot `slot`'s private port for `pub`: 127.0.0.1 on `port` (0: any). */
+int lsock_private(struct master *m, struct lsock *pub, unsigned slot, uint16_t port,
+                  struct lsock **out);
+/* Drops one reference; a socket with none left is retired (see lsock.c). */
+void lsock_unref(struct lsock *ls);
+/* Starts or stops the master's own accepting on every socket, by the rule in lsock.c. */
+void lsock_update_polling(struct master *m);
+/* Closes every socket no generation references (the master is leaving; the others close with
+ * their last generation). */
+void lsock_close_all(struct master *m);
+/* Describes every socket for a new master ("fd:kind:slot:address;...") and lists their fds.
+ * Returns the count. */
+int lsock_export(struct master *m, int *fds, int max, char *desc, size_t cap);
+/* Adopts the sockets a previous master passed (LBPROXY_INHERIT); they are matched later by
+ * lsock_public/member/private instead of binding. Unmatched ones are closed by
+ * lsock_drop_unused. 0 or a negative UV error. */
+int lsock_inherit(struct master *m, const char *desc);
+void lsock_drop_unused(struct master *m);
+
+/* ---- connections the master holds (handoff.c) ---- */
+
+/* A client connection in the master: accepted, or handed back by a draining worker. Its fd
+ * stays open here until a worker acknowledges it, so it can be handed again elsewhere. */
 struct mconn {
   uv_tcp_t tcp;
   struct ipc_out out;
-  struct mconn *next; /* in a slot's un-acked FIFO, the pending queue, or the free list */
   struct master *m;
-  struct slot *slot; /* the worker it was last handed to */
+  struct lsock *ls; /* where it came from (gives its listener in any generation) */
+  struct worker *w; /* handed to */
+  char *bytes;      /* request bytes already read by a previous worker, or NULL */
+  uint32_t nbytes;
   uint32_t seq;
   uint8_t sending; /* the frame carrying it is still being written */
   uint8_t acked;   /* the worker took it: close once the send completes */
   uint8_t refused; /* the worker refused it: hand it on once the send completes */
+  struct mconn *next;
 };
 
 struct mconn_fifo {
@@ -31,117 +109,252 @@ struct mconn_fifo {
   unsigned len;
 };
 
-enum slot_state {
-  SLOT_EMPTY,    /* no process (not started yet, or exited and waiting to restart) */
-  SLOT_STARTING, /* spawned, waiting for HELLO */
-  SLOT_ONLINE,   /* HELLO received, CONFIG sent, waiting for READY */
-  SLOT_READY,    /* serving */
-  SLOT_STOPPING, /* asked to stop */
-};
-
-/* One worker position. It outlives the processes that fill it: a restarted worker takes the
- * same slot, with the same listening sockets (reuseport socket, private port). */
-struct slot {
-  struct master *m;
-  unsigned id; /* 0-based; logs say "worker id+1" */
-  enum slot_state state;
-  uv_process_t proc;
-  struct ipc_channel ch;
-  uint8_t proc_open, ch_open; /* handles not yet closed */
-  uint8_t exited;             /* the process is gone (exit_cb ran) */
-  pid_t pid;
-  uv_timer_t restart;
-  uint64_t starts;
-  /* listening sockets the strategy gives this slot's worker (fd owned by the master) */
-  uv_tcp_t *listen_sock;
-  uint16_t private_port;              /* from READY */
-  struct sockaddr_storage private_sa; /* proxy: where the master connects to reach it */
-  /* handoff */
+/* The handoff engine's per-worker state (embedded in struct worker). */
+struct hpeer {
   uint32_t next_seq;
-  uint32_t acked_seq; /* highest sequence number the worker took (from STATUS) */
+  uint32_t acked_seq;
   struct mconn_fifo unacked;
   uint64_t handed;
-  /* from the worker's STATUS */
-  uint64_t accepted;
-  uint32_t active;
+  uint64_t skip_until; /* refused for lack of fds: not chosen again before this (ms) */
 };
 
-/* Kinds of listening socket carried by IPC_LISTEN (payload u8). */
-enum listen_kind {
-  LISTEN_PUBLIC = 0,  /* serve HTTP on it directly (shared, reuseport) */
-  LISTEN_PRIVATE = 1, /* a private port: every connection starts with a PROXY v2 header */
+/* A new mconn around an accepted fd (taken: closed on failure). NULL when out of memory. */
+struct mconn *mconn_new(struct master *m, struct lsock *ls, int fd);
+/* Closes and frees (once libuv is done with it). */
+void mconn_close(struct mconn *c);
+/* Hands c to a worker of the current generation chosen by `pick`, or queues it. */
+void handoff_give(struct master *m, struct mconn *c);
+/* Can a connection be placed now (a worker with room)? */
+int handoff_has_room(struct master *m);
+/* Frame handlers (supervise.c calls them). */
+void handoff_acked(struct master *m, struct worker *w);
+void handoff_refused(struct master *m, struct worker *w, uint32_t seq, int reason);
+/* A worker is gone or draining: what it had not acknowledged goes elsewhere. */
+void handoff_worker_gone(struct master *m, struct worker *w);
+/* Places queued connections on workers with room, then lets accepting resume. */
+void handoff_flush(struct master *m);
+/* Closes every queued connection (stopping). */
+void handoff_close_pending(struct master *m);
+/* Round-robin over the current generation's serving workers with room. */
+struct worker *handoff_pick_rr(struct master *m);
+
+/* ---- generations (generation.c) ---- */
+
+enum gen_state {
+  GEN_STARTING, /* its workers are starting; dispatch still goes to the current one */
+  GEN_CURRENT,  /* serving */
+  GEN_DRAINING, /* replaced: its workers finish and hand back, then leave */
 };
 
-struct dispatch_ops;
-
-struct master {
-  uv_loop_t *loop;
+struct generation {
+  struct master *m;
+  uint32_t id;
+  unsigned refs;
+  enum gen_state state;
   struct lbp_config *cfg;
-  char *cfg_bytes;
-  size_t cfg_len;
-  const char *cfg_path;
-  uint32_t generation;
-  char exe[4096];
-  const struct dispatch_ops *dispatch;
-  uv_tcp_t listener; /* the public socket (every strategy binds it; not all accept on it) */
-  char listen_addr[80];
-  struct slot *slots;
-  unsigned nslots;
-  unsigned rr;       /* round-robin position */
-  uint8_t announced; /* the ready line was printed */
-  uint8_t stopping;
-  uint8_t accept_paused;     /* a connection waits in the listener for a worker with room */
-  struct mconn_fifo pending; /* handed back (refused, worker died), waiting for a worker */
-  struct mconn *free_mconns;
-  unsigned nmconns; /* mconn structs not yet freed */
-  uv_signal_t sigint, sigterm;
-  uv_timer_t stats_timer, kill_timer;
+  char *bytes; /* the exact file bytes validated */
+  size_t len;
+  unsigned char *addrs; /* resolved server addresses, as sent in CONFIG */
+  size_t addrs_len;
   int shm_fd;
   void *shm;
   size_t shm_len;
+  const struct dispatch_ops *dispatch;
+  void *dpriv;                                /* the strategy's own state for this generation */
+  struct lsock *listeners[LBP_MAX_LISTENERS]; /* public socket of each cfg listener */
+  unsigned nslots;
+  struct worker *by_slot[LBP_MAX_WORKERS];   /* its worker in each slot, or NULL */
+  uint8_t secret[LBP_SECRET_LEN];            /* proves the master to workers on private ports */
+  uint64_t t_created, t_current, t_draining; /* uv_now */
+  struct generation *next;
+};
+
+/* Builds a generation from a loaded config (taken) and its bytes (taken): shared memory,
+ * address table, public sockets, the strategy's sockets. On failure nothing is left behind
+ * (the sockets of the running generation stay as they are) and *why says what failed. */
+int gen_build(struct master *m, struct lbp_config *cfg, char *bytes, size_t len,
+              struct generation **out, char *why, size_t whycap);
+void gen_ref(struct generation *g);
+void gen_unref(struct generation *g);
+/* The index in g's config of the listener `ls` belongs to, or -1 if g has no such listener. */
+int gen_listener_index(const struct generation *g, const struct lsock *ls);
+/* Finds g's listener whose bound address is `name` ("host:port"); -1 if none. */
+int gen_listener_by_name(const struct generation *g, const char *name);
+
+/* ---- workers and slots (supervise.c) ---- */
+
+enum worker_state {
+  W_STARTING, /* spawned, no HELLO yet */
+  W_ONLINE,   /* HELLO received, CONFIG sent, waiting for READY */
+  W_READY,    /* serving */
+  W_DRAINING, /* DRAIN sent: finishing, handing back */
+  W_STOPPING, /* STOP sent (fast stop) */
+};
+
+struct slot {
+  struct master *m;
+  unsigned id; /* 0-based; logs say "worker id+1" */
+  uv_timer_t restart;
+  uint8_t restart_pending;
+  uint8_t errored;
+  uint64_t delay_ms;  /* next restart delay */
+  uint64_t exits[64]; /* recent unplanned exit times (uv_now), a ring */
+  unsigned nexits, exits_pos;
+  uint64_t restarts;
+  char last_cause[160]; /* why its last worker ended, for logs and the final error */
+};
+
+struct worker {
+  struct master *m;
+  struct generation *gen; /* referenced */
+  struct slot *slot;
+  enum worker_state state;
+  uv_process_t proc;
+  struct ipc_channel ch;
+  uint8_t proc_open, ch_open, exited;
+  uint8_t planned; /* it said BYE, or we asked it to leave: not a crash */
+  uint8_t fatal;   /* it said BYE FATAL: replace it at once */
+  pid_t pid;
+  uint64_t t_start, t_ready;
+  struct hpeer hp;
+  uint64_t accepted; /* from STATUS */
+  uint32_t active;
+  struct lsock *socks[2 * LBP_MAX_LISTENERS]; /* the listening sockets it accepts on */
+  uint8_t nsocks;
+  uint8_t counted_pollers; /* its sockets count it in lsock.pollers */
+  char how[160];           /* how it ended ("code=3", "signal=9 (Killed)", "spawn ... failed") */
+  struct worker *next;
+};
+
+/* Spawns a worker of generation g in slot s. 0, or a negative error (spawn failed: counted as
+ * an exit of the slot, with backoff). */
+int worker_spawn(struct master *m, struct generation *g, struct slot *s);
+/* Serving (READY, channel up, not draining). */
+int worker_serving(const struct worker *w);
+/* Sends the worker the listening sockets its strategy gives its slot (LISTEN frames), once. */
+void worker_give_sockets(struct worker *w);
+/* Sends DRAIN; the worker leaves when done. `handover`: give idle connections back. */
+void worker_drain(struct worker *w, uint64_t deadline_ms, int handover);
+/* Sends STOP (or SIGTERM if it cannot hear it). */
+void worker_stop(struct worker *w);
+/* The worker of generation g in slot `slot`, or NULL. */
+struct worker *worker_of(struct master *m, const struct generation *g, unsigned slot);
+/* Starts (or restarts) every empty slot of the current generation. */
+void slots_fill(struct master *m);
+
+/* ---- lifecycle events (events.c) ---- */
+
+enum event_type {
+  EV_FORK,
+  EV_ONLINE,
+  EV_READY,
+  EV_DISCONNECT,
+  EV_EXIT,
+  EV_ERRORED,
+  EV_DRAIN,
+  EV_BYE,
+  EV_RELOAD,
+  EV_RELOAD_FAILED,
+  EV_GENERATION,
+  EV_UPGRADE,
+  EV_UPGRADE_FAILED,
+};
+
+struct event {
+  uint64_t time_ms; /* wall clock, ms since the epoch */
+  enum event_type type;
+  int slot; /* 1-based; 0 = the master itself */
+  long pid;
+  uint32_t generation;
+  char detail[200];
+};
+
+#define EVENTS_MAX 256
+
+/* Records an event (the last EVENTS_MAX are kept) and logs it as one line. */
+void event_add(struct master *m, enum event_type type, int slot, long pid, uint32_t gen,
+               const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+const char *event_name(enum event_type t);
+
+/* ---- the master (master.c) ---- */
+
+struct master {
+  uv_loop_t *loop;
+  const char *cfg_path;
+  char exe[4096];              /* the executable on disk (binary upgrade re-reads it) */
+  struct generation *cur;      /* serving */
+  struct generation *starting; /* a reload in progress */
+  struct generation *gens;     /* every live generation */
+  uint32_t next_gen_id;
+  struct worker *workers; /* every worker record */
+  struct slot slots[LBP_MAX_WORKERS];
+  unsigned nslots_made; /* slots[0..n) have their timers initialized */
+  struct lsock *lsocks;
+  int steered;               /* a reuseport steering program is attached */
+  struct mconn_fifo pending; /* held connections waiting for a worker */
+  struct mconn *free_mconns;
+  unsigned nmconns;
+  unsigned rr;
+  uint8_t announced;    /* the ready line was printed */
+  uint8_t stopping;     /* 1: fast stop, 2: graceful (QUIT) */
+  uint8_t reload_again; /* a HUP came during a reload */
+  uint8_t retired;      /* handing over to a new master (binary upgrade): leave when drained */
+  struct event events[EVENTS_MAX];
+  unsigned nevents, events_pos;
+  uv_signal_t sig[7];
+  uv_timer_t stats_timer, kill_timer, start_timer, accept_retry, retire_timer, watchdog;
+  uv_pipe_t *logpipe; /* carries the reopened error log's fd to workers (IPC_LOGFD) */
+  char *pidfile;      /* path, while we hold it */
+  void *upgrade;      /* upgrade.c's state */
+  int pidfile_fd;
   int exit_code;
+  char fatal[256]; /* why the master gave up (exit non-zero) */
 };
 
-/* A dispatch strategy, as seen by the master. */
-struct dispatch_ops {
-  const char *name;
-  int reuseport; /* the public socket joins an SO_REUSEPORT group */
-  /* After the public socket is bound: set up per-slot sockets, start accepting. 0 or error. */
-  int (*start)(struct master *m);
-  /* Strategies where the master accepts: can a worker take a connection now, and take one
-   * (uv_accept from m->listener and hand it on). NULL where workers accept themselves. */
-  int (*can_take)(struct master *m);
-  void (*take)(struct master *m);
-  /* A worker said HELLO: which listening sockets go to it (at most max). Returns how many. */
-  int (*slot_listeners)(struct master *m, struct slot *s, uv_tcp_t **socks, uint8_t *kinds,
-                        int max);
-  /* A worker became ready, or acknowledged connections: it may take more. */
-  void (*slot_free)(struct master *m, struct slot *s);
-  /* A worker is gone: whatever it had not acknowledged must go elsewhere. */
-  void (*slot_down)(struct master *m, struct slot *s);
-  /* A worker refused connection `seq`. */
-  void (*refused)(struct master *m, struct slot *s, uint32_t seq);
-  /* Stop accepting (shutdown). */
-  void (*stop)(struct master *m);
-};
-
-extern const struct dispatch_ops dispatch_handoff;
-extern const struct dispatch_ops dispatch_handoff_least;
-extern const struct dispatch_ops dispatch_proxy;
-extern const struct dispatch_ops dispatch_shared;
-extern const struct dispatch_ops dispatch_reuseport;
-
-/* The strategy for a config value, or NULL if this build does not have it. */
-const struct dispatch_ops *dispatch_find(enum cfg_dispatch d);
-
-/* Runs the master until SIGINT/SIGTERM. Returns the process exit code. */
 int master_run(const char *cfg_path);
-
-/* Runs a worker on the channel fd inherited from the master. Returns the exit code. */
-int worker_run(int channel_fd);
-
-/* Slot helpers for dispatch strategies (master.c). */
-int master_slot_serving(const struct slot *s);
+/* SIGHUP: re-read the config; a new generation replaces the current one once ready. */
+void master_reload(struct master *m);
+/* The generation just became current, or a worker became ready or left: re-evaluate who
+ * accepts on what and whether the start-up is complete. */
+void master_workers_changed(struct master *m);
+/* Every current slot is errored: give up with m->fatal. */
+void master_give_up(struct master *m);
+/* The master is done with the reload it started (a worker of the starting generation failed). */
+void master_abort_reload(struct master *m, const char *why);
+/* A worker left for good (NULL: just check): generation and stop bookkeeping. */
+void master_worker_gone(struct master *m, struct worker *w);
+/* A handed-back connection to place (from a draining worker or an old master). */
+void master_handover(struct master *m, struct mconn *c);
 void master_log_stats(struct master *m);
+/* SIGUSR1: reopens the error log here and in every worker. */
+void master_reopen_logs(struct master *m);
+
+/* ---- pid file (pidfile.c) ---- */
+
+/* Creates the pid file with our pid, written atomically (temp + rename) and locked while we run.
+ * Fails with UV_EBUSY (and *other = that pid) if another live lbproxy holds it. Returns the
+ * locked fd (>= 0) or a negative UV error. */
+int pidfile_create(const char *path, long *other);
+/* Removes the file if it still names us; closes the lock. */
+void pidfile_remove(const char *path, int fd);
+/* Reads the pid in `path`. 0 or a negative UV error. */
+int pidfile_read(const char *path, long *pid);
+
+/* ---- binary upgrade (upgrade.c) ---- */
+
+/* SIGUSR2: start a new master from the executable on disk. */
+void upgrade_start(struct master *m);
+/* In a new master: the previous master's channel (LBPROXY_UPGRADE_FD), if any. 0 or error. */
+int upgrade_child_init(struct master *m);
+/* In a new master: every worker is ready; tell the old master. */
+void upgrade_child_ready(struct master *m);
+/* Old master: is an upgrade waiting for the new master, or handing over to it? */
+int upgrade_active(const struct master *m);
+/* Old master: a draining worker gave back a connection; 1 if it went to the new master. */
+int upgrade_forward(struct master *m, struct mconn *c);
+/* Closes upgrade state (stopping). */
+void upgrade_close(struct master *m);
+/* Worker env/args helper shared by spawns: the master's environ plus `extra` (NULL-ended). */
+char **master_env(const char *const *extra);
 
 #endif

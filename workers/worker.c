@@ -1,10 +1,31 @@
-/* A worker process: takes its config and sockets from the master, serves HTTP with px_ctx. */
+/* A worker process: takes its generation and sockets from the master, serves with px_ctx, drains
+ * and hands back. */
+
+/*
+ * 1. Start: HELLO; CONFIG (the generation: config bytes parsed without resolving anything,
+ *    the master's resolved addresses applied, its shared memory mapped at the size the master
+ *    gives); LISTEN frames; READY. The data plane owns the parsed config from then on.
+ * 2. Connections come as CONN frames (fd + listener + bytes already read) or from the listening
+ *    sockets the strategy gave this slot. STATUS (after each loop iteration that changed
+ *    something) acknowledges CONNs and reports load.
+ * 3. DRAIN(deadline, handover): close our copies of the listening sockets, refuse further CONNs,
+ *    let requests finish; each connection between requests goes back to the master (HANDOVER)
+ *    when `handover`, else it is closed after its response. When nothing is left, or at the
+ *    deadline (what is left is closed and counted), a last STATUS and BYE(drained) go out, and
+ *    we exit once they are written.
+ * 4. A lost master (channel EOF, or SIGTERM with our parent gone): drain without handover for
+ *    ORPHAN_DRAIN_MS and exit. STOP or SIGTERM from a living master: stop now.
+ * 5. Anything that makes serving impossible says BYE(fatal, why) before exiting, so the master
+ *    replaces us at once instead of counting a crash.
+ */
 #include "master.h"
 
+#include "addrs.h"
 #include "log.h"
 #include "proxy.h"
 #include "shm.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,46 +35,58 @@
 #include <sys/prctl.h>
 #endif
 
-#define MAX_LISTENERS      4
+#define MAX_SOCKETS        (2 * LBP_MAX_LISTENERS)
 #define STATUS_OUTS        4
 #define STATUS_COALESCE_MS 100
+#define ORPHAN_DRAIN_MS    5000
 
-struct worker {
+struct wlisten {
+  uv_tcp_t tcp;
+  struct wproc *w;
+  uint8_t kind;
+  uint16_t listener;
+};
+
+struct wproc {
   uv_loop_t *loop;
   struct ipc_channel ch;
-  struct lbp_config *cfg;
   struct px_ctx *px;
+  uint32_t gen;
   unsigned slot;
-  int expect_listeners, got_listeners;
-  uv_tcp_t *listeners[MAX_LISTENERS];
-  uint8_t kinds[MAX_LISTENERS];
-  uint16_t private_port;
+  unsigned nlisteners;
+  int expect_sockets, got_sockets;
+  struct wlisten *socks[MAX_SOCKETS];
   uv_check_t check;
-  uv_timer_t status_timer;
-  int least_loaded; /* dispatch handoff-least: the master balances on our active count */
+  uv_timer_t status_timer, drain_timer;
   uv_signal_t sigterm;
-  /* what the master was told last, and what changed since */
+  int least_loaded;
+  /* what the master was told last */
   uint32_t last_seq, sent_seq, sent_active;
   uint64_t sent_accepted;
   struct ipc_out status_out[STATUS_OUTS];
   uint8_t status_busy[STATUS_OUTS];
+  struct ipc_out bye_out;
+  char bye_text[IPC_SMALL]; /* BYE's text: must live until the frame is written */
   void *shm;
   size_t shm_len;
-  int stopping;
+  uint8_t draining, orphan, leaving, stopping;
+  unsigned handing; /* HANDOVER frames still being written */
+  uint64_t handed;  /* connections given back */
   int exit_code;
 };
 
-static void worker_stop(struct worker *w, int code);
+static void stop_now(struct wproc *w, int code);
+static void leave(struct wproc *w);
 
 /* ---- status to the master ---- */
 
 static void status_sent(struct ipc_out *out, int status) {
-  struct worker *w = out->req.data;
+  struct wproc *w = out->req.data;
   w->status_busy[out - w->status_out] = 0;
 }
 
 /* Sends one STATUS with the current counters, if a frame buffer is free. 0 if sent. */
-static int send_status(struct worker *w) {
+static int send_status(struct wproc *w) {
   const struct px_counters *pc = px_ctx_counters(w->px);
   unsigned char p[16];
 
@@ -77,8 +110,8 @@ static int send_status(struct worker *w) {
 }
 
 static void status_timer_cb(uv_timer_t *t) {
-  struct worker *w = t->data;
-  if (w->px != NULL && !w->stopping)
+  struct wproc *w = t->data;
+  if (w->px != NULL && !w->stopping && !w->leaving)
     send_status(w);
 }
 
@@ -87,199 +120,69 @@ static void status_timer_cb(uv_timer_t *t) {
  * the fds and the window until then), and so does a change of load under handoff-least (the
  * master picks by it); counters that only feed the stats line wait up to STATUS_COALESCE_MS,
  * so a busy worker of the shared or reuseport strategies sends ten frames a second, not one
- * per iteration. */
+ * per iteration. A draining worker with nothing left leaves from here. */
 static void check_cb(uv_check_t *h) {
-  struct worker *w = h->data;
+  struct wproc *w = h->data;
   const struct px_counters *pc;
   int urgent;
 
-  if (w->px == NULL || w->stopping)
+  if (w->px == NULL || w->stopping || w->leaving)
     return;
   pc = px_ctx_counters(w->px);
   urgent = w->last_seq != w->sent_seq || (w->least_loaded && pc->active != w->sent_active);
-  if (urgent) {
+  if (urgent && !w->orphan) {
     send_status(w);
-  } else if ((pc->accepted != w->sent_accepted || pc->active != w->sent_active) &&
+  } else if ((pc->accepted != w->sent_accepted || pc->active != w->sent_active) && !w->orphan &&
              !uv_is_active((uv_handle_t *)&w->status_timer)) {
     uv_timer_start(&w->status_timer, status_timer_cb, STATUS_COALESCE_MS, 0);
   }
+  if (w->draining && pc->active == 0 && w->handing == 0)
+    leave(w);
 }
 
-/* ---- sockets from the master ---- */
+/* ---- leaving ---- */
 
-static void listener_close_cb(uv_handle_t *h);
-
-static void on_listen_conn(uv_stream_t *server, int status) {
-  struct worker *w = server->loop->data;
-  uv_tcp_t *tcp;
-  unsigned flags = (uintptr_t)server->data == LISTEN_PRIVATE ? PX_CLIENT_PROXY_PROTOCOL : 0;
-
-  if (status < 0) {
-    LBP_WARN("accept: %s", uv_strerror(status));
-    return;
-  }
-  tcp = w->px != NULL ? px_client_new(w->px) : NULL;
-  if (tcp == NULL) {
-    /* Stopping or out of memory. Left un-accepted, libuv would stop polling this socket for
-     * good: take the connection and close it. */
-    uv_tcp_t *sink = malloc(sizeof(*sink));
-    if (sink == NULL || uv_tcp_init(w->loop, sink) != 0) {
-      free(sink);
-      LBP_ERROR("out of memory accepting a connection: exiting");
-      worker_stop(w, 1);
-      return;
-    }
-    uv_accept(server, (uv_stream_t *)sink);
-    uv_close((uv_handle_t *)sink, listener_close_cb);
-    return;
-  }
-  if (uv_accept(server, (uv_stream_t *)tcp) != 0) {
-    px_client_discard(tcp);
-    return;
-  }
-  px_client_start(tcp, &(struct px_accept){.listener = 0, .flags = flags});
+static void bye_sent(struct ipc_out *out, int status) {
+  stop_now(out->req.data, 0);
 }
 
-static void send_ready(struct worker *w) {
-  unsigned char p[2];
-  ipc_put_u16(p, w->private_port);
-  ipc_send(&w->ch, IPC_READY, p, 2);
+/* Sends BYE(reason, text); stops once it is written (or at once if it cannot be). */
+static void say_bye(struct wproc *w, int reason, const char *text, int code) {
+  unsigned char r = (unsigned char)reason;
+
+  snprintf(w->bye_text, sizeof(w->bye_text), "%s", text);
+  w->exit_code = code;
+  w->bye_out.req.data = w;
+  if (w->orphan || w->ch.failed ||
+      ipc_send_out(&w->ch, &w->bye_out, IPC_BYE, &r, 1, w->bye_text, (uint32_t)strlen(w->bye_text),
+                   NULL, bye_sent) != 0)
+    stop_now(w, code);
 }
 
-static void take_listener(struct worker *w, const char *payload, uint32_t len) {
-  uv_tcp_t *l;
-  int rc;
-
-  if (w->got_listeners >= MAX_LISTENERS || len < 1 || w->px == NULL) {
-    worker_stop(w, 2);
+/* The fatal way out: the master learns why before we go. */
+static void fail(struct wproc *w, const char *what) {
+  LBP_ERROR("%s: leaving", what);
+  if (w->leaving || w->stopping)
     return;
-  }
-  l = malloc(sizeof(*l));
-  if (l == NULL || uv_tcp_init(w->loop, l) != 0) {
-    free(l);
-    worker_stop(w, 2);
-    return;
-  }
-  w->listeners[w->got_listeners] = l;
-  w->kinds[w->got_listeners] = (uint8_t)payload[0];
-  w->got_listeners++;
-  l->data = (void *)(uintptr_t)(uint8_t)payload[0];
-  rc = ipc_channel_accept(&w->ch, (uv_stream_t *)l);
-  if (rc == 0)
-    rc = uv_listen((uv_stream_t *)l, 1024, on_listen_conn);
-  if (rc != 0) {
-    LBP_ERROR("listening socket from the master: %s", uv_strerror(rc));
-    worker_stop(w, 2);
-    return;
-  }
-  if (payload[0] == LISTEN_PRIVATE) {
-    struct sockaddr_storage ss;
-    int sl = sizeof(ss);
-    if (uv_tcp_getsockname(l, (struct sockaddr *)&ss, &sl) == 0)
-      w->private_port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-  }
-  if (w->got_listeners == w->expect_listeners)
-    send_ready(w);
+  w->leaving = 1;
+  say_bye(w, IPC_BYE_FATAL, what, 2);
 }
 
-/* ---- frames ---- */
+/* A drain is complete (or its deadline passed): acknowledge everything, say BYE, go. */
+static void leave(struct wproc *w) {
+  char text[IPC_SMALL];
 
-static void take_config(struct worker *w, const char *p, uint32_t len) {
-  struct cfg_error err;
-  const char *name;
-  size_t namelen;
-  char role[32];
-  int rc, fd;
-
-  if (w->cfg != NULL || len < 8 || (namelen = strnlen(p + 7, len - 7)) == len - 7) {
-    LBP_ERROR("bad config frame");
-    worker_stop(w, 2);
+  if (w->leaving || w->stopping)
     return;
-  }
-  w->slot = ipc_get_u16(p + 4);
-  w->expect_listeners = (uint8_t)p[6];
-  snprintf(role, sizeof(role), "worker %u", w->slot + 1);
-  lbp_log_init(role, getenv("LBPROXY_DEBUG") ? LBP_LOG_DEBUG : LBP_LOG_INFO);
-  name = p + 7;
-  rc = cfg_parse(name, p + 8 + namelen, len - 8 - namelen, &w->cfg, &err);
-  if (rc != 0) {
-    LBP_ERROR("config: %s", err.msg);
-    worker_stop(w, 2);
-    return;
-  }
-  fd = getenv("LBPROXY_SHM_FD") ? atoi(getenv("LBPROXY_SHM_FD")) : -1;
-  w->shm_len = lbp_shm_size(w->cfg);
-  if (fd < 0 || lbp_shm_map(fd, w->shm_len, &w->shm) != 0) {
-    LBP_ERROR("cannot map the master's shared memory");
-    worker_stop(w, 2);
-    return;
-  }
-  close(fd);
-  w->least_loaded = w->cfg->dispatch == CFG_DISPATCH_HANDOFF_LEAST;
-  rc = px_ctx_new(w->loop, w->cfg, lbp_shm_rr(w->shm), &w->px);
-  if (rc != 0) {
-    LBP_ERROR("data plane: %s", uv_strerror(rc));
-    worker_stop(w, 2);
-    return;
-  }
-  if (w->expect_listeners == 0)
-    send_ready(w);
+  w->leaving = 1;
+  uv_timer_stop(&w->drain_timer);
+  if (!w->orphan)
+    send_status(w); /* acks first: the master must not hand a connection we took elsewhere */
+  snprintf(text, sizeof(text), "handed=%llu", (unsigned long long)w->handed);
+  LBP_INFO("drained: %llu %s handed back", (unsigned long long)w->handed,
+           w->handed == 1 ? "connection" : "connections");
+  say_bye(w, IPC_BYE_DRAINED, text, 0);
 }
-
-static void refuse(struct worker *w, uint32_t seq) {
-  unsigned char p[4];
-  ipc_put_u32(p, seq);
-  ipc_send(&w->ch, IPC_REFUSE, p, 4);
-}
-
-static void take_conn(struct worker *w, const char *payload, uint32_t len) {
-  uint32_t seq = len >= 4 ? ipc_get_u32(payload) : 0;
-  uv_tcp_t *tcp = (w->px != NULL && !w->stopping) ? px_client_new(w->px) : NULL;
-
-  if (tcp == NULL) {
-    refuse(w, seq); /* the channel closes the fd we did not take; the master re-dispatches */
-    return;
-  }
-  if (ipc_channel_accept(&w->ch, (uv_stream_t *)tcp) != 0) {
-    px_client_discard(tcp);
-    refuse(w, seq);
-    return;
-  }
-  w->last_seq = seq;
-  /* The master keeps its copy until our ack. */
-  px_client_start(tcp, &(struct px_accept){.listener = 0, .flags = PX_CLIENT_FD_SHARED});
-}
-
-static void on_frame(struct ipc_channel *ch, uint8_t type, const char *payload, uint32_t len) {
-  struct worker *w = ch->data;
-
-  switch (type) {
-  case IPC_CONN:
-    take_conn(w, payload, len);
-    break;
-  case IPC_CONFIG:
-    take_config(w, payload, len);
-    break;
-  case IPC_LISTEN:
-    take_listener(w, payload, len);
-    break;
-  case IPC_STOP:
-    worker_stop(w, 0);
-    break;
-  default:
-    LBP_WARN("unexpected %s frame from the master", ipc_type_name(type));
-    break;
-  }
-}
-
-static void on_channel_error(struct ipc_channel *ch, int err) {
-  struct worker *w = ch->data;
-  if (!w->stopping)
-    LBP_WARN("lost the master (%s): exiting", uv_strerror(err));
-  worker_stop(w, w->stopping ? w->exit_code : 1);
-}
-
-/* ---- stopping ---- */
 
 static void close_walk_cb(uv_handle_t *h, void *arg) {
   if (!uv_is_closing(h))
@@ -287,25 +190,30 @@ static void close_walk_cb(uv_handle_t *h, void *arg) {
 }
 
 static void px_closed(void *arg) {
-  struct worker *w = arg;
+  struct wproc *w = arg;
   w->px = NULL;
-  /* Listener structs were malloc'ed; their close callbacks free them (see worker_stop). */
+  /* Listener structs were malloc'ed; their close callbacks free them (close_sockets). */
   uv_walk(w->loop, close_walk_cb, NULL);
   signal(SIGTERM, SIG_IGN); /* closing our uv_signal_t restored the default: we are leaving */
 }
 
-static void listener_close_cb(uv_handle_t *h) {
-  free(h);
+static void socket_close_cb(uv_handle_t *h) {
+  free(h->data);
 }
 
-static void worker_stop(struct worker *w, int code) {
+static void close_sockets(struct wproc *w) {
+  for (int i = 0; i < w->got_sockets; i++)
+    if (w->socks[i] != NULL)
+      uv_close((uv_handle_t *)&w->socks[i]->tcp, socket_close_cb);
+  w->got_sockets = 0;
+}
+
+static void stop_now(struct wproc *w, int code) {
   if (w->stopping)
     return;
   w->stopping = 1;
   w->exit_code = code;
-  for (int i = 0; i < w->got_listeners; i++)
-    uv_close((uv_handle_t *)w->listeners[i], listener_close_cb);
-  w->got_listeners = 0;
+  close_sockets(w);
   if (!uv_is_closing((uv_handle_t *)&w->ch.pipe))
     ipc_channel_close(&w->ch, NULL);
   if (w->px != NULL) {
@@ -316,12 +224,374 @@ static void worker_stop(struct worker *w, int code) {
   }
 }
 
+/* ---- draining ---- */
+
+struct handing {
+  struct ipc_out out;
+  struct wproc *w;
+  uv_tcp_t *tcp;
+  unsigned char bytes[];
+};
+
+static void handed_cb(struct ipc_out *out, int status) {
+  struct handing *h = (struct handing *)out;
+  struct wproc *w = h->w;
+
+  w->handing--;
+  if (status == 0)
+    w->handed++;
+  px_client_handed_over(h->tcp); /* the fd has left (or the channel is gone): close ours */
+  free(h);
+}
+
+/* px_ctx_drain's callback: the connection goes back to the master with what we read of it. */
+static int hand_back(void *arg, uv_tcp_t *tcp, unsigned listener, const char *bytes, size_t len) {
+  struct wproc *w = arg;
+  struct handing *h;
+  unsigned char hdr[2];
+
+  if (w->orphan || w->ch.failed || len > IPC_MAX_PAYLOAD - 2 ||
+      (h = malloc(sizeof(*h) + len)) == NULL)
+    return -1;
+  h->w = w;
+  h->tcp = tcp;
+  if (len)
+    memcpy(h->bytes, bytes, len);
+  ipc_put_u16(hdr, (uint16_t)listener);
+  if (ipc_send_out(&w->ch, &h->out, IPC_HANDOVER, hdr, 2, h->bytes, (uint32_t)len,
+                   (uv_stream_t *)tcp, handed_cb) != 0) {
+    free(h);
+    return -1;
+  }
+  w->handing++;
+  return 0;
+}
+
+static void drain_deadline_cb(uv_timer_t *t) {
+  struct wproc *w = t->data;
+  unsigned left = w->px != NULL ? px_ctx_counters(w->px)->active : 0;
+
+  LBP_WARN("drain deadline: closing %u %s still open", left,
+           left == 1 ? "connection" : "connections");
+  leave(w);
+}
+
+static void drain(struct wproc *w, uint64_t deadline_ms, int handover) {
+  if (w->draining || w->stopping || w->leaving)
+    return;
+  w->draining = 1;
+  close_sockets(w); /* our copies only: the master keeps the sockets */
+  if (w->px == NULL) {
+    leave(w);
+    return;
+  }
+  px_ctx_drain(w->px, handover ? hand_back : NULL, w);
+  uv_timer_start(&w->drain_timer, drain_deadline_cb, deadline_ms, 0);
+}
+
+/* The master is gone: serve what is in flight a little longer, then go. */
+static void orphaned(struct wproc *w, const char *why) {
+  if (w->stopping || w->leaving)
+    return;
+  LBP_WARN("lost the master (%s): draining for %d ms and exiting", why, ORPHAN_DRAIN_MS);
+  w->orphan = 1;
+  if (!uv_is_closing((uv_handle_t *)&w->ch.pipe))
+    ipc_channel_close(&w->ch, NULL);
+  w->draining = 0;
+  drain(w, ORPHAN_DRAIN_MS, 0);
+}
+
+/* ---- sockets from the master ---- */
+
+static void on_listen_conn(uv_stream_t *server, int status) {
+  struct wlisten *l = server->data;
+  struct wproc *w = l->w;
+  struct px_accept a = {l->listener, l->kind == IPC_LISTEN_PRIVATE ? PX_CLIENT_PROXY_PROTOCOL : 0,
+                        NULL, 0};
+  uv_tcp_t *tcp;
+
+  if (status < 0) {
+    LBP_WARN("accept: %s", uv_strerror(status));
+    return;
+  }
+  tcp = w->px != NULL ? px_client_new(w->px) : NULL;
+  if (tcp == NULL) {
+    /* Closing or out of memory. Left un-accepted, libuv would stop polling this socket for
+     * good: take the connection and close it. */
+    uv_tcp_t *sink = malloc(sizeof(*sink));
+    if (sink == NULL || uv_tcp_init(w->loop, sink) != 0) {
+      free(sink);
+      fail(w, "out of memory accepting a connection");
+      return;
+    }
+    uv_accept(server, (uv_stream_t *)sink);
+    uv_close((uv_handle_t *)sink, (uv_close_cb)free);
+    return;
+  }
+  if (uv_accept(server, (uv_stream_t *)tcp) != 0) {
+    px_client_discard(tcp);
+    return;
+  }
+  px_client_start(tcp, &a);
+}
+
+static void send_ready(struct wproc *w) {
+  ipc_send(&w->ch, IPC_READY, NULL, 0);
+}
+
+static void take_socket(struct wproc *w, const char *p, uint32_t len) {
+  struct wlisten *l;
+  int rc;
+
+  if (len < 3 || !w->ch.fd_here || w->px == NULL || w->got_sockets >= MAX_SOCKETS ||
+      ipc_get_u16(p + 1) >= w->nlisteners) {
+    fail(w, "bad listening socket from the master");
+    return;
+  }
+  if (w->draining)
+    return; /* too late for it: the channel closes the fd */
+  if ((l = calloc(1, sizeof(*l))) == NULL || uv_tcp_init(w->loop, &l->tcp) != 0) {
+    free(l);
+    fail(w, "out of memory for a listening socket");
+    return;
+  }
+  l->w = w;
+  l->kind = (uint8_t)p[0];
+  l->listener = ipc_get_u16(p + 1);
+  l->tcp.data = l;
+  w->socks[w->got_sockets++] = l;
+  rc = ipc_channel_accept(&w->ch, (uv_stream_t *)&l->tcp);
+  if (rc == 0)
+    rc = uv_listen((uv_stream_t *)&l->tcp, 1024, on_listen_conn);
+  if (rc != 0) {
+    fail(w, "cannot listen on a socket from the master");
+    return;
+  }
+  if (w->got_sockets == w->expect_sockets)
+    send_ready(w);
+}
+
+/* ---- the generation ---- */
+
+/* LBPROXY_TEST_CRASH=N (tests only): the worker of slot N exits at start-up, before READY. */
+static int test_crash(unsigned slot) {
+  const char *v = getenv("LBPROXY_TEST_CRASH");
+  return v != NULL && (unsigned)atoi(v) == slot + 1;
+}
+
+struct config_frame {
+  uint32_t gen, shm_len;
+  unsigned slot, nsock, flags;
+  const uint8_t *secret;
+  const char *name, *addrs, *bytes;
+  size_t namelen, addrslen, len;
+};
+
+static int parse_config_frame(const char *p, uint32_t len, struct config_frame *f) {
+  size_t off = 4 + 2 + 1 + 1 + 4 + LBP_SECRET_LEN;
+
+  if (len < off + 2)
+    return -1;
+  f->gen = ipc_get_u32(p);
+  f->slot = ipc_get_u16(p + 4);
+  f->nsock = (uint8_t)p[6];
+  f->flags = (uint8_t)p[7];
+  f->shm_len = ipc_get_u32(p + 8);
+  f->secret = (const uint8_t *)p + 12;
+  f->namelen = ipc_get_u16(p + off);
+  off += 2;
+  if (len < off + f->namelen + 4)
+    return -1;
+  f->name = p + off;
+  off += f->namelen;
+  f->addrslen = ipc_get_u32(p + off);
+  off += 4;
+  if (len < off + f->addrslen)
+    return -1;
+  f->addrs = p + off;
+  f->bytes = p + off + f->addrslen;
+  f->len = len - off - f->addrslen;
+  return 0;
+}
+
+static void take_config(struct wproc *w, const char *p, uint32_t len) {
+  struct config_frame f;
+  struct lbp_config *cfg;
+  struct cfg_error err;
+  struct px_gen pg;
+  char role[32], name[4096], *env;
+  int fd, rc;
+
+  if (w->px != NULL || parse_config_frame(p, len, &f) != 0 || f.namelen >= sizeof(name)) {
+    fail(w, "bad config frame");
+    return;
+  }
+  w->gen = f.gen;
+  w->slot = f.slot;
+  w->expect_sockets = (int)f.nsock;
+  w->least_loaded = f.flags & 1;
+  memcpy(name, f.name, f.namelen);
+  name[f.namelen] = '\0';
+  snprintf(role, sizeof(role), "worker %u", w->slot + 1);
+  lbp_log_init(role, LBP_LOG_INFO);
+  /* Parse only: the master resolved and checked everything, and sends the addresses. */
+  if (cfg_parse_ex(name, f.bytes, f.len, CFG_NO_RESOLVE, &cfg, &err) != 0) {
+    LBP_ERROR("config: %s", err.msg);
+    fail(w, "config does not parse");
+    return;
+  }
+  lbp_log_set_level(getenv("LBPROXY_DEBUG") ? LBP_LOG_DEBUG : (enum lbp_log_level)cfg->log_level);
+  if (lbp_addrs_apply(cfg, (const unsigned char *)f.addrs, f.addrslen) != 0) {
+    cfg_free(cfg);
+    fail(w, "bad address table");
+    return;
+  }
+  w->nlisteners = (unsigned)cfg->nlisteners;
+  env = getenv("LBPROXY_SHM_FD");
+  fd = env != NULL ? atoi(env) : -1;
+  /* The size the master laid out for this generation, never one computed here. */
+  w->shm_len = f.shm_len;
+  if (fd < 0 || f.shm_len < lbp_shm_size(cfg) || lbp_shm_map(fd, w->shm_len, &w->shm) != 0) {
+    cfg_free(cfg);
+    fail(w, "cannot map the generation's shared memory");
+    return;
+  }
+  close(fd);
+  if (test_crash(w->slot)) {
+    LBP_ERROR("LBPROXY_TEST_CRASH: crashing at start-up as asked");
+    exit(3);
+  }
+  memset(&pg, 0, sizeof(pg));
+  pg.id = w->gen;
+  pg.slot = w->slot;
+  pg.cfg = cfg;
+  pg.rr_counters = lbp_shm_rr(w->shm);
+  memcpy(pg.secret, f.secret, sizeof(pg.secret));
+  if ((rc = px_ctx_new(w->loop, &pg, &w->px)) != 0) {
+    LBP_ERROR("data plane: %s", uv_strerror(rc));
+    fail(w, "cannot build the data plane");
+    return;
+  }
+  if (w->expect_sockets == 0)
+    send_ready(w);
+}
+
+static void refuse(struct wproc *w, uint32_t seq, int reason) {
+  unsigned char p[5];
+  ipc_put_u32(p, seq);
+  p[4] = (unsigned char)reason;
+  ipc_send(&w->ch, IPC_REFUSE, p, 5);
+}
+
+static void take_conn(struct wproc *w, const char *payload, uint32_t len) {
+  uint32_t seq = len >= 4 ? ipc_get_u32(payload) : 0;
+  unsigned listener = len >= 6 ? ipc_get_u16(payload + 4) : ~0u;
+  struct px_accept a = {listener, PX_CLIENT_FD_SHARED, len > 6 ? payload + 6 : NULL,
+                        len > 6 ? len - 6 : 0};
+  uv_tcp_t *tcp;
+
+  if (!w->ch.fd_here) {
+    /* The kernel could not give us the fd (we are at our fd limit). The master still has
+     * it: it goes to another worker, and we keep serving what we have. */
+    LBP_WARN("a connection's fd did not arrive (out of fds?): refused back to the master");
+    refuse(w, seq, IPC_REFUSE_NOFD);
+    return;
+  }
+  if (w->px == NULL || w->draining || w->stopping || w->leaving || listener >= w->nlisteners) {
+    refuse(w, seq, IPC_REFUSE_STOPPING); /* the channel closes the fd we did not take */
+    return;
+  }
+  if ((tcp = px_client_new(w->px)) == NULL) {
+    refuse(w, seq, IPC_REFUSE_FULL);
+    return;
+  }
+  if (ipc_channel_accept(&w->ch, (uv_stream_t *)tcp) != 0) {
+    px_client_discard(tcp);
+    refuse(w, seq, IPC_REFUSE_NOFD);
+    return;
+  }
+  w->last_seq = seq;
+  px_client_start(tcp, &a); /* the master keeps its copy until our ack */
+}
+
+/* The master reopened the error log: its fd becomes our stderr. */
+static void take_logfd(struct wproc *w) {
+  uv_pipe_t *p = malloc(sizeof(*p));
+  uv_os_fd_t fd;
+
+  if (p == NULL || uv_pipe_init(w->loop, p, 0) != 0) {
+    free(p);
+    return;
+  }
+  if (ipc_channel_accept(&w->ch, (uv_stream_t *)p) == 0 && uv_fileno((uv_handle_t *)p, &fd) == 0 &&
+      dup2(fd, STDERR_FILENO) >= 0)
+    LBP_INFO("error log reopened");
+  uv_close((uv_handle_t *)p, (uv_close_cb)free);
+}
+
+static void on_frame(struct ipc_channel *ch, uint8_t type, const char *payload, uint32_t len) {
+  struct wproc *w = ch->data;
+
+  switch (type) {
+  case IPC_CONN:
+    take_conn(w, payload, len);
+    break;
+  case IPC_CONFIG:
+    take_config(w, payload, len);
+    break;
+  case IPC_LISTEN:
+    take_socket(w, payload, len);
+    break;
+  case IPC_DRAIN:
+    if (len >= 5)
+      drain(w, ipc_get_u32(payload), payload[4] != 0);
+    break;
+  case IPC_LOGFD:
+    take_logfd(w);
+    break;
+  case IPC_STOP:
+    stop_now(w, 0);
+    break;
+  default:
+    LBP_WARN("unexpected %s frame from the master", ipc_type_name(type));
+    break;
+  }
+}
+
+static void on_channel_error(struct ipc_channel *ch, int err) {
+  struct wproc *w = ch->data;
+
+  if (w->stopping)
+    return;
+  if (w->leaving) {
+    stop_now(w, w->exit_code);
+    return;
+  }
+  orphaned(w, uv_strerror(err));
+}
+
 static void sigterm_cb(uv_signal_t *h, int signum) {
-  worker_stop(h->data, 0);
+  struct wproc *w = h->data;
+  const char *mpid = getenv("LBPROXY_MASTER_PID");
+
+  /* PR_SET_PDEATHSIG sends SIGTERM when the master dies: that is an orphan, not a stop. */
+  if (mpid != NULL && (long)getppid() != atol(mpid))
+    orphaned(w, "SIGTERM after the master died");
+  else
+    stop_now(w, 0);
+}
+
+/* The master coordinates: a signal meant for it (a terminal's process group, a careless kill)
+ * must not take a worker down. */
+static void ignore_signals(void) {
+  static const int ignored[] = {SIGPIPE,   SIGINT,  SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2,  SIGALRM,
+                                SIGVTALRM, SIGPROF, SIGIO,   SIGPWR, SIGXFSZ, SIGSTKFLT};
+  for (size_t i = 0; i < sizeof(ignored) / sizeof(ignored[0]); i++)
+    signal(ignored[i], SIG_IGN);
 }
 
 int worker_run(int channel_fd) {
-  struct worker w;
+  struct wproc w;
   unsigned char hello[4];
   const char *mpid = getenv("LBPROXY_MASTER_PID");
 
@@ -332,11 +602,9 @@ int worker_run(int channel_fd) {
     return 1;
 #endif
   lbp_log_init("worker", LBP_LOG_INFO);
-  signal(SIGPIPE, SIG_IGN);
-  signal(SIGINT, SIG_IGN); /* Ctrl-C reaches the whole group; the master stops us in order */
+  ignore_signals();
   memset(&w, 0, sizeof(w));
   w.loop = uv_default_loop();
-  w.loop->data = &w;
   if (ipc_channel_init(w.loop, &w.ch, on_frame, on_channel_error, &w) != 0 ||
       ipc_channel_open(&w.ch, channel_fd) != 0 || ipc_channel_start(&w.ch) != 0) {
     LBP_ERROR("cannot open the channel to the master (fd %d)", channel_fd);
@@ -346,7 +614,8 @@ int worker_run(int channel_fd) {
   w.check.data = &w;
   uv_check_start(&w.check, check_cb);
   uv_timer_init(w.loop, &w.status_timer);
-  w.status_timer.data = &w;
+  uv_timer_init(w.loop, &w.drain_timer);
+  w.status_timer.data = w.drain_timer.data = &w;
   uv_signal_init(w.loop, &w.sigterm);
   w.sigterm.data = &w;
   uv_signal_start(&w.sigterm, sigterm_cb, SIGTERM);
@@ -355,7 +624,6 @@ int worker_run(int channel_fd) {
   uv_run(w.loop, UV_RUN_DEFAULT);
   if (w.shm != NULL)
     lbp_shm_unmap(w.shm, w.shm_len);
-  cfg_free(w.cfg);
   uv_loop_close(w.loop);
   return w.exit_code;
 }

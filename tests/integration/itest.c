@@ -75,18 +75,46 @@ static void begin(const char *dispatch, int workers, int nbe) {
   start_backends(nbe);
 }
 
-void it_start(const char *dispatch, int workers, int nbe, const char *top) {
-  char yaml[8192];
+void it_yaml(char *yaml, size_t cap, const char *dispatch, int workers, const char *top) {
   size_t n;
 
+  /* A reload keeps the address the first generation bound: port 0 would mean "any free port"
+   * again, which is a different listener. */
+  if (T.started && T.px.port != 0)
+    n = (size_t)snprintf(yaml, cap, "listen: 127.0.0.1:%u\n", T.px.port);
+  else
+    n = (size_t)snprintf(yaml, cap, "listen: 127.0.0.1:0\n");
+  n += (size_t)snprintf(yaml + n, cap - n,
+                        "workers: %d\ndispatch: %s\nstats_interval: 100ms\n%s"
+                        "upstreams:\n  app:\n    servers:\n",
+                        workers, dispatch, top ? top : "");
+  for (int i = 0; i < T.nbe && n < cap; i++)
+    n += (size_t)snprintf(yaml + n, cap - n, "      - 127.0.0.1:%u\n", T.be[i].port);
+}
+
+void it_start(const char *dispatch, int workers, int nbe, const char *top) {
+  char yaml[8192];
+
   begin(dispatch, workers, nbe);
-  n = (size_t)snprintf(yaml, sizeof(yaml),
-                       "listen: 127.0.0.1:0\nworkers: %d\ndispatch: %s\nstats_interval: 100ms\n%s"
-                       "upstreams:\n  app:\n    servers:\n",
-                       workers, dispatch, top ? top : "");
-  for (int i = 0; i < nbe; i++)
-    n += (size_t)snprintf(yaml + n, sizeof(yaml) - n, "      - 127.0.0.1:%u\n", T.be[i].port);
+  it_yaml(yaml, sizeof(yaml), dispatch, workers, top);
   start_proxy(yaml);
+}
+
+long it_wait_log(const char *needle, long from, int timeout_ms) {
+  return h_wait_line(T.px.proc.log, needle, from, timeout_ms, NULL, 0);
+}
+
+long it_reload(const char *yaml, unsigned gen, int timeout_ms) {
+  char needle[64];
+  long from = it_log_size();
+  int rc = h_write_file(T.dir, "lbproxy.yaml", yaml, NULL, 0);
+
+  if (rc != 0)
+    return rc;
+  if (kill(T.px.proc.pid, SIGHUP) != 0)
+    return -errno;
+  snprintf(needle, sizeof(needle), "generation: %u active", gen);
+  return it_wait_log(needle, from, timeout_ms);
 }
 
 void it_start_yaml(const char *dispatch, int workers, int nbe, const char *fmt) {

@@ -40,6 +40,16 @@ void it_start(const char *dispatch, int workers, int nbe, const char *top);
  * stand for the backends' ports (use printf positional syntax). */
 void it_start_yaml(const char *dispatch, int workers, int nbe, const char *yaml);
 
+/* The config it_start writes for `dispatch`, `workers` and `top` over the running backends. */
+void it_yaml(char *out, size_t cap, const char *dispatch, int workers, const char *top);
+
+/* Rewrites the proxy's config file with `yaml`, sends SIGHUP, and waits until the log says
+ * generation `gen` is active. Returns the log offset after that line, or a negative error. */
+long it_reload(const char *yaml, unsigned gen, int timeout_ms);
+
+/* Polls the proxy log for `needle` after offset `from`; the offset past that line or < 0. */
+long it_wait_log(const char *needle, long from, int timeout_ms);
+
 /* Stops lbproxy and the backends; asserts that the master exited 0 and that no log holds a
  * sanitizer report. Call at the end of each test body (Criterion ignores asserts in .fini). */
 void it_stop(void);

@@ -85,7 +85,7 @@ IT_EACH_STRATEGY(workers, a_killed_worker_is_restarted_in_its_slot_and_traffic_c
     cr_assert_eq(it_get("/", &R), 0, "request %d after the kill", i);
     cr_assert_eq(R.status, 200);
   }
-  snprintf(needle, sizeof(needle), "worker 1 exit pid=%ld signal=9", (long)victim);
+  snprintf(needle, sizeof(needle), "worker 1 exit pid=%ld gen=1 signal=9", (long)victim);
   cr_assert_gt(h_wait_line(T.px.proc.log, needle, mark, 30000, line, sizeof(line)), 0);
   port_after = ready_port(1, mark, line, sizeof(line));
   cr_assert_neq(it_worker_pid(1), victim);
@@ -349,26 +349,35 @@ IT_TEST(workers, the_proxy_master_stops_even_when_a_client_never_closes) {
   it_stop();
 }
 
-IT_TEST(workers, a_private_port_takes_a_proxy_local_header) {
-  /* PROXY v2 LOCAL carries no address (a health check from the proxy itself): the worker
-   * must fall back to the socket's peer, not forward garbage. */
+IT_TEST(workers, a_private_port_refuses_proxy_headers_without_the_masters_secret) {
+  /* Any local process can connect to a worker's private loopback port. A PROXY v2 header that
+   * claims a client address (here 6.6.6.6) must not become X-Forwarded-For unless it carries
+   * the master's per-generation secret: the worker closes the connection without a response. */
+  static const unsigned char forged[28] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55,
+                                           0x49, 0x54, 0x0A, 0x21, 0x11, 0x00, 0x0C, 6,    6,
+                                           6,    6,    127,  0,    0,    1,    0x30, 0x39, 0x1F,
+                                           0x90};
   static const unsigned char local[16] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51,
                                           0x55, 0x49, 0x54, 0x0A, 0x20, 0x00, 0x00, 0x00};
+  const unsigned char *hdrs[2] = {forged, local};
+  size_t lens[2] = {sizeof(forged), sizeof(local)};
   char line[512], port[16];
-  int fd;
 
   it_start("proxy", 1, 1, NULL);
   cr_assert_gt(h_wait_line(T.px.proc.log, "worker 1 ready", 0, 5000, line, sizeof(line)), 0);
   cr_assert_eq(h_line_field(line, "port", port, sizeof(port)), 0, "%s", line);
-  fd = hc_connect((uint16_t)atoi(port), NULL);
-  cr_assert_geq(fd, 0);
-  cr_assert_eq(hc_send_all(fd, local, sizeof(local)), 0);
-  cr_assert_eq(hc_roundtrip(fd, "GET /headers HTTP/1.1\r\nHost: t\r\n\r\n", &R), 0);
-  cr_assert_eq(R.status, 200);
-  cr_assert_str_eq(R.body,
-                   "GET /headers HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 127.0.0.1\r\n"
-                   "X-Forwarded-Proto: http\r\nX-Forwarded-Host: t\r\nVia: 1.1 lbproxy\r\n\r\n");
-  close(fd);
+  for (int i = 0; i < 2; i++) {
+    int fd = hc_connect((uint16_t)atoi(port), NULL);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(hc_send_all(fd, hdrs[i], lens[i]), 0);
+    cr_assert_eq(hc_send_all(fd, "GET /headers HTTP/1.1\r\nHost: t\r\n\r\n", 35), 0);
+    cr_assert_neq(hc_read_response(fd, &R, 0), 0, "a forged PROXY header was served: %s", R.body);
+    close(fd);
+  }
+  cr_assert_eq(h_count_lines(T.be[0].proc.log, "/headers"), 0, "the backend saw the request");
+  /* Through the master, with the secret, the real client address arrives. */
+  cr_assert_eq(it_get("/headers", &R), 0);
+  cr_assert(strstr(R.body, "X-Forwarded-For: 127.0.0.1\r\n") != NULL, "%s", R.body);
   it_stop();
 }
 

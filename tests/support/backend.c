@@ -1,9 +1,13 @@
 /* lbp-backend, the libuv HTTP/1.1 test upstream: connection I/O, the server and startup. */
 
 /* The backend names itself, streams, echoes and misbehaves on request. backend.h describes how
- * a connection works; backend_http.c holds the endpoints, request parsing and llhttp callbacks. */
+ * a connection works; backend_http.c holds the endpoints, request parsing and llhttp callbacks.
+ * For smuggling tests it can record every byte each connection sends and every request it
+ * parses (--record 1, or GET /mode?record=1; read back with GET /recorded), and parse like a
+ * CR-tolerant server (--cr-tolerant 1, or GET /mode?cr_tolerant=1). */
 
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -24,7 +28,7 @@
 #define COPY_MAX  512
 #define LINGER_MS 3000
 
-struct options g_opt = {"127.0.0.1:0", "backend", -1, 0, 1};
+struct options g_opt = {"127.0.0.1:0", "backend", -1, 0, 1, 0, 0};
 struct root_response g_root;
 uint64_t g_accepted;
 
@@ -118,6 +122,111 @@ void be_out_fmt(struct conn *c, const char *fmt, ...) {
   }
 }
 
+/* ---- Recording ---- */
+
+#define REC_MAX (4 << 20)
+
+struct rec_entry {
+  uint64_t conn;
+  int type;
+  size_t off, len, kept;
+};
+
+static struct rec_entry *g_rec;
+static size_t g_nrec, g_caprec;
+static char *g_recbuf;
+static size_t g_reclen;
+
+void be_record_add(uint64_t conn, int type, const void *p, size_t n) {
+  if (!g_opt.record || n == 0)
+    return;
+  if (g_nrec == g_caprec) {
+    g_caprec = g_caprec ? 2 * g_caprec : 256;
+    g_rec = xrealloc(g_rec, g_caprec * sizeof(*g_rec));
+  }
+  size_t kept = g_reclen + n <= REC_MAX ? n : 0;
+  if (kept > 0) {
+    g_recbuf = xrealloc(g_recbuf, g_reclen + n);
+    memcpy(g_recbuf + g_reclen, p, n);
+  }
+  g_rec[g_nrec++] = (struct rec_entry){conn, type, g_reclen, n, kept};
+  g_reclen += kept;
+}
+
+static uint64_t g_control[64];
+static size_t g_ncontrol;
+
+void be_record_control(uint64_t conn) {
+  if (g_ncontrol < sizeof(g_control) / sizeof(g_control[0]))
+    g_control[g_ncontrol++] = conn;
+}
+
+static int is_control(uint64_t conn) {
+  for (size_t i = 0; i < g_ncontrol; i++)
+    if (g_control[i] == conn)
+      return 1;
+  return 0;
+}
+
+char *be_record_render(int type, size_t *len, uint64_t *total, uint64_t *nconns) {
+  size_t cap = 64, n = 0;
+  char *out = xrealloc(NULL, cap);
+  *total = *nconns = 0;
+  for (size_t i = 0; i < g_nrec; i++) {
+    const struct rec_entry *e = &g_rec[i];
+    int first = 1;
+    if (e->type != type || is_control(e->conn))
+      continue;
+    for (size_t j = 0; j < i; j++) /* its connection's first entry of this type? */
+      if (g_rec[j].conn == e->conn && g_rec[j].type == type)
+        first = 0;
+    if (!first)
+      continue;
+    (*nconns)++;
+    for (size_t j = i; j < g_nrec; j++) {
+      const struct rec_entry *f = &g_rec[j];
+      if (f->conn != e->conn || f->type != type)
+        continue;
+      if (cap < n + f->kept + 64) {
+        cap = 2 * (n + f->kept + 64);
+        out = xrealloc(out, cap);
+      }
+      if (j == i)
+        n += (size_t)snprintf(out + n, cap - n, "=== conn %" PRIu64 "\n", e->conn);
+      memcpy(out + n, g_recbuf + f->off, f->kept);
+      n += f->kept;
+      *total += f->len;
+    }
+  }
+  *len = n;
+  return out;
+}
+
+/* CR-tolerant mode (--cr-tolerant, /mode?cr_tolerant=1): like Python's http.server, a CR that
+ * no LF follows ends a line. The LF llhttp wants is inserted after it, in place, into the n
+ * bytes just read at p (room permitting); a CR ending a read gets its LF, if due, at the start
+ * of the next one. Returns the new length. */
+static size_t cr_tolerate(struct conn *c, char *p, size_t n, size_t room) {
+  int held = c->cr_last, prev = held;
+  size_t add = 0, w;
+  for (size_t i = 0; i < n; i++) {
+    add += prev && p[i] != '\n';
+    prev = p[i] == '\r';
+  }
+  c->cr_last = prev;
+  if (add == 0 || add > room - n)
+    return n;
+  /* Backwards, so every byte moves once; positions before i are still unmoved when read. */
+  w = n + add;
+  for (size_t i = n; i-- > 0;) {
+    int after_cr = i > 0 ? p[i - 1] == '\r' : held;
+    p[--w] = p[i];
+    if (after_cr && p[w] != '\n')
+      p[--w] = '\n';
+  }
+  return n + add;
+}
+
 /* ---- Connection lifetime ---- */
 
 static void on_close(uv_handle_t *h) {
@@ -169,6 +278,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   }
   if (c->discard)
     return;
+  be_record_add(c->id, REC_RAW, buf->base, (size_t)nread);
+  if (g_opt.cr_tolerant)
+    nread = (ssize_t)cr_tolerate(c, buf->base, (size_t)nread, IN_CAP - c->in_off - c->in_len);
   c->in_len += (size_t)nread;
   be_conn_parse(c);
 }
@@ -366,7 +478,7 @@ static void build_root(void) {
 
 static void usage(void) {
   fprintf(stderr, "usage: lbp-backend [--listen HOST:PORT] [--name NAME] [--size BYTES] "
-                  "[--delay MS] [--procs N]\n");
+                  "[--delay MS] [--procs N] [--record 0|1] [--cr-tolerant 0|1]\n");
   exit(2);
 }
 
@@ -390,6 +502,10 @@ static void parse_args(int argc, char **argv) {
       g_opt.delay_ms = strtoull(v, NULL, 10);
     else if (klen == 7 && strncmp(a, "--procs", 7) == 0)
       g_opt.procs = atoi(v);
+    else if (klen == 8 && strncmp(a, "--record", 8) == 0)
+      g_opt.record = atoi(v);
+    else if (klen == 13 && strncmp(a, "--cr-tolerant", 13) == 0)
+      g_opt.cr_tolerant = atoi(v);
     else
       usage();
   }

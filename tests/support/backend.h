@@ -36,7 +36,8 @@
 
 // clang-format off
 enum ep { EP_ROOT, EP_BYTES, EP_CHUNKED, EP_EOF, EP_SUM, EP_ECHO, EP_HEADERS, EP_DELAY, EP_CONNS,
-          EP_CLOSE, EP_DROP, EP_STATUS, EP_HANG, EP_EARLY, EP_NOTFOUND };
+          EP_CLOSE, EP_DROP, EP_STATUS, EP_HANG, EP_EARLY, EP_MODE, EP_RECORDED, EP_RAW,
+          EP_NOTFOUND };
 // clang-format on
 
 /* What the last llhttp_execute paused at (struct conn's `event`). */
@@ -80,6 +81,7 @@ struct conn {
   struct batch *fill;
   size_t flight_bytes, in_off, in_len, url_len, head_len;
   const char *cap_from;
+  int cr_last; /* CR-tolerant mode: the last byte read was a CR */
   char url[URL_CAP];
   char head[HEAD_CAP];
   char in[IN_CAP];
@@ -91,6 +93,8 @@ struct options {
   long long size;
   uint64_t delay_ms;
   int procs;
+  int record;      /* keep what connections send (also switched on by GET /mode?record=1) */
+  int cr_tolerant; /* a bare CR ends a line, as in Python's http.server (/mode?cr_tolerant=1) */
 };
 
 /* The prebuilt static pieces of the "/" response (backend.c builds them at startup). */
@@ -136,6 +140,24 @@ void be_conn_progress(struct conn *c);
 /* Unlinks the connection and closes its handles; it is freed once both close callbacks ran.
  * Idempotent; the struct stays valid until the loop runs the callbacks. */
 void be_conn_close(struct conn *c);
+
+/* ---- backend.c: recording (for smuggling tests) ---- */
+
+/* What a record entry holds: bytes as read from a connection, or one parsed request line. */
+enum { REC_RAW, REC_REQUEST };
+
+/* Appends an entry for connection `conn` while g_opt.record is on (up to REC_MAX bytes are kept;
+ * later ones are only counted). */
+void be_record_add(uint64_t conn, int type, const void *p, size_t n);
+
+/* Marks connection `conn` as the test's own (it asked for /mode or /recorded): never rendered. */
+void be_record_control(uint64_t conn);
+
+/* Renders every entry of `type` from connections other than the test's own into a malloc'd buffer:
+ * per connection, "=== conn ID\n" then its bytes in order (for REC_REQUEST one line each).
+ * *total gets the bytes those entries held (counted even when not kept), *nconns the number
+ * of connections. Returns the buffer (free it), its length in *len. */
+char *be_record_render(int type, size_t *len, uint64_t *total, uint64_t *nconns);
 
 /* ---- backend_http.c: requests and responses ---- */
 

@@ -21,10 +21,47 @@ static const struct {
   const char *path;
   enum ep ep;
 } routes[] = {
-    {"/", EP_ROOT},       {"/bytes", EP_BYTES}, {"/chunked", EP_CHUNKED}, {"/eof", EP_EOF},
-    {"/sum", EP_SUM},     {"/echo", EP_ECHO},   {"/headers", EP_HEADERS}, {"/delay", EP_DELAY},
-    {"/conns", EP_CONNS}, {"/close", EP_CLOSE}, {"/drop", EP_DROP},       {"/status", EP_STATUS},
-    {"/hang", EP_HANG},   {"/early", EP_EARLY},
+    {"/", EP_ROOT},           {"/bytes", EP_BYTES},
+    {"/chunked", EP_CHUNKED}, {"/eof", EP_EOF},
+    {"/sum", EP_SUM},         {"/echo", EP_ECHO},
+    {"/headers", EP_HEADERS}, {"/delay", EP_DELAY},
+    {"/conns", EP_CONNS},     {"/close", EP_CLOSE},
+    {"/drop", EP_DROP},       {"/status", EP_STATUS},
+    {"/hang", EP_HANG},       {"/early", EP_EARLY},
+    {"/mode", EP_MODE},       {"/recorded", EP_RECORDED},
+    {"/raw", EP_RAW},
+};
+
+/* /raw?kind=NAME: malformed or ambiguous responses, written as is, for the proxy to refuse. */
+#define RAW(name, text, close)                                                                     \
+  { name, text, sizeof(text) - 1, close }
+static const struct {
+  const char *name, *text;
+  size_t len;
+  int close; /* close after it (the framing needs EOF) */
+} raw_responses[] = {
+    RAW("barecr", "HTTP/1.1 200 OK\r\nX-A: \rX-Smuggled: 1\r\nContent-Length: 2\r\n\r\nok", 0),
+    RAW("barelf", "HTTP/1.1 200 OK\r\nX-A: b\nContent-Length: 2\r\n\r\nok", 0),
+    RAW("clte",
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "2\r\nok\r\n0\r\n\r\n",
+        0),
+    RAW("cl2", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok!", 0),
+    RAW("fold",
+        "HTTP/1.1 200 OK\r\nX-A:\r\n Transfer-Encoding: chunked\r\nContent-Length: 2\r\n"
+        "\r\nok",
+        0),
+    RAW("spname", "HTTP/1.1 200 OK\r\nX-A : b\r\nContent-Length: 2\r\n\r\nok", 0),
+    RAW("http2", "HTTP/2.0 200 OK\r\nContent-Length: 2\r\n\r\nok", 0),
+    RAW("status2", "HTTP/1.1 20 OK\r\nContent-Length: 2\r\n\r\nok", 0),
+    RAW("ctlreason", "HTTP/1.1 200 O\x01K\r\nContent-Length: 2\r\n\r\nok", 0),
+    RAW("lead", "\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 0),
+    RAW("nul", "HTTP/1.1 200 OK\r\nX-A: a\0b\r\nContent-Length: 2\r\n\r\nok", 0),
+    RAW("chunkcrlf", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nokXX0\r\n\r\n", 0),
+    RAW("chunkcr", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\rXok\r\n0\r\n\r\n", 0),
+    RAW("chunksp", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2 \r\nok\r\n0\r\n\r\n", 0),
+    RAW("tegzip", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nok", 1),
+    RAW("good", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 0),
 };
 
 llhttp_settings_t g_settings;
@@ -139,6 +176,50 @@ void be_stream_drive(struct conn *c) {
     response_done(c);
 }
 
+static const char *query_str(const char *q, const char *key, size_t *len);
+static uint64_t query_u64(const char *q, const char *key, uint64_t def);
+
+/* The endpoints smuggling tests use: /mode?record=0|1&cr_tolerant=0|1 switches recording and
+ * CR tolerance, /recorded?what=raw|requests returns what connections sent (or which requests
+ * were parsed) since recording began, leaving out the connections that asked for /mode or
+ * /recorded (the test's own), and /raw?kind=NAME sends a malformed response. */
+static void respond_test(struct conn *c) {
+  struct req *q = &c->req;
+  const char *query = strchr(c->url, '?'), *v;
+  char extra[160];
+  size_t len, n;
+  uint64_t total, nconns;
+
+  query = query ? query + 1 : NULL;
+  if (q->ep != EP_RAW)
+    be_record_control(c->id);
+  if (q->ep == EP_MODE) {
+    g_opt.record = (int)query_u64(query, "record", (uint64_t)g_opt.record);
+    g_opt.cr_tolerant = (int)query_u64(query, "cr_tolerant", (uint64_t)g_opt.cr_tolerant);
+    respond_simple(c, 200, NULL, "ok\n", 3);
+  } else if (q->ep == EP_RECORDED) {
+    v = query_str(query, "what", &len);
+    int type = v && len == 8 && memcmp(v, "requests", 8) == 0 ? REC_REQUEST : REC_RAW;
+    char *body = be_record_render(type, &n, &total, &nconns);
+    snprintf(extra, sizeof(extra),
+             "X-Recorded-Bytes: %" PRIu64 "\r\nX-Recorded-Conns: %" PRIu64 "\r\n", total, nconns);
+    respond_simple(c, 200, extra, body, n);
+    free(body);
+  } else {
+    v = query_str(query, "kind", &len);
+    for (size_t i = 0; v != NULL && i < sizeof(raw_responses) / sizeof(raw_responses[0]); i++) {
+      if (strlen(raw_responses[i].name) != len || memcmp(raw_responses[i].name, v, len) != 0)
+        continue;
+      be_out_bytes(c, raw_responses[i].text, raw_responses[i].len);
+      if (raw_responses[i].close)
+        q->keep_alive = 0;
+      response_done(c);
+      return;
+    }
+    respond_simple(c, 400, NULL, "unknown kind\n", 13);
+  }
+}
+
 /* Writes the response of the current request; a few endpoints leave it open (stream, hang). */
 static void respond(struct conn *c) {
   struct req *q = &c->req;
@@ -215,6 +296,11 @@ static void respond(struct conn *c) {
     c->blocked = c->discard = 1;
     c->in_len = c->in_off = 0;
     break;
+  case EP_MODE:
+  case EP_RECORDED:
+  case EP_RAW:
+    respond_test(c);
+    break;
   case EP_NOTFOUND:
     respond_simple(c, 404, NULL, "not found\n", 10);
     break;
@@ -258,6 +344,21 @@ static uint64_t query_u64(const char *q, const char *key, uint64_t def) {
       q++;
   }
   return def;
+}
+
+/* The value of `key` in a query string (not NUL-terminated: its length goes to *len), or NULL. */
+static const char *query_str(const char *q, const char *key, size_t *len) {
+  size_t kl = strlen(key);
+  while (q != NULL && *q != '\0') {
+    if (strncmp(q, key, kl) == 0 && q[kl] == '=') {
+      *len = strcspn(q + kl + 1, "&");
+      return q + kl + 1;
+    }
+    q = strchr(q, '&');
+    if (q != NULL)
+      q++;
+  }
+  return NULL;
 }
 
 static void route(struct conn *c) {
@@ -305,6 +406,11 @@ static void on_request_head(struct conn *c) {
   q->has_cl = (c->parser.flags & F_CONTENT_LENGTH) != 0;
   q->cl = q->has_cl ? c->parser.content_length : 0;
   route(c);
+  if (g_opt.record) {
+    char line[URL_CAP + 64];
+    int n = snprintf(line, sizeof(line), "%s %s\n", llhttp_method_name(c->parser.method), c->url);
+    be_record_add(c->id, REC_REQUEST, line, n < (int)sizeof(line) ? (size_t)n : sizeof(line) - 1);
+  }
   if ((q->body_chunked || q->cl > 0) && expects_continue(c))
     be_out_bytes(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
   if (q->ep == EP_ECHO || q->ep == EP_EARLY) /* both answer before the body has arrived */

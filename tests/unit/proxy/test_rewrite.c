@@ -155,13 +155,13 @@ Test(rewrite, responses_get_our_connection_line_and_via) {
   char out[4096];
 
   parse("HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n", 0);
-  join(iov, px_rewrite_response(&head, PX_CONN_CLOSE, 0, iov, PX_HEAD_MAX_IOV), out);
+  join(iov, px_rewrite_response(&head, PX_CONN_CLOSE, NULL, 0, iov, PX_HEAD_MAX_IOV), out);
   cr_assert_str_eq(out, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n"
                         "Via: 1.1 lbproxy\r\n\r\n");
   parse("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         "Via: 1.1 a\r\n\r\n",
         0);
-  join(iov, px_rewrite_response(&head, PX_CONN_UPGRADE, 0, iov, PX_HEAD_MAX_IOV), out);
+  join(iov, px_rewrite_response(&head, PX_CONN_UPGRADE, NULL, 0, iov, PX_HEAD_MAX_IOV), out);
   cr_assert_str_eq(out, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                         "Via: 1.1 a, 1.1 lbproxy\r\nConnection: upgrade\r\n\r\n");
 }

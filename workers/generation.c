@@ -1,0 +1,124 @@
+/* Generations: one validated config and everything derived from it, owned by reference. */
+#include "master.h"
+
+#include "addrs.h"
+#include "dispatch.h"
+#include "log.h"
+#include "shm.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+static void gen_destroy(struct generation *g) {
+  struct generation **pp = &g->m->gens;
+
+  while (*pp != NULL && *pp != g)
+    pp = &(*pp)->next;
+  if (*pp == g)
+    *pp = g->next;
+  if (g->dispatch != NULL)
+    g->dispatch->gen_fini(g);
+  for (size_t i = 0; i < LBP_MAX_LISTENERS; i++)
+    if (g->listeners[i] != NULL)
+      lsock_unref(g->listeners[i]);
+  if (g->shm != NULL)
+    lbp_shm_unmap(g->shm, g->shm_len);
+  if (g->shm_fd >= 0)
+    close(g->shm_fd);
+  free(g->addrs);
+  free(g->bytes);
+  cfg_free(g->cfg);
+  free(g);
+}
+
+void gen_ref(struct generation *g) {
+  g->refs++;
+}
+
+void gen_unref(struct generation *g) {
+  if (--g->refs == 0) {
+    LBP_DEBUG("generation %u released", g->id);
+    gen_destroy(g);
+  }
+}
+
+/* The public socket of every listener; a bind that fails names its address. */
+static int bind_listeners(struct generation *g, char *why, size_t whycap) {
+  for (size_t i = 0; i < g->cfg->nlisteners; i++) {
+    const struct cfg_addr *a = &g->cfg->listeners[i].addr;
+    int rc = lsock_public(g->m, a, &g->listeners[i]);
+    if (rc != 0) {
+      snprintf(why, whycap, "%s:%d:%d: listen %s:%u: %s%s", g->cfg->file, a->line, a->col,
+               a->any ? "*" : a->host, a->port, uv_strerror(rc),
+               rc == UV_EADDRINUSE ? " (is another lbproxy or server running there?)" : "");
+      return rc;
+    }
+  }
+  return 0;
+}
+
+int gen_build(struct master *m, struct lbp_config *cfg, char *bytes, size_t len,
+              struct generation **out, char *why, size_t whycap) {
+  struct generation *g = calloc(1, sizeof(*g));
+  int rc;
+
+  if (g == NULL) {
+    cfg_free(cfg);
+    free(bytes);
+    snprintf(why, whycap, "out of memory");
+    return UV_ENOMEM;
+  }
+  g->m = m;
+  g->id = ++m->next_gen_id;
+  g->refs = 1; /* the master's */
+  g->cfg = cfg;
+  g->bytes = bytes;
+  g->len = len;
+  g->shm_fd = -1;
+  g->nslots = cfg->workers;
+  g->dispatch = dispatch_find(cfg->dispatch);
+  g->next = m->gens;
+  m->gens = g;
+  if (getrandom(g->secret, sizeof(g->secret), 0) != (ssize_t)sizeof(g->secret)) {
+    rc = UV_EIO;
+    snprintf(why, whycap, "no random bytes for the generation secret");
+    goto fail;
+  }
+  g->shm_len = lbp_shm_size(cfg);
+  if ((rc = lbp_shm_create(g->shm_len, &g->shm_fd, &g->shm)) != 0 ||
+      (rc = lbp_addrs_encode(cfg, &g->addrs, &g->addrs_len)) != 0) {
+    snprintf(why, whycap, "shared memory: %s", uv_strerror(rc));
+    goto fail;
+  }
+  if ((rc = bind_listeners(g, why, whycap)) != 0)
+    goto fail;
+  if ((rc = g->dispatch->gen_init(g)) != 0) {
+    snprintf(why, whycap, "dispatch %s: %s", g->dispatch->name, uv_strerror(rc));
+    goto fail;
+  }
+  g->t_created = uv_now(m->loop);
+  *out = g;
+  return 0;
+fail:
+  gen_destroy(g);
+  return rc;
+}
+
+int gen_listener_index(const struct generation *g, const struct lsock *ls) {
+  const struct lsock *pub = ls->kind == LSOCK_PUBLIC ? ls : ls->group;
+
+  for (size_t i = 0; i < g->cfg->nlisteners; i++)
+    if (g->listeners[i] == pub)
+      return (int)i;
+  return -1;
+}
+
+int gen_listener_by_name(const struct generation *g, const char *name) {
+  for (size_t i = 0; i < g->cfg->nlisteners; i++)
+    if (strcmp(g->listeners[i]->name, name) == 0)
+      return (int)i;
+  return -1;
+}
