@@ -2,10 +2,11 @@
 
 /*
  * The relay borrows two streams it does not own, and its memory must outlive both streams'
- * pending requests (they complete, cancelled, only when a stream is closed). The tunnel is that
- * memory: it holds one reference for the client stream (the owner releases it from its close
- * callback) and one for the upstream connection (released by its on_closed), and frees itself
- * when both are gone, whichever closes last.
+ * pending requests (they complete, cancelled, only when a stream is closed) and its own timer.
+ * The tunnel is that memory: it holds one reference for the client stream (the owner releases
+ * it from its close callback), one for the upstream connection (released by its on_closed) and
+ * one for the relay (released when its `done` ran), and frees itself when all are gone,
+ * whichever goes last.
  */
 #include "tunnel.h"
 
@@ -18,6 +19,7 @@ struct px_tunnel {
   void *arg;
   int refs;
   int stopped;
+  int up_gone; /* the upstream connection is freed (the context closed it first) */
 };
 
 static void tunnel_unref(struct px_tunnel *t) {
@@ -26,7 +28,10 @@ static void tunnel_unref(struct px_tunnel *t) {
 }
 
 static void up_closed(struct px_up *u) {
-  tunnel_unref(px_up_data(u));
+  struct px_tunnel *t = px_up_data(u);
+
+  t->up_gone = 1;
+  tunnel_unref(t);
 }
 
 static const struct px_up_cbs tunnel_up_cbs = {.on_closed = up_closed};
@@ -38,9 +43,11 @@ static void relay_done(struct px_relay *r, enum px_relay_end why, int side) {
   int reset_server = why == PX_RELAY_RESET && side == 0;
   int reset_client = (why == PX_RELAY_RESET && side == 1) || why == PX_RELAY_SEND_TIMEOUT;
 
-  px_up_close(t->up, reset_server);
+  if (!t->up_gone)
+    px_up_close(t->up, reset_server);
   if (!t->stopped)
     t->done(t->arg, reset_client);
+  tunnel_unref(t);
 }
 
 int px_tunnel_start(uv_loop_t *loop, struct px_bufpool *pool, uv_stream_t *client, struct px_up *u,
@@ -63,7 +70,7 @@ int px_tunnel_start(uv_loop_t *loop, struct px_bufpool *pool, uv_stream_t *clien
   t->up = u;
   t->done = done;
   t->arg = arg;
-  t->refs = 2;
+  t->refs = 3;
   t->relay.data = t;
   px_relay_init(&t->relay, pool, idle_ms, send_ms, -1, 0);
   *out = t;

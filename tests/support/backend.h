@@ -29,6 +29,8 @@
 #include <llhttp.h>
 #include <uv.h>
 
+#include "ws.h"
+
 #define IN_CAP     (64 * 1024)
 #define HEAD_CAP   (32 * 1024)
 #define URL_CAP    8192
@@ -37,7 +39,7 @@
 // clang-format off
 enum ep { EP_ROOT, EP_BYTES, EP_CHUNKED, EP_EOF, EP_SUM, EP_ECHO, EP_HEADERS, EP_DELAY, EP_CONNS,
           EP_CLOSE, EP_DROP, EP_STATUS, EP_HANG, EP_EARLY, EP_MODE, EP_RECORDED, EP_RAW,
-          EP_NOTFOUND };
+          EP_WS, EP_NOTFOUND };
 // clang-format on
 
 /* What the last llhttp_execute paused at (struct conn's `event`). */
@@ -81,7 +83,11 @@ struct conn {
   struct batch *fill;
   size_t flight_bytes, in_off, in_len, url_len, head_len;
   const char *cap_from;
-  int cr_last; /* CR-tolerant mode: the last byte read was a CR */
+  int cr_last;    /* CR-tolerant mode: the last byte read was a CR */
+  int ws;         /* the connection speaks WebSocket (after /ws's 101): be_ws_input */
+  int ws_payload; /* in a frame's payload */
+  struct ws_head wsh;
+  uint64_t ws_left, ws_off;
   char url[URL_CAP];
   char head[HEAD_CAP];
   char in[IN_CAP];
@@ -170,6 +176,15 @@ void be_conn_parse(struct conn *c);
 
 /* Generates more of the streaming response while output is below HIGH_WATER. */
 void be_stream_drive(struct conn *c);
+
+/* ---- backend_ws.c: the WebSocket echo ---- */
+
+/* Answers GET /ws: a 101 (and the connection speaks WebSocket from then on), or -1 if the
+ * request is not a WebSocket handshake. */
+int be_ws_respond(struct conn *c);
+
+/* Echoes the frames in the input buffer (from be_conn_parse once c->ws is set). */
+void be_ws_input(struct conn *c);
 
 /* The connection timer's callback: a delayed response is due, or a lingering close gave up. */
 void be_on_timer(uv_timer_t *t);

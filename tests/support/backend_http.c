@@ -29,7 +29,7 @@ static const struct {
     {"/drop", EP_DROP},       {"/status", EP_STATUS},
     {"/hang", EP_HANG},       {"/early", EP_EARLY},
     {"/mode", EP_MODE},       {"/recorded", EP_RECORDED},
-    {"/raw", EP_RAW},
+    {"/raw", EP_RAW},         {"/ws", EP_WS},
 };
 
 /* /raw?kind=NAME: malformed or ambiguous responses, written as is, for the proxy to refuse. */
@@ -301,6 +301,10 @@ static void respond(struct conn *c) {
   case EP_RAW:
     respond_test(c);
     break;
+  case EP_WS:
+    if (be_ws_respond(c) != 0)
+      respond_simple(c, 400, NULL, "not a websocket handshake\n", 26);
+    break;
   case EP_NOTFOUND:
     respond_simple(c, 404, NULL, "not found\n", 10);
     break;
@@ -458,8 +462,12 @@ static void head_capture(struct conn *c, const char *end) {
 /* Feeds buffered input to llhttp and acts on its pauses, until input runs out or the current
  * response blocks the parser; then flushes output and re-evaluates reading. */
 void be_conn_parse(struct conn *c) {
+  if (c->ws) {
+    be_ws_input(c);
+    return;
+  }
   c->in_parse = 1;
-  while (!c->blocked && !c->closing && (c->need_exec || c->in_len > 0)) {
+  while (!c->ws && !c->blocked && !c->closing && (c->need_exec || c->in_len > 0)) {
     const char *p = c->in + c->in_off;
     size_t n = c->in_len;
     c->need_exec = 0;
@@ -486,6 +494,10 @@ void be_conn_parse(struct conn *c) {
   if (c->in_len == 0)
     c->in_off = 0;
   c->in_parse = 0;
+  if (c->ws) {
+    be_ws_input(c); /* frames the client sent right behind its handshake */
+    return;
+  }
   be_conn_progress(c);
 }
 

@@ -357,7 +357,10 @@ int h_proxy_start(struct h_proxy *px, const char *dir, const char *yaml) {
   int n = snprintf(log, sizeof(log), "%s/lbproxy.log", dir);
   if (n < 0 || (size_t)n >= sizeof(log))
     return -ENAMETOOLONG;
-  const char *argv[] = {LBP_PROXY_BIN, "-c", px->config, NULL};
+  /* LBP_TEST_PROXY_BIN runs the tests against another build (an older one, to see a test fail
+   * without the change it covers). */
+  const char *bin = getenv("LBP_TEST_PROXY_BIN");
+  const char *argv[] = {bin != NULL ? bin : LBP_PROXY_BIN, "-c", px->config, NULL};
   return start_and_wait_ready(&px->proc, argv, log, PROXY_DEADLINE_MS, &px->port);
 }
 

@@ -73,7 +73,8 @@ struct h_proxy {
 };
 
 /* Writes `yaml` to dir/lbproxy.yaml, starts `lbproxy -c` on it (log dir/lbproxy.log) and
- * waits for the master's ready line. 0 or a negative error (the log explains). */
+ * waits for the master's ready line. 0 or a negative error (the log explains). The binary is
+ * $LBP_TEST_PROXY_BIN when set (to run a test against an older build), else this build's. */
 int h_proxy_start(struct h_proxy *px, const char *dir, const char *yaml);
 /* SIGTERM, wait (SIGKILL after a deadline), reap. Returns the master's wait status. */
 int h_proxy_stop(struct h_proxy *px);
