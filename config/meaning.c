@@ -156,8 +156,9 @@ static int link_listener(struct cfg__ctx *ctx, struct lbp_config *cfg, const str
   return 0;
 }
 
+/* Port 0 is "any free port": two of them never collide (tests run several listeners so). */
 static int same_addr(const struct cfg_addr *a, const struct cfg_addr *b) {
-  return a->port == b->port && strcmp(a->host, b->host) == 0;
+  return a->port != 0 && a->port == b->port && strcmp(a->host, b->host) == 0;
 }
 
 /* Builds cfg->listeners: the `listeners:` entries, or one HTTP listener from `listen:`. */

@@ -4,6 +4,7 @@
 #include "pattern.h"
 #include "ws.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -256,4 +257,170 @@ IT_EACH_STRATEGY(tunnel, tunnels_open_at_a_stop_are_closed_and_the_stop_is_clean
     cr_assert(hc_wait_closed(fd[i], 10000));
     close(fd[i]);
   }
+}
+
+/* ---- tcp listeners ---- */
+
+/* Starts b1 (HTTP) and `nraw` raw echo backends r1.. (T.be[1..]), and lbproxy with an http
+ * listener over b1 (T.px.port) and a tcp listener over the raw ones on 127.0.0.2 (two listeners
+ * on one host at port 0 would be one socket to the master's registry); returns the tcp port. */
+static uint16_t start_tcp(const char *dispatch, int nraw, const char *top) {
+  static const char *const raw[] = {"--raw", "1", NULL};
+  char yaml[4096], line[1024], v[256], name[16];
+  size_t n;
+  int rc;
+
+  memset(&T, 0, sizeof(T));
+  cr_assert_eq(h_tmpdir(T.dir, sizeof(T.dir)), 0);
+  T.dispatch = dispatch;
+  T.workers = 2;
+  for (int i = 0; i <= nraw; i++) {
+    snprintf(name, sizeof(name), i == 0 ? "b1" : "r%d", i);
+    cr_assert_eq(h_backend_start(&T.be[i], T.dir, name, i == 0 ? NULL : raw), 0, "%s", name);
+    T.nbe = i + 1;
+  }
+  n = (size_t)snprintf(yaml, sizeof(yaml),
+                       "workers: 2\ndispatch: %s\nstats_interval: 100ms\n%s"
+                       "listeners:\n  - listen: 127.0.0.1:0\n"
+                       "  - listen: 127.0.0.2:0\n    mode: tcp\n    upstream: raw\n"
+                       "upstreams:\n  app:\n    servers: [127.0.0.1:%u]\n  raw:\n    servers:\n",
+                       dispatch, top ? top : "", T.be[0].port);
+  for (int i = 1; i <= nraw; i++)
+    n += (size_t)snprintf(yaml + n, sizeof(yaml) - n, "      - 127.0.0.1:%u\n", T.be[i].port);
+  snprintf(yaml + n, sizeof(yaml) - n, "routes:\n  - upstream: app\n");
+  rc = h_proxy_start(&T.px, T.dir, yaml);
+  if (rc != 0)
+    it_dump(T.px.proc.log);
+  cr_assert_eq(rc, 0, "lbproxy did not start");
+  T.started = 1;
+  cr_assert_gt(h_wait_line(T.px.proc.log, "ready listen=", 0, 1000, line, sizeof(line)), 0);
+  cr_assert_eq(h_line_field(line, "listeners", v, sizeof(v)), 0, "%s", line);
+  return (uint16_t)atoi(strrchr(v, ':') + 1);
+}
+
+/* A connection to the tcp listener (on 127.0.0.2). */
+static int tcp_connect(uint16_t port) {
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+  cr_assert_geq(fd, 0);
+  inet_pton(AF_INET, "127.0.0.2", &sa.sin_addr);
+  cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0, "connect: %s", strerror(errno));
+  return fd;
+}
+
+struct raw_send {
+  int fd;
+  uint64_t len, fnv;
+};
+
+/* Sends `len` pseudo-random bytes in uneven pieces, then half-closes. */
+static void *raw_sender(void *arg) {
+  struct raw_send *s = arg;
+  static unsigned char buf[70000];
+  unsigned seed = 7;
+
+  s->fnv = HC_FNV_INIT;
+  for (uint64_t off = 0; off < s->len;) {
+    size_t k = 1 + (size_t)(off * 104729 % 65000);
+    if (k > s->len - off)
+      k = (size_t)(s->len - off);
+    for (size_t i = 0; i < k; i++)
+      buf[i] = (unsigned char)rand_r(&seed);
+    s->fnv = hc_fnv(s->fnv, buf, k);
+    cr_assert_eq(hc_send_all(s->fd, buf, k), 0);
+    off += k;
+  }
+  cr_assert_eq(shutdown(s->fd, SHUT_WR), 0);
+  return NULL;
+}
+
+/* Sends `len` random bytes through the tcp listener while reading the echo, then the backend's
+ * trailer after our half-close, then EOF; checks both checksums. The backend's name. */
+static void raw_exchange(uint16_t port, uint64_t len, char *backend, size_t cap) {
+  static char buf[65536], trailer[256];
+  struct raw_send s = {.len = len};
+  uint64_t got = 0, fnv = HC_FNV_INIT, tlen = 0;
+  char want[64], v[64];
+  pthread_t th;
+  ssize_t r;
+
+  s.fd = tcp_connect(port);
+  pthread_create(&th, NULL, raw_sender, &s);
+  while ((r = recv(s.fd, buf, sizeof(buf), 0)) > 0) {
+    size_t echo = got < len ? (size_t)(len - got < (uint64_t)r ? len - got : (uint64_t)r) : 0;
+    fnv = hc_fnv(fnv, buf, echo);
+    cr_assert_lt(tlen + (size_t)r - echo, sizeof(trailer));
+    memcpy(trailer + tlen, buf + echo, (size_t)r - echo);
+    tlen += (size_t)r - echo;
+    got += (uint64_t)r;
+  }
+  pthread_join(th, NULL);
+  close(s.fd);
+  trailer[tlen] = '\0';
+  cr_assert_eq(r, 0, "the connection was reset (%s)", strerror(errno));
+  cr_assert_geq(got, len, "only %llu of %llu bytes came back", (unsigned long long)got,
+                (unsigned long long)len);
+  cr_assert_eq(fnv, s.fnv, "the echo differs from what was sent");
+  snprintf(want, sizeof(want), "len=%llu fnv=%016llx\n", (unsigned long long)len,
+           (unsigned long long)s.fnv);
+  cr_assert(strstr(trailer, want) != NULL, "the backend got something else: %s", trailer);
+  cr_assert_eq(h_line_field(trailer, "name", v, sizeof(v)), 0, "%s", trailer);
+  cr_assert_lt(strlen(v), cap);
+  memcpy(backend, v, strlen(v) + 1);
+}
+
+IT_EACH_STRATEGY(tcp, random_bytes_both_ways_and_half_closes_pass_through_intact) {
+  char name[32];
+  uint16_t port = start_tcp(dispatch, 1, NULL);
+
+  raw_exchange(port, 4 << 20, name, sizeof(name));
+  cr_assert_str_eq(name, "r1");
+  raw_exchange(port, 1, name, sizeof(name));
+  /* The http listener serves on beside it. */
+  cr_assert_eq(it_get("/", &R), 0);
+  cr_assert_eq(R.status, 200);
+  it_stop();
+}
+
+IT_EACH_STRATEGY(tcp, connections_are_balanced_and_a_dead_server_is_skipped) {
+  char name[32];
+  int r1 = 0, r2 = 0;
+  uint16_t port = start_tcp(dispatch, 2, NULL);
+
+  for (int i = 0; i < 4; i++) {
+    raw_exchange(port, 1000, name, sizeof(name));
+    r1 += strcmp(name, "r1") == 0;
+    r2 += strcmp(name, "r2") == 0;
+  }
+  cr_assert_eq(r1, 2, "r1 served %d of 4", r1);
+  cr_assert_eq(r2, 2, "r2 served %d of 4", r2);
+  h_backend_stop(&T.be[1]); /* r1: its connects are refused now */
+  for (int i = 0; i < 4; i++) {
+    raw_exchange(port, 1000, name, sizeof(name));
+    cr_assert_str_eq(name, "r2", "connection %d", i);
+  }
+  it_stop();
+}
+
+IT_EACH_STRATEGY(tcp, with_no_server_reachable_the_client_is_closed) {
+  uint16_t port = start_tcp(dispatch, 1, NULL);
+  int fd;
+
+  h_backend_stop(&T.be[1]);
+  fd = tcp_connect(port);
+  cr_assert(hc_wait_closed(fd, 10000), "the client stayed open with no server to reach");
+  close(fd);
+  it_stop();
+}
+
+IT_EACH_STRATEGY(tcp, a_silent_connection_ends_after_tcp_idle) {
+  uint16_t port = start_tcp(dispatch, 1, "timeouts:\n  tcp_idle: 300ms\n");
+  int64_t t0 = h_now_ms();
+  int fd = tcp_connect(port);
+
+  cr_assert(hc_wait_closed(fd, 10000), "the idle connection stayed open");
+  cr_assert_geq(h_now_ms() - t0, 250);
+  close(fd);
+  it_stop();
 }

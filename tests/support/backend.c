@@ -28,7 +28,7 @@
 #define COPY_MAX  512
 #define LINGER_MS 3000
 
-struct options g_opt = {"127.0.0.1:0", "backend", -1, 0, 1, 0, 0};
+struct options g_opt = {.listen = "127.0.0.1:0", .name = "backend", .size = -1, .procs = 1};
 struct root_response g_root;
 uint64_t g_accepted;
 
@@ -263,10 +263,36 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
     *buf = uv_buf_init(c->in + c->in_off + c->in_len, IN_CAP - c->in_off - c->in_len);
 }
 
+/* --raw: the client's bytes come back as they are; its EOF gets what was received, counted and
+ * checksummed, and then ours (a half-close both ways, as a raw protocol test needs). */
+static void raw_input(struct conn *c, const char *p, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    c->raw_fnv = (c->raw_fnv ^ (unsigned char)p[i]) * 0x100000001b3ULL;
+  c->raw_len += n;
+  be_out_bytes(c, p, n);
+  be_conn_progress(c);
+}
+
+static void raw_eof(struct conn *c) {
+  be_out_fmt(c, "name=%s len=%" PRIu64 " fnv=%016" PRIx64 "\n", g_opt.name, c->raw_len, c->raw_fnv);
+  c->close_after_flush = 1;
+  c->peer_eof = 1;
+  be_conn_progress(c);
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   struct conn *c = s->data;
   if (c->closing || nread == 0)
     return;
+  if (g_opt.raw && !c->discard) {
+    if (nread > 0)
+      raw_input(c, buf->base, (size_t)nread);
+    else if (nread == UV_EOF)
+      raw_eof(c);
+    else
+      be_conn_close(c);
+    return;
+  }
   if (nread == UV_EOF && !c->discard) {
     c->peer_eof = 1;
     be_conn_progress(c);
@@ -423,6 +449,7 @@ static void on_connection(uv_stream_t *server, int status) {
     return;
   }
   c->id = ++g_accepted;
+  c->raw_fnv = 0xcbf29ce484222325ULL;
   uv_tcp_nodelay(&c->tcp, 1);
   llhttp_init(&c->parser, HTTP_REQUEST, &g_settings);
   c->parser.data = c;
@@ -478,6 +505,7 @@ static void build_root(void) {
 
 static void usage(void) {
   fprintf(stderr, "usage: lbp-backend [--listen HOST:PORT] [--name NAME] [--size BYTES] "
+                  "[--raw 1] [--keepalive-timeout MS] "
                   "[--delay MS] [--procs N] [--record 0|1] [--cr-tolerant 0|1]\n");
   exit(2);
 }
@@ -502,6 +530,10 @@ static void parse_args(int argc, char **argv) {
       g_opt.delay_ms = strtoull(v, NULL, 10);
     else if (klen == 7 && strncmp(a, "--procs", 7) == 0)
       g_opt.procs = atoi(v);
+    else if (klen == 5 && strncmp(a, "--raw", 5) == 0)
+      g_opt.raw = atoi(v);
+    else if (klen == 19 && strncmp(a, "--keepalive-timeout", 19) == 0)
+      g_opt.keepalive_ms = strtoull(v, NULL, 10);
     else if (klen == 8 && strncmp(a, "--record", 8) == 0)
       g_opt.record = atoi(v);
     else if (klen == 13 && strncmp(a, "--cr-tolerant", 13) == 0)

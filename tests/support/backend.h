@@ -83,9 +83,10 @@ struct conn {
   struct batch *fill;
   size_t flight_bytes, in_off, in_len, url_len, head_len;
   const char *cap_from;
-  int cr_last;    /* CR-tolerant mode: the last byte read was a CR */
-  int ws;         /* the connection speaks WebSocket (after /ws's 101): be_ws_input */
-  int ws_payload; /* in a frame's payload */
+  int cr_last;               /* CR-tolerant mode: the last byte read was a CR */
+  int ws;                    /* the connection speaks WebSocket (after /ws's 101): be_ws_input */
+  uint64_t raw_len, raw_fnv; /* --raw: bytes received and their FNV-1a */
+  int ws_payload;            /* in a frame's payload */
   struct ws_head wsh;
   uint64_t ws_left, ws_off;
   char url[URL_CAP];
@@ -99,7 +100,9 @@ struct options {
   long long size;
   uint64_t delay_ms;
   int procs;
-  int record;      /* keep what connections send (also switched on by GET /mode?record=1) */
+  int raw;               /* --raw 1: no HTTP: echo every byte, and at EOF "name=N len=L fnv=F\n" */
+  uint64_t keepalive_ms; /* --keepalive-timeout MS: close a connection idle between requests */
+  int record;            /* keep what connections send (also switched on by GET /mode?record=1) */
   int cr_tolerant; /* a bare CR ends a line, as in Python's http.server (/mode?cr_tolerant=1) */
 };
 
