@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -304,6 +305,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   }
   if (c->discard)
     return;
+  if (c->ka_armed) {
+    c->ka_armed = 0;
+    uv_timer_stop(&c->timer);
+  }
   be_record_add(c->id, REC_RAW, buf->base, (size_t)nread);
   if (g_opt.cr_tolerant)
     nread = (ssize_t)cr_tolerate(c, buf->base, (size_t)nread, IN_CAP - c->in_off - c->in_len);
@@ -400,6 +405,41 @@ void be_conn_flush(struct conn *c) {
   c->fill = &c->b[b == &c->b[0]];
 }
 
+void be_conn_fin(struct conn *c) {
+  uv_os_fd_t fd;
+  int on = 1;
+
+  /* Corked, the response waits in the kernel and leaves with the FIN in one segment: the peer
+   * reads the response and finds the EOF right behind it, whatever the scheduler does. */
+  if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+    setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof(on));
+  be_conn_flush(c);
+  if (c->writing || uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0) {
+    c->close_after_flush = c->blocked = 1; /* did not fit at once: an ordinary close */
+    return;
+  }
+  shutdown(fd, SHUT_WR);
+  c->shutting = c->discard = c->blocked = 1;
+  c->in_len = c->in_off = 0;
+  uv_timer_start(&c->timer, be_on_timer, LINGER_MS, 0);
+}
+
+/* --keepalive-timeout: a connection idle between requests is closed after that long, as real
+ * servers do (Node.js 5 s, Apache 5 s, gunicorn 2 s). */
+static void keepalive_update(struct conn *c) {
+  int idle = g_opt.keepalive_ms > 0 && !c->ws && !g_opt.raw && !c->blocked && !c->discard &&
+             !c->shutting && !c->close_after_flush && !c->writing && c->fill->bytes == 0 &&
+             c->in_len == 0 && !c->req.open && !c->st.active && !c->peer_eof;
+
+  if (idle && !c->ka_armed) {
+    c->ka_armed = 1;
+    uv_timer_start(&c->timer, be_on_timer, g_opt.keepalive_ms, 0);
+  } else if (!idle && c->ka_armed) {
+    c->ka_armed = 0;
+    uv_timer_stop(&c->timer);
+  }
+}
+
 /* Called whenever output drained or the peer finished sending: keeps streams going, closes
  * connections that are done, and re-evaluates reading. */
 void be_conn_progress(struct conn *c) {
@@ -426,6 +466,7 @@ void be_conn_progress(struct conn *c) {
     return;
   }
   update_reading(c);
+  keepalive_update(c);
 }
 
 /* ---- Server ---- */

@@ -39,7 +39,7 @@
 // clang-format off
 enum ep { EP_ROOT, EP_BYTES, EP_CHUNKED, EP_EOF, EP_SUM, EP_ECHO, EP_HEADERS, EP_DELAY, EP_CONNS,
           EP_CLOSE, EP_DROP, EP_STATUS, EP_HANG, EP_EARLY, EP_MODE, EP_RECORDED, EP_RAW,
-          EP_WS, EP_NOTFOUND };
+          EP_WS, EP_CUT, EP_FIN, EP_NOTFOUND };
 // clang-format on
 
 /* What the last llhttp_execute paused at (struct conn's `event`). */
@@ -57,13 +57,15 @@ struct batch {
 struct req {
   enum ep ep;
   int head, keep_alive, has_cl, body_chunked, counted, echo_chunked, open;
-  uint64_t n, chunk, ms, cl, body_len, body_fnv;
+  int v10; /* ?v=10: answer with an HTTP/1.0 status line */
+  uint64_t n, chunk, ms, cl, body_len, body_fnv, at;
   int code;
 };
 
 /* A generated pattern body: raw (Content-Length or EOF framing) or chunked. */
 struct stream {
   int active, chunked;
+  int cut; /* stop short: no last chunk (the connection then closes) */
   uint64_t off, total, chunk, chunk_left;
 };
 
@@ -76,6 +78,7 @@ struct conn {
   llhttp_t parser;
   uint64_t id, requests;
   int closing, pending_closes, writing, reading, blocked, discard, peer_eof, close_after_flush;
+  int ka_armed; /* the timer measures --keepalive-timeout (idle between requests) */
   int shutting, in_parse, need_exec, event, capturing, head_overflow;
   struct req req;
   struct stream st;
@@ -141,6 +144,10 @@ __attribute__((format(printf, 2, 3))) void be_out_fmt(struct conn *c, const char
 
 /* Starts writing the fill batch unless a write is in flight; may close the connection. */
 void be_conn_flush(struct conn *c);
+
+/* /fin: the response, then a FIN in the same segment (TCP_CORK), as a server whose keep-alive
+ * timeout fires right after answering; then discards input until the peer closes. */
+void be_conn_fin(struct conn *c);
 
 /* Re-evaluates a connection after output drained or the peer finished sending: flushes, drives
  * the stream, shuts down or closes a finished connection, starts or stops reading. */

@@ -30,6 +30,7 @@ static const struct {
     {"/hang", EP_HANG},       {"/early", EP_EARLY},
     {"/mode", EP_MODE},       {"/recorded", EP_RECORDED},
     {"/raw", EP_RAW},         {"/ws", EP_WS},
+    {"/cut", EP_CUT},         {"/fin", EP_FIN},
 };
 
 /* /raw?kind=NAME: malformed or ambiguous responses, written as is, for the proxy to refuse. */
@@ -93,9 +94,10 @@ static const char *reason(int code) {
 /* Status line and headers; clen is a length, CL_CHUNKED or CL_NONE. `extra` lines end in CRLF. */
 static void out_head(struct conn *c, int status, int64_t clen, const char *extra) {
   be_out_fmt(c,
-             "HTTP/1.1 %d %s\r\nX-Backend: %s\r\nX-Conn-Id: %" PRIu64
+             "HTTP/1.%d %d %s\r\nX-Backend: %s\r\nX-Conn-Id: %" PRIu64
              "\r\nX-Conn-Requests: %" PRIu64 "\r\n%s",
-             status, reason(status), g_opt.name, c->id, c->requests, extra ? extra : "");
+             c->req.v10 ? 0 : 1, status, reason(status), g_opt.name, c->id, c->requests,
+             extra ? extra : "");
   if (clen >= 0)
     be_out_fmt(c, "Content-Length: %" PRId64 "\r\n", clen);
   else if (clen == CL_CHUNKED)
@@ -132,12 +134,21 @@ static void respond_root(struct conn *c) {
   response_done(c);
 }
 
+static int query_chunked(const struct conn *c) {
+  const char *q = strchr(c->url, '?');
+  return q != NULL && strstr(q, "chunked=1") != NULL;
+}
+
 static void stream_start(struct conn *c, int chunked, uint64_t total, uint64_t chunk) {
   if (c->req.head) {
     response_done(c);
     return;
   }
-  c->st = (struct stream){1, chunked, 0, total, chunk ? chunk : DEFAULT_CHUNK, 0};
+  c->st = (struct stream){.active = 1,
+                          .chunked = chunked,
+                          .cut = c->req.ep == EP_CUT,
+                          .total = total,
+                          .chunk = chunk ? chunk : DEFAULT_CHUNK};
   c->blocked = 1;
   be_stream_drive(c);
 }
@@ -147,6 +158,10 @@ void be_stream_drive(struct conn *c) {
   struct stream *s = &c->st;
   while (s->active && be_queued(c) < HIGH_WATER) {
     if (s->chunked && s->chunk_left == 0) {
+      if (s->off == s->total && s->cut) {
+        s->active = 0;
+        break;
+      }
       if (s->off == s->total) {
         be_out_bytes(c, "0\r\n\r\n", 5);
         s->active = 0;
@@ -292,6 +307,15 @@ static void respond(struct conn *c) {
     out_head(c, 200, (int64_t)q->n, NULL);
     stream_start(c, 0, q->n, 0);
     break;
+  case EP_CUT: /* announces n bytes (or chunked), sends `at` of them, then closes */
+    q->keep_alive = 0;
+    out_head(c, 200, query_chunked(c) ? CL_CHUNKED : (int64_t)q->n, NULL);
+    stream_start(c, query_chunked(c), q->at, 0);
+    break;
+  case EP_FIN:
+    respond_root(c);
+    be_conn_fin(c);
+    break;
   case EP_HANG:
     c->blocked = c->discard = 1;
     c->in_len = c->in_off = 0;
@@ -314,8 +338,8 @@ static void respond(struct conn *c) {
 /* The delay before a response ran out, or a lingering close gave up waiting for the peer. */
 void be_on_timer(uv_timer_t *t) {
   struct conn *c = t->data;
-  if (c->shutting) {
-    be_conn_close(c);
+  if (c->shutting || c->ka_armed) {
+    be_conn_close(c); /* a lingering close gave up, or the keep-alive timeout fired */
     return;
   }
   c->blocked = 0;
@@ -383,6 +407,8 @@ static void route(struct conn *c) {
   q->chunk = query_u64(query, "chunk", DEFAULT_CHUNK);
   q->ms = query_u64(query, "ms", 0);
   q->code = (int)query_u64(query, "code", 200);
+  q->v10 = query_u64(query, "v", 11) == 10;
+  q->at = query_u64(query, "at", 0);
 }
 
 /* Whether the request head asks for "Expect: 100-continue" (only asked when a body follows). */
