@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
 
 static const struct bal_ops *const algorithms[] = {&bal_roundrobin};
 
@@ -20,13 +21,13 @@ int bal_pool_init(struct bal_pool *p, const struct bal_ops *ops, unsigned n,
 
   memset(p, 0, sizeof(*p));
   if (n == 0 || n > BAL_MAX_SERVERS)
-    return -EINVAL;
+    return UV_EINVAL;
   for (unsigned i = 0; i < n; i++)
     if (weights[i] == 0)
-      return -EINVAL;
+      return UV_EINVAL;
   p->servers = calloc(n, sizeof(*p->servers));
   if (p->servers == NULL)
-    return -ENOMEM;
+    return UV_ENOMEM;
   for (unsigned i = 0; i < n; i++)
     p->servers[i].weight = weights[i];
   p->n = n;

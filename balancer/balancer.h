@@ -35,13 +35,13 @@ struct bal_pool;
 /* One algorithm. Every function gets the pool; `priv` is the algorithm's own state. */
 struct bal_ops {
   const char *name;
-  /* Builds the algorithm's state from the servers' weights. 0 or -ENOMEM. */
+  /* Builds the algorithm's state from the servers' weights. 0 or UV_ENOMEM. */
   int (*init)(struct bal_pool *p);
   /* Returns the index of a server that is not down and not in `tried`, or -1 if none is. */
   int (*select)(struct bal_pool *p, const struct bal_tried *tried);
   /* The request that selected `idx` is over (failed = it could not be served there). */
   void (*release)(struct bal_pool *p, unsigned idx, int failed);
-  /* Weights or down flags changed: rebuild what depends on them. 0 or -ENOMEM. */
+  /* Weights or down flags changed: rebuild what depends on them. 0 or UV_ENOMEM. */
   int (*update)(struct bal_pool *p);
   void (*destroy)(struct bal_pool *p);
 };
@@ -63,7 +63,7 @@ extern const struct bal_ops bal_roundrobin;
 const struct bal_ops *bal_find(const char *name);
 
 /* Sets up a pool of n servers with the given weights (copied) using `ops`; `shared_counter`
- * may be NULL. 0, -EINVAL (n == 0 or > BAL_MAX_SERVERS, weight 0) or -ENOMEM. */
+ * may be NULL. 0, UV_EINVAL (n == 0 or > BAL_MAX_SERVERS, weight 0) or UV_ENOMEM. */
 int bal_pool_init(struct bal_pool *p, const struct bal_ops *ops, unsigned n,
                   const unsigned *weights, _Atomic uint64_t *shared_counter);
 void bal_pool_free(struct bal_pool *p);

@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <uv.h>
 
 struct rr_state {
   uint16_t *sched; /* server index at each position of one cycle */
@@ -46,7 +47,7 @@ static int rr_build(struct bal_pool *p) {
   if (cur == NULL || sched == NULL) {
     free(cur);
     free(sched);
-    return -ENOMEM;
+    return UV_ENOMEM;
   }
   for (size_t k = 0; k < total; k++) {
     unsigned best = 0;
@@ -70,7 +71,7 @@ static int rr_init(struct bal_pool *p) {
   int rc;
 
   if (st == NULL)
-    return -ENOMEM;
+    return UV_ENOMEM;
   p->priv = st;
   rc = rr_build(p);
   if (rc != 0) {

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <uv.h>
 
 #include "config_internal.h"
 
@@ -30,7 +31,7 @@ int cfg__error(struct cfg__ctx *ctx, int line, int col, const char *path, const 
   va_end(ap);
   snprintf(ctx->err->msg, sizeof(ctx->err->msg), "%s:%d:%d: %s%s%s", ctx->file, line, col,
            path != NULL ? path : "", path != NULL && path[0] != '\0' ? ": " : "", what);
-  return -EINVAL;
+  return UV_EINVAL;
 }
 
 const char *cfg__show(char *buf, size_t size, const char *s) {
@@ -99,10 +100,10 @@ int cfg__warn(struct cfg__ctx *ctx, struct lbp_config *cfg, int line, int col, c
   snprintf(line_buf, sizeof(line_buf), "%s:%d:%d: %s%s%s", ctx->file, line, col,
            path != NULL ? path : "", path != NULL && path[0] != '\0' ? ": " : "", what);
   if ((grown = realloc(cfg->warnings, (cfg->nwarnings + 1) * sizeof(*grown))) == NULL)
-    return -ENOMEM;
+    return UV_ENOMEM;
   cfg->warnings = grown;
   if ((grown[cfg->nwarnings] = strdup(line_buf)) == NULL)
-    return -ENOMEM;
+    return UV_ENOMEM;
   cfg->nwarnings++;
   return 0;
 }
@@ -158,7 +159,7 @@ int cfg_parse_ex(const char *name, const char *bytes, size_t len, unsigned flags
   ctx.err->msg[0] = '\0';
   *out = NULL;
   if ((cfg = calloc(1, sizeof(*cfg))) == NULL || (cfg->file = strdup(ctx.file)) == NULL)
-    rc = -ENOMEM;
+    rc = UV_ENOMEM;
   else if ((rc = cfg__tree_load(&ctx, bytes, len, &root)) == 0 &&
            (rc = cfg__fields(&ctx, root, cfg)) == 0)
     rc = cfg__meaning(&ctx, root, cfg);
@@ -166,7 +167,7 @@ int cfg_parse_ex(const char *name, const char *bytes, size_t len, unsigned flags
   if (rc != 0) {
     cfg_free(cfg);
     if (ctx.err->msg[0] == '\0')
-      snprintf(ctx.err->msg, sizeof(ctx.err->msg), "%s: %s", ctx.file, strerror(-rc));
+      snprintf(ctx.err->msg, sizeof(ctx.err->msg), "%s: %s", ctx.file, uv_strerror(rc));
     return rc;
   }
   *out = cfg;
@@ -180,16 +181,16 @@ static int read_all(int fd, char **bytes, size_t *len) {
   ssize_t r;
 
   if (buf == NULL)
-    return -ENOMEM;
+    return UV_ENOMEM;
   for (;;) {
     if (n + 1 == cap) {
       if (cap >= MAX_FILE_BYTES) {
         free(buf);
-        return -EFBIG;
+        return UV_EFBIG;
       }
       if ((grown = realloc(buf, cap * 2)) == NULL) {
         free(buf);
-        return -ENOMEM;
+        return UV_ENOMEM;
       }
       buf = grown;
       cap *= 2;
@@ -228,13 +229,13 @@ int cfg_load_file(const char *path, struct lbp_config **out, struct cfg_error *e
     *len_out = 0;
   if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
     rc = -errno;
-    snprintf(err->msg, sizeof(err->msg), "%s: cannot open: %s", path, strerror(-rc));
+    snprintf(err->msg, sizeof(err->msg), "%s: cannot open: %s", path, uv_strerror(rc));
     return rc;
   }
   rc = read_all(fd, &bytes, &len);
   close(fd);
   if (rc != 0) {
-    snprintf(err->msg, sizeof(err->msg), "%s: cannot read: %s", path, strerror(-rc));
+    snprintf(err->msg, sizeof(err->msg), "%s: cannot read: %s", path, uv_strerror(rc));
     return rc;
   }
   if ((rc = cfg_parse(path, bytes, len, out, err)) != 0 || bytes_out == NULL) {

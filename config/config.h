@@ -166,14 +166,14 @@ int cfg_load_file(const char *path, struct lbp_config **out, struct cfg_error *e
 
 void cfg_free(struct lbp_config *cfg);
 
-/* "250ms", "2s", "1m", "1h", or a bare number of seconds -> milliseconds. 0 or -EINVAL. */
+/* "250ms", "2s", "1m", "1h", or a bare number of seconds -> milliseconds. 0 or UV_EINVAL. */
 int cfg_parse_duration(const char *s, uint64_t *ms);
 
-/* "512", "16k", "1m", "1g" (binary multiples, case-insensitive) -> bytes. 0 or -EINVAL. */
+/* "512", "16k", "1m", "1g" (binary multiples, case-insensitive) -> bytes. 0 or UV_EINVAL. */
 int cfg_parse_size(const char *s, uint64_t *bytes);
 
 /* "host:port", "[v6]:port" or "*:port" (any address) -> a->host, a->port (not resolved).
- * 0 or -EINVAL. */
+ * 0 or UV_EINVAL. */
 int cfg_parse_hostport(const char *s, struct cfg_addr *a);
 
 /* Resolves a->host/a->port into a->sa/a->salen (numeric first, then getaddrinfo; the first

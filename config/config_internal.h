@@ -7,6 +7,9 @@
 
 #include "config.h"
 
+/* Errors are 0 or a negative UV_E* code, as everywhere in lbproxy (a failed system call's
+ * -errno is one: libuv's codes are -errno on Unix). */
+
 /* The loader runs in three steps, one file each:
  *   1. shape   (yaml_tree.c): libyaml events -> a tree of nodes, each with its 1-based line:col.
  *   2. fields  (fields.c):    the tree -> struct lbp_config, driven by one key table per mapping.
@@ -49,12 +52,12 @@ struct cfg__ctx {
   unsigned flags; /* enum cfg_parse_flags */
 };
 
-/* Adds a warning "file:line:col: path: message" to cfg->warnings. 0 or -ENOMEM. */
+/* Adds a warning "file:line:col: path: message" to cfg->warnings. 0 or UV_ENOMEM. */
 int cfg__warn(struct cfg__ctx *ctx, struct lbp_config *cfg, int line, int col, const char *path,
               const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 
 /* Fills ctx->err with "file:line:col: path: message" (path omitted when NULL or empty) and
- * returns -EINVAL, so callers can write `return cfg__error(...)`. */
+ * returns UV_EINVAL, so callers can write `return cfg__error(...)`. */
 int cfg__error(struct cfg__ctx *ctx, int line, int col, const char *path, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 
@@ -62,9 +65,9 @@ int cfg__error(struct cfg__ctx *ctx, int line, int col, const char *path, const 
  * non-printable byte shown as '?', so a message always stays on one line. Returns buf. */
 const char *cfg__show(char *buf, size_t size, const char *s);
 
-/* Step 1. Parses YAML into a tree. Returns 0 and *root (free with cfg__tree_free), or -EINVAL with
- * ctx->err filled: syntax errors, an empty file, aliases, too deep nesting, NUL bytes in scalars,
- * non-scalar keys, several documents, or a top level that is not a mapping. */
+/* Step 1. Parses YAML into a tree. Returns 0 and *root (free with cfg__tree_free), or UV_EINVAL
+ * with ctx->err filled: syntax errors, an empty file, aliases, too deep nesting, NUL bytes in
+ * scalars, non-scalar keys, several documents, or a top level that is not a mapping. */
 int cfg__tree_load(struct cfg__ctx *ctx, const char *bytes, size_t len, struct cfg__node **root);
 void cfg__tree_free(struct cfg__node *n);
 
@@ -84,7 +87,7 @@ int cfg__meaning(struct cfg__ctx *ctx, const struct cfg__node *root, struct lbp_
 /* As cfg_parse_hostport; on failure *why says what is wrong ("missing port", ...). */
 int cfg__parse_hostport(const char *s, struct cfg_addr *a, const char **why);
 
-/* A plain decimal number with no sign, spaces or leading "0x": 0 or -EINVAL (overflow too). */
+/* A plain decimal number with no sign, spaces or leading "0x": 0 or UV_EINVAL (overflow too). */
 int cfg__parse_uint(const char *s, uint64_t *v);
 
 /* Formats milliseconds / bytes the way a config would spell them ("1h", "250ms", "16k"). */

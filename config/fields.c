@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
 
 #include "fields.h"
 
@@ -154,7 +155,7 @@ static int set_string(struct cfg__ctx *ctx, const struct field *f, const char *t
   if (why != NULL)
     return cfg__error(ctx, line, col, path, "%s", why);
   if ((copy = strdup(text)) == NULL)
-    return -ENOMEM;
+    return UV_ENOMEM;
   free(*slot);
   *slot = copy;
   return 0;
@@ -208,7 +209,7 @@ int cfg__apply_defaults(struct cfg__ctx *ctx, const struct field *table, void *b
       rc = set_scalar(ctx, f, f->def, 0, 0, base, f->name);
     else
       rc = 0;
-    assert(rc == 0 || rc == -ENOMEM); /* a default that does not parse is a bug in a table */
+    assert(rc == 0 || rc == UV_ENOMEM); /* a default that does not parse is a bug in a table */
     if (rc != 0)
       return rc;
   }
@@ -262,7 +263,7 @@ int cfg__check_duplicates(struct cfg__ctx *ctx, const struct cfg__node *map, con
   if (map->nchildren < 2)
     return 0;
   if ((v = malloc(map->nchildren * sizeof(*v))) == NULL)
-    return -ENOMEM;
+    return UV_ENOMEM;
   for (const struct cfg__node *c = map->child; c != NULL; c = c->next)
     v[i++] = c;
   qsort(v, map->nchildren, sizeof(*v), cmp_key_then_pos);

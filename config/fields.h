@@ -60,7 +60,7 @@ extern const struct field cfg__top_fields[];
 /* The walker (fields.c). */
 
 /* Fills `base` from mapping `map` as `table` says: defaults, then each key in file order. A null
- * value (a key with nothing after it) is an empty mapping. 0 or -EINVAL/-ENOMEM. */
+ * value (a key with nothing after it) is an empty mapping. 0 or UV_EINVAL/UV_ENOMEM. */
 int cfg__fill_map(struct cfg__ctx *ctx, const struct field *table, const struct cfg__node *map,
                   void *base, const char *path);
 /* Sets every default of `table` (nested tables included) in `base`. */

@@ -36,7 +36,7 @@ static int check_port_base(struct cfg__ctx *ctx, const struct cfg__node *root,
       cfg__warn(ctx, cfg, n->line, n->col, "proxy_port_base",
                 "has no effect unless dispatch is proxy (dispatch is %s)",
                 cfg_dispatch_name(cfg->dispatch)) != 0)
-    return -ENOMEM;
+    return UV_ENOMEM;
   if ((unsigned)cfg->proxy_port_base + cfg->workers - 1 <= 65535)
     return 0;
   return cfg__error(ctx, n->line, n->col, "proxy_port_base",
@@ -51,7 +51,7 @@ static int find_upstream(const struct lbp_config *cfg, const char *name, size_t 
       return 0;
     }
   }
-  return -ENOENT;
+  return UV_ENOENT;
 }
 
 /* `n` names an upstream: its index, or an error at n with a suggestion. */
@@ -63,7 +63,7 @@ static int upstream_ref(struct cfg__ctx *ctx, const struct lbp_config *cfg,
   if (find_upstream(cfg, n->text, index) == 0)
     return 0;
   if ((names = calloc(cfg->nupstreams + 1, sizeof(*names))) == NULL)
-    return -ENOMEM;
+    return UV_ENOMEM;
   for (size_t i = 0; i < cfg->nupstreams; i++)
     names[i] = cfg->upstreams[i].name;
   if ((close = cfg__closest(n->text, names)) != NULL)
@@ -95,7 +95,7 @@ static int link_route_list(struct cfg__ctx *ctx, const struct lbp_config *cfg,
 /* One catch-all route to upstream `up`, at line:col. */
 static int one_route(struct cfg_route **routes, size_t *nroutes, size_t up, int line, int col) {
   if ((*routes = calloc(1, sizeof(**routes))) == NULL)
-    return -ENOMEM;
+    return UV_ENOMEM;
   *nroutes = 1;
   (*routes)[0].upstream = up;
   (*routes)[0].line = line;
@@ -173,7 +173,7 @@ static int link_listeners(struct cfg__ctx *ctx, const struct cfg__node *root,
                       "give either listen (one HTTP listener) or listeners, not both");
   if (list == NULL) {
     if ((cfg->listeners = calloc(1, sizeof(*cfg->listeners))) == NULL)
-      return -ENOMEM;
+      return UV_ENOMEM;
     cfg->nlisteners = 1;
     cfg->listeners[0].addr = cfg->listen;
     cfg->listeners[0].line = listen != NULL ? listen->key_line : 1;
@@ -228,7 +228,7 @@ static int resolve(struct cfg__ctx *ctx, struct cfg_addr *a, const char *path) {
   if (rc == 0)
     return 0;
   if (rc == UV_ENOMEM || rc == UV_EAI_MEMORY)
-    return -ENOMEM;
+    return UV_ENOMEM;
   return cfg__error(ctx, a->line, a->col, path, "cannot resolve '%s': %s",
                     cfg__show(shown, sizeof(shown), a->host), uv_strerror(rc));
 }
@@ -284,7 +284,7 @@ static int warn_routes(struct cfg__ctx *ctx, struct lbp_config *cfg, const char 
                           "one never matches"
                         : "the same host and path as %s[%zu], which wins: this one never matches",
                     path, j) != 0)
-        return -ENOMEM;
+        return UV_ENOMEM;
       break;
     }
   return 0;
@@ -321,7 +321,7 @@ static int warnings(struct cfg__ctx *ctx, struct lbp_config *cfg) {
              cfg__show(shown, sizeof(shown), cfg->upstreams[u].name));
     if (cfg__warn(ctx, cfg, cfg->upstreams[u].line, cfg->upstreams[u].col, path,
                   "no route or listener sends anything to this upstream") != 0)
-      return -ENOMEM;
+      return UV_ENOMEM;
   }
   return 0;
 }

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
 
 #include "fields.h"
 
@@ -171,14 +172,14 @@ static int parse_upstreams(struct cfg__ctx *ctx, const struct field *f, const st
       (rc = cfg__check_duplicates(ctx, n, path)) != 0)
     return rc;
   if ((cfg->upstreams = calloc(n->nchildren, sizeof(*cfg->upstreams))) == NULL)
-    return -ENOMEM;
+    return UV_ENOMEM;
   for (const struct cfg__node *c = n->child; c != NULL; c = c->next) {
     struct cfg_upstream *u = &cfg->upstreams[cfg->nupstreams++];
     cfg__join_key(cpath, path, c->key);
     if ((why = check_upstream_name(c->key)) != NULL)
       return cfg__error(ctx, c->key_line, c->key_col, cpath, "%s", why);
     if ((u->name = strdup(c->key)) == NULL)
-      return -ENOMEM;
+      return UV_ENOMEM;
     u->line = c->key_line;
     u->col = c->key_col;
     if ((rc = cfg__fill_map(ctx, upstream_fields, c, u, cpath)) != 0)
@@ -197,7 +198,7 @@ static int parse_servers(struct cfg__ctx *ctx, const struct field *f, const stru
   if ((rc = cfg__check_entries(ctx, f, n, CFG__SEQ, "servers", path)) != 0)
     return rc;
   if ((u->servers = calloc(n->nchildren, sizeof(*u->servers))) == NULL)
-    return -ENOMEM;
+    return UV_ENOMEM;
   for (const struct cfg__node *c = n->child; c != NULL; c = c->next) {
     struct cfg_server *s = &u->servers[u->nservers];
     cfg__join_index(cpath, path, u->nservers++);
@@ -228,7 +229,7 @@ static int parse_route_list(struct cfg__ctx *ctx, const struct field *f, const s
   if (n->nchildren == 0)
     return 0;
   if ((*out = calloc(n->nchildren, sizeof(**out))) == NULL)
-    return -ENOMEM;
+    return UV_ENOMEM;
   for (const struct cfg__node *c = n->child; c != NULL; c = c->next) {
     struct cfg_route *r = &(*out)[*nout];
     cfg__join_index(cpath, path, (*nout)++);
@@ -266,7 +267,7 @@ static int parse_listeners(struct cfg__ctx *ctx, const struct field *f, const st
   if ((rc = cfg__check_entries(ctx, f, n, CFG__SEQ, "listeners", path)) != 0)
     return rc;
   if ((cfg->listeners = calloc(n->nchildren, sizeof(*cfg->listeners))) == NULL)
-    return -ENOMEM;
+    return UV_ENOMEM;
   for (const struct cfg__node *c = n->child; c != NULL; c = c->next) {
     struct cfg_listener *l = &cfg->listeners[cfg->nlisteners];
     cfg__join_index(cpath, path, cfg->nlisteners++);

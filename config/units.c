@@ -32,13 +32,13 @@ static int leading_uint(const char *s, uint64_t *v) {
 
 int cfg__parse_uint(const char *s, uint64_t *v) {
   int n = leading_uint(s, v);
-  return n > 0 && s[n] == '\0' ? 0 : -EINVAL;
+  return n > 0 && s[n] == '\0' ? 0 : UV_EINVAL;
 }
 
-/* Multiplies without wrapping: 0 or -EINVAL. */
+/* Multiplies without wrapping: 0 or UV_EINVAL. */
 static int scale(uint64_t n, uint64_t unit, uint64_t *out) {
   if (n != 0 && unit > UINT64_MAX / n)
-    return -EINVAL;
+    return UV_EINVAL;
   *out = n * unit;
   return 0;
 }
@@ -53,11 +53,11 @@ int cfg_parse_duration(const char *s, uint64_t *ms) {
   int len;
 
   if (s == NULL || (len = leading_uint(s, &n)) <= 0)
-    return -EINVAL;
+    return UV_EINVAL;
   for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
     if (strcmp(s + len, units[i].suffix) == 0)
       return scale(n, units[i].ms, ms);
-  return -EINVAL;
+  return UV_EINVAL;
 }
 
 int cfg_parse_size(const char *s, uint64_t *bytes) {
@@ -66,7 +66,7 @@ int cfg_parse_size(const char *s, uint64_t *bytes) {
   int len;
 
   if (s == NULL || (len = leading_uint(s, &n)) <= 0)
-    return -EINVAL;
+    return UV_EINVAL;
   p = s + len;
   switch (*p) {
   case 'k':
@@ -88,7 +88,7 @@ int cfg_parse_size(const char *s, uint64_t *bytes) {
   if (*p == 'b' || *p == 'B') /* "16kb" and "512b" read as they would in prose */
     p++;
   if (*p != '\0')
-    return -EINVAL;
+    return UV_EINVAL;
   return scale(n, unit, bytes);
 }
 
@@ -103,7 +103,7 @@ static int host_chars_ok(const char *h, size_t len) {
   return 1;
 }
 
-/* Splits s into host (without brackets) and port text; 0 or -EINVAL with *why set. */
+/* Splits s into host (without brackets) and port text; 0 or UV_EINVAL with *why set. */
 static int split_hostport(const char *s, const char **host, size_t *hlen, const char **port,
                           const char **why) {
   const char *colon;
@@ -111,9 +111,9 @@ static int split_hostport(const char *s, const char **host, size_t *hlen, const 
   if (s[0] == '[') {
     const char *end = strchr(s, ']');
     if (end == NULL)
-      return *why = "missing ']' after an IPv6 address", -EINVAL;
+      return *why = "missing ']' after an IPv6 address", UV_EINVAL;
     if (end[1] != ':')
-      return *why = "missing port (expected [v6]:port)", -EINVAL;
+      return *why = "missing port (expected [v6]:port)", UV_EINVAL;
     *host = s + 1;
     *hlen = (size_t)(end - s - 1);
     *port = end + 2;
@@ -121,12 +121,12 @@ static int split_hostport(const char *s, const char **host, size_t *hlen, const 
   }
   colon = strrchr(s, ':');
   if (colon == NULL)
-    return *why = "missing port (expected host:port)", -EINVAL;
+    return *why = "missing port (expected host:port)", UV_EINVAL;
   *host = s;
   *hlen = (size_t)(colon - s);
   *port = colon + 1;
   if (!host_chars_ok(s, *hlen))
-    return *why = "bad host (IPv6 addresses go in brackets: [::1]:80)", -EINVAL;
+    return *why = "bad host (IPv6 addresses go in brackets: [::1]:80)", UV_EINVAL;
   return 0;
 }
 
@@ -141,23 +141,23 @@ int cfg__parse_hostport(const char *s, struct cfg_addr *a, const char **why) {
   if (why == NULL)
     why = &unused;
   if (s == NULL)
-    return *why = "missing value", -EINVAL;
+    return *why = "missing value", UV_EINVAL;
   if (split_hostport(s, &host, &hlen, &port, why) != 0)
-    return -EINVAL;
+    return UV_EINVAL;
   if (hlen >= sizeof(a->host))
-    return *why = "host name too long", -EINVAL;
+    return *why = "host name too long", UV_EINVAL;
   if (s[0] == '[') {
     if (hlen == 0 || hlen >= sizeof(v6))
-      return *why = "bad IPv6 address in brackets", -EINVAL;
+      return *why = "bad IPv6 address in brackets", UV_EINVAL;
     memcpy(v6, host, hlen);
     v6[hlen] = '\0';
     if (inet_pton(AF_INET6, v6, &in6) != 1)
-      return *why = "bad IPv6 address in brackets", -EINVAL;
+      return *why = "bad IPv6 address in brackets", UV_EINVAL;
   }
   if (*port == '\0')
-    return *why = "missing port", -EINVAL;
+    return *why = "missing port", UV_EINVAL;
   if (cfg__parse_uint(port, &p) != 0 || p > 65535)
-    return *why = "port must be a number from 0 to 65535", -EINVAL;
+    return *why = "port must be a number from 0 to 65535", UV_EINVAL;
   memcpy(a->host, host, hlen);
   a->host[hlen] = '\0';
   a->port = (uint16_t)p;

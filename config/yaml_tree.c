@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include <yaml.h>
+#include <uv.h>
 
 #include "config_internal.h"
 
@@ -137,7 +138,7 @@ static int on_scalar(struct builder *b, const yaml_event_t *ev) {
   n = new_node(CFG__SCALAR, &ev->start_mark);
   if (n == NULL || (n->text = malloc(len + 1)) == NULL) {
     free(n);
-    return -ENOMEM;
+    return UV_ENOMEM;
   }
   memcpy(n->text, ev->data.scalar.value, len);
   n->text[len] = '\0';
@@ -154,7 +155,7 @@ static int on_collection_start(struct builder *b, const yaml_event_t *ev, enum c
                       "nesting deeper than %d levels", CFG__MAX_DEPTH);
   n = new_node(kind, &ev->start_mark);
   if (n == NULL)
-    return -ENOMEM;
+    return UV_ENOMEM;
   if ((rc = attach(b, n)) != 0)
     return rc;
   b->stack[b->depth].node = n;
@@ -210,7 +211,7 @@ static int syntax_error(struct builder *b, const yaml_parser_t *p, const char *b
   int line, col;
 
   if (p->error == YAML_MEMORY_ERROR)
-    return -ENOMEM;
+    return UV_ENOMEM;
   if (p->error == YAML_READER_ERROR) {
     offset_to_pos(bytes, len, p->problem_offset, &line, &col);
   } else {
@@ -251,7 +252,7 @@ int cfg__tree_load(struct cfg__ctx *ctx, const char *bytes, size_t len, struct c
   b.ctx = ctx;
   *root = NULL;
   if (!yaml_parser_initialize(&parser))
-    return -ENOMEM;
+    return UV_ENOMEM;
   yaml_parser_set_input_string(&parser, (const unsigned char *)(bytes != NULL ? bytes : ""), len);
   while (rc == 0 && !done) {
     if (!yaml_parser_parse(&parser, &ev)) {

@@ -311,7 +311,6 @@ static int response_final(struct px_request *r, const struct px_up_response *p,
   r->log.upstream_status = p->status;
   r->log.upstream_ms = uv_now(r->ctx->loop);
   r->log.status = p->status;
-  r->resp_head_done = 1;
   if (p->status == 101) {
     *conn = PX_CONN_UPGRADE;
     return 0;

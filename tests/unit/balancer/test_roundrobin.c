@@ -4,6 +4,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <string.h>
+#include <uv.h>
 
 static void picks(struct bal_pool *p, const struct bal_tried *t, int n, char *out) {
   for (int i = 0; i < n; i++) {
@@ -115,8 +116,8 @@ Test(balancer, rejects_empty_pools_and_zero_weights) {
   struct bal_pool p;
   unsigned w[] = {1, 0};
 
-  cr_assert_eq(bal_pool_init(&p, &bal_roundrobin, 0, w, NULL), -EINVAL);
-  cr_assert_eq(bal_pool_init(&p, &bal_roundrobin, 2, w, NULL), -EINVAL);
+  cr_assert_eq(bal_pool_init(&p, &bal_roundrobin, 0, w, NULL), UV_EINVAL);
+  cr_assert_eq(bal_pool_init(&p, &bal_roundrobin, 2, w, NULL), UV_EINVAL);
   cr_assert_eq(bal_find("roundrobin"), &bal_roundrobin);
   cr_assert_null(bal_find("nope"));
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include <criterion/criterion.h>
+#include <uv.h>
 
 #include "config_internal.h"
 
@@ -44,18 +45,18 @@ Test(units, durations_refuse_garbage_signs_fractions_and_spaces) {
   uint64_t ms = 7;
 
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-    cr_expect_eq(cfg_parse_duration(bad[i], &ms), -EINVAL, "'%s' should be refused", bad[i]);
+    cr_expect_eq(cfg_parse_duration(bad[i], &ms), UV_EINVAL, "'%s' should be refused", bad[i]);
   cr_expect_eq(ms, 7, "a refused duration leaves the output alone");
-  cr_expect_eq(cfg_parse_duration(NULL, &ms), -EINVAL);
+  cr_expect_eq(cfg_parse_duration(NULL, &ms), UV_EINVAL);
 }
 
 Test(units, durations_refuse_overflow) {
   uint64_t ms;
 
-  cr_expect_eq(cfg_parse_duration("18446744073709551616ms", &ms), -EINVAL);
-  cr_expect_eq(cfg_parse_duration("18446744073709551615", &ms), -EINVAL); /* seconds * 1000 */
-  cr_expect_eq(cfg_parse_duration("5124095576030432h", &ms), -EINVAL);
-  cr_expect_eq(cfg_parse_duration("99999999999999999999999999999999s", &ms), -EINVAL);
+  cr_expect_eq(cfg_parse_duration("18446744073709551616ms", &ms), UV_EINVAL);
+  cr_expect_eq(cfg_parse_duration("18446744073709551615", &ms), UV_EINVAL); /* seconds * 1000 */
+  cr_expect_eq(cfg_parse_duration("5124095576030432h", &ms), UV_EINVAL);
+  cr_expect_eq(cfg_parse_duration("99999999999999999999999999999999s", &ms), UV_EINVAL);
 }
 
 Test(units, sizes_take_binary_multiples_in_any_case_with_an_optional_b) {
@@ -92,9 +93,9 @@ Test(units, sizes_refuse_garbage_and_overflow) {
   uint64_t b = 7;
 
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-    cr_expect_eq(cfg_parse_size(bad[i], &b), -EINVAL, "'%s' should be refused", bad[i]);
+    cr_expect_eq(cfg_parse_size(bad[i], &b), UV_EINVAL, "'%s' should be refused", bad[i]);
   cr_expect_eq(b, 7);
-  cr_expect_eq(cfg_parse_size(NULL, &b), -EINVAL);
+  cr_expect_eq(cfg_parse_size(NULL, &b), UV_EINVAL);
 }
 
 Test(units, plain_numbers_are_digits_only) {
@@ -104,12 +105,12 @@ Test(units, plain_numbers_are_digits_only) {
   cr_expect_eq(v, 42);
   cr_expect_eq(cfg__parse_uint("18446744073709551615", &v), 0);
   cr_expect_eq(v, UINT64_MAX);
-  cr_expect_eq(cfg__parse_uint("18446744073709551616", &v), -EINVAL);
-  cr_expect_eq(cfg__parse_uint("", &v), -EINVAL);
-  cr_expect_eq(cfg__parse_uint("-1", &v), -EINVAL);
-  cr_expect_eq(cfg__parse_uint("+1", &v), -EINVAL);
-  cr_expect_eq(cfg__parse_uint("1e3", &v), -EINVAL);
-  cr_expect_eq(cfg__parse_uint("0x1", &v), -EINVAL);
+  cr_expect_eq(cfg__parse_uint("18446744073709551616", &v), UV_EINVAL);
+  cr_expect_eq(cfg__parse_uint("", &v), UV_EINVAL);
+  cr_expect_eq(cfg__parse_uint("-1", &v), UV_EINVAL);
+  cr_expect_eq(cfg__parse_uint("+1", &v), UV_EINVAL);
+  cr_expect_eq(cfg__parse_uint("1e3", &v), UV_EINVAL);
+  cr_expect_eq(cfg__parse_uint("0x1", &v), UV_EINVAL);
 }
 
 static struct cfg_addr hostport(const char *s) {
@@ -175,7 +176,7 @@ Test(units, hostport_refuses_missing_or_bad_ports_and_bare_ipv6) {
   struct cfg_addr a;
 
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-    cr_expect_eq(cfg_parse_hostport(bad[i], &a), -EINVAL, "'%s' should be refused", bad[i]);
+    cr_expect_eq(cfg_parse_hostport(bad[i], &a), UV_EINVAL, "'%s' should be refused", bad[i]);
 }
 
 Test(units, hostport_refuses_a_host_too_long_for_the_struct) {
@@ -188,16 +189,16 @@ Test(units, hostport_refuses_a_host_too_long_for_the_struct) {
   cr_expect_eq(strlen(a.host), 255);
   memset(s, 'a', 256);
   strcpy(s + 256, ":80");
-  cr_expect_eq(cfg_parse_hostport(s, &a), -EINVAL);
+  cr_expect_eq(cfg_parse_hostport(s, &a), UV_EINVAL);
 }
 
 Test(units, hostport_says_why_it_refused) {
   struct cfg_addr a;
   const char *why = NULL;
 
-  cr_expect_eq(cfg__parse_hostport("10.0.0.1", &a, &why), -EINVAL);
+  cr_expect_eq(cfg__parse_hostport("10.0.0.1", &a, &why), UV_EINVAL);
   cr_expect_str_eq(why, "missing port (expected host:port)");
-  cr_expect_eq(cfg__parse_hostport("10.0.0.1:65536", &a, &why), -EINVAL);
+  cr_expect_eq(cfg__parse_hostport("10.0.0.1:65536", &a, &why), UV_EINVAL);
   cr_expect_str_eq(why, "port must be a number from 0 to 65535");
 }
 
