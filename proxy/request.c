@@ -108,7 +108,7 @@ static void request_log(struct px_request *r, int complete) {
 static void request_end(struct px_request *r, enum px_next next) {
   const struct px_request_ops *ops = r->ops;
 
-  release_upstream(r, next == PX_NEXT_CUT && !r->resp_started);
+  release_upstream(r, r->server_failed);
   request_log(r, next != PX_NEXT_CUT);
   r->phase = next == PX_NEXT_TUNNEL ? PX_PHASE_TUNNEL : PX_PHASE_DONE;
   ops->end(r, next);
@@ -182,7 +182,7 @@ static void request_error(struct px_request *r, int status) {
     request_end(r, PX_NEXT_CUT);
     return;
   }
-  release_upstream(r, status >= 500);
+  release_upstream(r, r->server_failed);
   ka = (status == 404 || status == 502 || status == 503 || status == 504) && may_keep(r) &&
        finish_bodyless(r);
   r->keep_alive = (uint8_t)ka;
@@ -227,6 +227,7 @@ static void request_next(struct px_request *r, enum px_up_fail ft, int err) {
   enum px_next_do what = px_request_decide(&in, &status);
 
   r->up = NULL;
+  r->server_failed = what != PX_DO_RETRY_FRESH;
   if (what != PX_DO_RETRY_FRESH)
     LBP_WARN("upstream %s: %s: %s", srv->name, px_up_fail_name(ft),
              why != NULL ? why : uv_strerror(err));
@@ -240,6 +241,7 @@ static void request_next(struct px_request *r, enum px_up_fail ft, int err) {
     r->log.status = status; /* the answer if no server is left */
     px_pool_release(r->pool, r->server, 1);
     r->server = -1;
+    r->server_failed = 0;
     rewind_request(r);
     connect_server(r, 0);
     break;

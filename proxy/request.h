@@ -74,6 +74,7 @@ struct px_request {
   uint8_t replayable;       /* everything sent upstream is still in the buffer */
   uint8_t sent_any;         /* a byte of the request reached an upstream socket */
   uint8_t retried_fresh;    /* a stale pooled connection was already retried */
+  uint8_t server_failed;    /* the selected server failed this request (the balancer is told) */
   uint8_t resp_started;     /* response bytes went to the client: no error page any more */
   uint8_t writing;          /* a write to the client is pending */
   uint8_t after_write;      /* what to do when it completes (request.c) */
