@@ -575,18 +575,29 @@ static void client_hand_over(struct px_client *c, uint32_t start) {
   c->state = PX_C_HANDOVER;
 }
 
-void px__client_drain(struct px_client *c) {
-  int idle = c->state == PX_C_IDLE || c->state == PX_C_HEAD;
+/* Has the client sent bytes we have not read yet? (A request on its way: not idle.) */
+static int bytes_waiting(struct px_client *c) {
+  uv_os_fd_t fd;
+  char b;
 
-  if (!idle || c->state == PX_C_CLOSING)
+  return uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0 &&
+         recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 1;
+}
+
+void px__client_drain(struct px_client *c) {
+  if (c->state != PX_C_IDLE && c->state != PX_C_HEAD)
     return; /* in flight: px__client_next decides once its response is complete */
   if (c->ctx->handover != NULL && !c->private_port) {
     client_hand_over(c, c->state == PX_C_HEAD ? c->head.start : c->in_pos);
     return;
   }
-  if (c->ctx->handover == NULL)
-    px_client_close(c); /* graceful stop: an idle connection just ends (nginx does the same) */
-  /* A relayed connection during a reload: its next response says close (request.c). */
+  /* Graceful stop: a connection that is really idle just ends (nginx does the same). One whose
+   * request has started, in our buffer or still in the kernel's, is answered first (with
+   * Connection: close): closing it would lose a request the client has already sent. A relayed
+   * connection during a reload is answered the same way on its next request (request.c). */
+  if (c->ctx->handover == NULL && c->state == PX_C_IDLE && c->in_pos >= c->in_len &&
+      !bytes_waiting(c))
+    px_client_close(c);
 }
 
 void px_client_handed_over(uv_tcp_t *tcp) {

@@ -123,8 +123,8 @@ static int make_prefix(struct pconn *c, const char *bytes, uint32_t nbytes) {
 
   if (uv_tcp_getpeername(px_relay_tcp(c->r, 0), (struct sockaddr *)&peer, &plen) != 0 ||
       uv_tcp_getsockname(px_relay_tcp(c->r, 0), (struct sockaddr *)&local, &llen) != 0 ||
-      (n = pp2_encode_secret((struct sockaddr *)&peer, (struct sockaddr *)&local, c->g->secret,
-                             hdr, sizeof(hdr))) < 0)
+      (n = pp2_encode_secret((struct sockaddr *)&peer, (struct sockaddr *)&local, c->g->secret, hdr,
+                             sizeof(hdr))) < 0)
     return UV_EINVAL;
   if ((c->prefix = malloc((size_t)n + nbytes)) == NULL)
     return UV_ENOMEM;
