@@ -143,7 +143,7 @@ void px_client_close(struct px_client *c) {
     px_upstream_abort(u);
   }
   if (c->pool != NULL)
-    px__client_release_server(c, 1);
+    px__client_release_server(c, BAL_CANCELLED);
   uv_close((uv_handle_t *)&c->tcp, client_close_cb);
   uv_close((uv_handle_t *)&c->timer, client_close_cb);
 }
@@ -231,10 +231,10 @@ int px_client_write(struct px_client *c, uv_buf_t *bufs, unsigned n, uint8_t the
 
 /* ---- error responses ---- */
 
-/* The selected server is done with this request (failed: it could not serve it). */
-void px__client_release_server(struct px_client *c, int failed) {
+/* The selected server is done with this request (BAL_FAILED: it could not serve it). */
+void px__client_release_server(struct px_client *c, enum bal_outcome outcome) {
   if (c->server >= 0)
-    bal_release(&c->pool->bal, (unsigned)c->server, failed);
+    bal_release(&c->pool->bal, &c->pick, outcome, uv_now(c->ctx->loop));
   c->server = -1;
 }
 
@@ -254,7 +254,7 @@ void px_client_send_error(struct px_client *c, int status) {
     c->up = NULL;
     px_upstream_abort(u);
   }
-  px__client_release_server(c, status >= 500);
+  px__client_release_server(c, status >= 500 ? BAL_FAILED : BAL_CANCELLED);
   ka = (status == 404 || status == 502 || status == 503 || status == 504) && c->keep_alive &&
        !c->ctx->closing && px__request_finish_bodyless(c) && !(c->eof && c->in_pos >= c->in_len);
   c->keep_alive = (uint8_t)ka;

@@ -63,6 +63,14 @@ static void pools_free(struct px_ctx *ctx) {
   ctx->npools = 0;
 }
 
+/* A server's stable id: its upstream's name and its address as configured (balancer.h). */
+static uint64_t server_id(const struct cfg_upstream *up, const struct cfg_addr *a) {
+  char text[300];
+  snprintf(text, sizeof(text), strchr(a->host, ':') != NULL ? "[%s]:%u" : "%s:%u", a->host,
+           a->port);
+  return bal_server_id(up->name, text);
+}
+
 static int pools_init(struct px_ctx *ctx, _Atomic uint64_t *rr_counters) {
   const struct lbp_config *cfg = ctx->cfg;
 
@@ -73,10 +81,15 @@ static int pools_init(struct px_ctx *ctx, _Atomic uint64_t *rr_counters) {
   for (size_t i = 0; i < cfg->nupstreams; i++) {
     const struct cfg_upstream *up = &cfg->upstreams[i];
     struct px_pool *p = &ctx->pools[i];
-    unsigned weights[BAL_MAX_SERVERS];
+    struct bal_server_conf sc[BAL_MAX_SERVERS];
+    struct bal_conf bc = {.panic = up->panic,
+                          .slow_start_ms = up->slow_start_ms,
+                          .max_fails = up->max_fails,
+                          .fail_timeout_ms = up->fail_timeout_ms};
+    const struct bal_ops *ops = bal_find(cfg_balance_name(up->balance));
     int rc;
 
-    if (up->nservers == 0 || up->nservers > BAL_MAX_SERVERS)
+    if (up->nservers == 0 || up->nservers > BAL_MAX_SERVERS || ops == NULL)
       return UV_EINVAL;
     p->cfg = up;
     p->servers = calloc(up->nservers, sizeof(*p->servers));
@@ -86,9 +99,11 @@ static int pools_init(struct px_ctx *ctx, _Atomic uint64_t *rr_counters) {
       p->servers[k].cfg = &up->servers[k];
       p->servers[k].pool = p;
       p->servers[k].index = (unsigned)k;
-      weights[k] = up->servers[k].weight;
+      sc[k] = (struct bal_server_conf){.id = server_id(up, &up->servers[k].addr),
+                                       .weight = up->servers[k].weight,
+                                       .backup = up->servers[k].backup};
     }
-    rc = bal_pool_init(&p->bal, &bal_roundrobin, (unsigned)up->nservers, weights,
+    rc = bal_pool_init(&p->bal, ops, &bc, sc, (unsigned)up->nservers,
                        rr_counters ? &rr_counters[i] : NULL);
     if (rc != 0)
       return rc == -ENOMEM ? UV_ENOMEM : UV_EINVAL;

@@ -89,8 +89,9 @@ struct px_client {
   uint32_t in_len, in_pos, fwd_pos; /* filled, parsed, forwarded */
   uint32_t out_len, out_pos, out_fwd;
   struct bal_tried tried;
+  struct bal_pick pick; /* the selected server, for bal_release */
   struct px_pool *pool;
-  int server; /* selected server index, -1 if none */
+  int server; /* selected server index (pick.idx), -1 if none */
   uint8_t state;
   uint8_t refs;         /* closes still to come + attached upstream */
   uint8_t writing;      /* wreq in use */
@@ -181,7 +182,7 @@ void px_client_close(struct px_client *c);
 void px__client_read_start(struct px_client *c);
 void px__client_read_stop(struct px_client *c);
 void px__client_timer(struct px_client *c, uint64_t ms);
-void px__client_release_server(struct px_client *c, int failed);
+void px__client_release_server(struct px_client *c, enum bal_outcome outcome);
 void px__client_next(struct px_client *c);
 void px__client_nodelay(struct px_client *c);
 /* The context started draining: hand the client over or close it if it is between requests. */

@@ -17,8 +17,10 @@
 #include "log.h"
 #include "router.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static void client_forward(struct px_client *c);
 static int parse_body(struct px_client *c);
@@ -43,25 +45,63 @@ int px__request_finish_bodyless(struct px_client *c) {
 
 /* ---- routing and upstream selection ---- */
 
+/* The value of the first header line named `name` in the request head, trimmed and hashed;
+ * BAL_NO_KEY when there is none. The head passed the strict checks: lines end with CRLF. */
+static uint64_t header_key(const struct px_client *c, const char *name) {
+  const char *p = c->in->data + c->head.start, *end = c->in->data + c->head.end, *eol;
+  size_t nlen = strlen(name);
+
+  eol = memchr(p, '\n', (size_t)(end - p)); /* the request line */
+  for (p = eol != NULL ? eol + 1 : end; p < end; p = eol + 1) {
+    const char *v, *ve;
+    if ((eol = memchr(p, '\n', (size_t)(end - p))) == NULL)
+      break;
+    if ((size_t)(eol - p) <= nlen || p[nlen] != ':' || strncasecmp(p, name, nlen) != 0)
+      continue;
+    v = p + nlen + 1;
+    for (ve = eol; ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'); ve--)
+      ;
+    while (v < ve && (*v == ' ' || *v == '\t'))
+      v++;
+    return bal_hash_key(v, (size_t)(ve - v));
+  }
+  return BAL_NO_KEY;
+}
+
+/* The request's balancing key for a pool that hashes one (hash_key), else BAL_NO_KEY. */
+static uint64_t request_key(const struct px_client *c) {
+  const struct cfg_upstream *up = c->pool->cfg;
+
+  if (!(c->pool->bal.ops->flags & BAL_USES_KEY))
+    return BAL_NO_KEY;
+  switch (up->hash_key) {
+  case CFG_HASH_KEY_CLIENT_IP:
+    return c->peer_len > 2 ? bal_hash_key(c->peer + 2, c->peer_len - 2u) : BAL_NO_KEY;
+  case CFG_HASH_KEY_URI:
+    return bal_hash_key(c->in->data + c->head.url.off, c->head.url.len);
+  case CFG_HASH_KEY_HEADER:
+    return header_key(c, up->hash_header);
+  default:
+    return BAL_NO_KEY;
+  }
+}
+
 static void select_and_connect(struct px_client *c, int fresh) {
-  int idx;
+  int rc;
 
   if (fresh) { /* retry on a new connection to the same server */
     px_upstream_acquire(c, &c->pool->servers[c->server], 1);
     return;
   }
-  idx = bal_select(&c->pool->bal, &c->tried);
-  if (idx < 0) {
-    int any_tried = 0;
-    for (size_t i = 0; i < BAL_MAX_SERVERS / 64; i++)
-      any_tried |= c->tried.bits[i] != 0;
+  rc = bal_select(&c->pool->bal, &c->tried, request_key(c), uv_now(c->ctx->loop), &c->pick);
+  if (rc < 0) {
+    /* -EALREADY: every usable server failed this request; else none is usable. */
     c->server = -1;
-    px_client_send_error(c, any_tried ? 502 : 503);
+    px_client_send_error(c, rc == -EALREADY ? 502 : 503);
     return;
   }
-  c->server = idx;
-  bal_tried_add(&c->tried, (unsigned)idx);
-  px_upstream_acquire(c, &c->pool->servers[idx], 0);
+  c->server = c->pick.idx;
+  px_upstream_acquire(c, &c->pool->servers[c->server], 0);
 }
 
 /* An absolute-form target ("http://host:port/path", RFC 9112 3.2.2): route by its authority,
@@ -341,7 +381,7 @@ void px_client_upstream_failed(struct px_client *c, int err) {
     const struct cfg_addr *a = &c->pool->servers[c->server].cfg->addr;
     LBP_WARN("upstream %s:%u %s: %s", a->host, a->port,
              was_connecting ? "connect failed" : "failed", uv_strerror(err));
-    px__client_release_server(c, 1);
+    px__client_release_server(c, BAL_FAILED);
   }
   if (was_connecting) {
     select_and_connect(c, 0); /* the next untried server, or 502 */
@@ -351,7 +391,7 @@ void px_client_upstream_failed(struct px_client *c, int err) {
 }
 
 void px_client_response_complete(struct px_client *c) {
-  px__client_release_server(c, 0);
+  px__client_release_server(c, BAL_OK);
   if (c->state == PX_C_BODY) {
     /* The upstream answered before the whole request arrived: no more forwarding (there is
      * no upstream any more); the rest of the request is left to the lingering close. */
