@@ -343,14 +343,17 @@ void master_workers_changed(struct master *m) {
 }
 
 void master_worker_gone(struct master *m, struct worker *w) {
-  struct generation *g = w != NULL ? w->gen : NULL;
+  struct generation *g = w->gen;
   unsigned left = 0;
 
-  for (struct worker *o = m->workers; o != NULL && g != NULL; o = o->next)
+  for (struct worker *o = m->workers; o != NULL; o = o->next)
     left += o->gen == g;
-  if (g != NULL && g->state == GEN_DRAINING && left == 0)
+  if (g->state == GEN_DRAINING && left == 0)
     event_add(m, EV_GENERATION, 0, (long)getpid(), g->id, "%u retired: drained in %llu ms", g->id,
               (unsigned long long)(uv_now(m->loop) - g->t_draining));
+}
+
+void master_maybe_finish(struct master *m) {
   if ((m->stopping || m->retired) && m->workers == NULL) {
     if (m->retired) {
       LBP_INFO("handed over to the new master: exiting");

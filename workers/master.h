@@ -327,8 +327,10 @@ void master_workers_changed(struct master *m);
 void master_give_up(struct master *m);
 /* The master is done with the reload it started (a worker of the starting generation failed). */
 void master_abort_reload(struct master *m, const char *why);
-/* A worker left for good (NULL: just check): generation and stop bookkeeping. */
+/* A worker left for good (its record is about to go): generation bookkeeping. */
 void master_worker_gone(struct master *m, struct worker *w);
+/* Stopping or handed over, and no worker left (every record freed): end the loop. */
+void master_maybe_finish(struct master *m);
 /* A handed-back connection to place (from a draining worker or an old master). */
 void master_handover(struct master *m, struct mconn *c);
 void master_log_stats(struct master *m);

@@ -138,8 +138,7 @@ static void handing(struct upgrade *u) {
   m->pending.tail = NULL;
   for (struct worker *w = m->workers; w != NULL; w = w->next)
     worker_drain(w, w->gen->cfg->shutdown_timeout_ms, 1);
-  if (m->workers == NULL)
-    master_worker_gone(m, NULL);
+  master_maybe_finish(m);
 }
 
 /* New master: a connection the old master's workers handed back. */

@@ -573,7 +573,10 @@ IT_EACH_STRATEGY(stability, a_binary_upgrade_under_load_loses_no_request) {
     poll(NULL, 0, 10);
   }
   status = T.px.proc.status;
-  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "old master status %#x", status);
+  if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+    it_dump(T.px.proc.log);
+  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s: old master status %#x", dispatch,
+            status);
   cr_assert_gt(it_wait_log("the previous master is gone", 0, 10000), 0);
   for (int64_t deadline = h_now_ms() + 10000;
        pidfile_read_pid(pidfile, &newpid) != 0 || newpid == oldpid;) {
