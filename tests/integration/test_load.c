@@ -135,6 +135,8 @@ IT_TEST(load, a_server_gone_under_keep_alive_gives_resets_on_reused_connections)
   cr_expect_geq(s.kinds[LOAD_RESET_REUSED] + s.kinds[LOAD_TRUNCATED], 1, "%s",
                 load_format(&s, text, sizeof(text)));
   cr_expect_eq(load_value_count(&s, "b2"), s.ok);
+  cr_assert_eq(s.nvalues, 1);
+  cr_expect_leq(s.values[0].first_ms, s.values[0].last_ms);
   it_stop();
 }
 
