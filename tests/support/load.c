@@ -171,6 +171,7 @@ static enum load_kind classify(struct load_state *st, int rc, int reused, int go
 
 static void note_value(struct load_state *st, const struct hc_resp *r) {
   char v[sizeof(st->values[0].value)];
+  int64_t at = (now_us() - st->start_us) / 1000;
   size_t i;
 
   if (st->o.header == NULL)
@@ -186,9 +187,11 @@ static void note_value(struct load_state *st, const struct hc_resp *r) {
   }
   if (i < st->nvalues) {
     st->values[i].count++;
+    st->values[i].last_ms = at;
   } else if (i < LOAD_MAX_VALUES) {
     memcpy(st->values[i].value, v, sizeof(v));
     st->values[i].count = 1;
+    st->values[i].first_ms = st->values[i].last_ms = at;
     st->nvalues++;
   } else {
     st->values_other++;
@@ -492,7 +495,9 @@ const char *load_format(const struct load_stats *s, char *buf, size_t cap) {
   if (s->nvalues > 0 || s->values_missing > 0) {
     put(buf, cap, &len, "\n  header values:");
     for (size_t i = 0; i < s->nvalues; i++)
-      put(buf, cap, &len, " %s x%llu", s->values[i].value, (unsigned long long)s->values[i].count);
+      put(buf, cap, &len, " %s x%llu (+%lld..%lld ms)", s->values[i].value,
+          (unsigned long long)s->values[i].count, (long long)s->values[i].first_ms,
+          (long long)s->values[i].last_ms);
     put(buf, cap, &len, " (missing %llu, other %llu)", (unsigned long long)s->values_missing,
         (unsigned long long)s->values_other);
   }

@@ -59,6 +59,7 @@ enum load_kind {
 struct load_value {
   char value[64];
   uint64_t count;
+  int64_t first_ms, last_ms; /* when a response first and last carried it, since load_start */
 };
 
 struct load_error {
