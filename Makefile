@@ -48,7 +48,12 @@ $(BUILD_DIR)/CMakeCache.txt:
 build: $(BUILD_DIR)/CMakeCache.txt
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
-run: deps build
+# The build's own output goes to a log: what `make run` prints is the demo's.
+run: deps
+	@mkdir -p $(BUILD_DIR)
+	@echo "make run: building lbproxy (output in $(BUILD_DIR)/build.log)..."
+	@$(MAKE) --no-print-directory build > $(BUILD_DIR)/build.log 2>&1 || \
+	  { tail -n 40 $(BUILD_DIR)/build.log; echo "make run: the build failed (see above)"; exit 1; }
 	@tests/support/run-demo.sh $(BUILD_DIR)
 
 # Under the sanitizers, a report in a test process that Criterion already counted as passed
