@@ -4,6 +4,7 @@
 #   make run      deps + build, then the proxy on config/lbproxy.yaml with two demo backends
 #   make test     deps + build, then every test (Criterion, via CTest)
 #   make bench    benchmark every dispatch strategy against nginx and HAProxy (QUICK=1: short)
+#   make fuzz     libFuzzer targets (clang) in build-fuzz/, each run FUZZ_SECONDS (default 60)
 #   make clean    remove build directories
 
 SANITIZE ?= 0
@@ -20,7 +21,12 @@ endif
 PACKAGES := build-essential cmake pkg-config libuv1-dev node-llhttp libyaml-dev \
             libcriterion-dev libcurl4-openssl-dev curl ca-certificates
 
-.PHONY: all deps build run test bench clean format
+# What `make fuzz` needs on top: clang and its runtime (libFuzzer, ASan, UBSan).
+FUZZ_PACKAGES := clang libclang-rt-dev
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+
+.PHONY: all deps build run test bench fuzz clean format
 
 all: build
 
@@ -42,7 +48,12 @@ $(BUILD_DIR)/CMakeCache.txt:
 build: $(BUILD_DIR)/CMakeCache.txt
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
-run: deps build
+# The build's own output goes to a log: what `make run` prints is the demo's.
+run: deps
+	@mkdir -p $(BUILD_DIR)
+	@echo "make run: building lbproxy (output in $(BUILD_DIR)/build.log)..."
+	@$(MAKE) --no-print-directory build > $(BUILD_DIR)/build.log 2>&1 || \
+	  { tail -n 40 $(BUILD_DIR)/build.log; echo "make run: the build failed (see above)"; exit 1; }
 	@tests/support/run-demo.sh $(BUILD_DIR)
 
 # Under the sanitizers, a report in a test process that Criterion already counted as passed
@@ -59,8 +70,18 @@ bench:
 	@$(MAKE) --no-print-directory build BUILD_DIR=build-release CMAKE_FLAGS="-DCMAKE_BUILD_TYPE=Release -DLBPROXY_TESTS=OFF"
 	@bench/run.sh build-release $(if $(QUICK),--quick,)
 
+# libFuzzer targets (tests/fuzz/): their own clang build, each run for FUZZ_SECONDS from the
+# seed corpus; any crash, sanitizer report or broken invariant fails, its input saved in
+# build-fuzz/artifacts/. FUZZ_TARGETS="request config" runs only those.
+fuzz:
+	@$(MAKE) --no-print-directory deps EXTRA_PACKAGES="$(FUZZ_PACKAGES)"
+	@[ -f build-fuzz/CMakeCache.txt ] || cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang \
+	  -DLBPROXY_FUZZ=ON -DLBPROXY_TESTS=OFF -DLBPROXY_BENCH=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake --build build-fuzz --target fuzzers -j $(JOBS)
+	tests/fuzz/run.sh build-fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf build build-asan build-release
+	rm -rf build build-asan build-release build-fuzz

@@ -1,7 +1,7 @@
 /* lbp-micro: the per-request and per-connection hot paths in a loop, counted under callgrind. */
 
 /*
- * Usage: lbp-micro head|handoff ITERATIONS
+ * Usage: lbp-micro head|handoff|select[:ALGORITHM] ITERATIONS
  *
  * 1. "head" does, per iteration, what a worker does for one keep-alive request (proxy/client.c):
  *    llhttp over a typical 400-byte browser request head with px_request_settings (pausing at
@@ -13,15 +13,22 @@
  *    does: the frame is decoded, the fd is accepted into a uv_tcp_t, which is then closed. Both
  *    ends live in one process and one libuv loop; the loop runs until the frame has arrived,
  *    the received handle is closed and the send callback has run.
+ * 2b. "select" picks a server and releases it, as a worker does once per request attempt
+ *    (balancer.h: bal_select, bal_release), in a pool of 8 servers of weights 1 to 3 with
+ *    in-flight counters in (here, local) shared memory and passive failure accounting on.
+ *    "select" is round_robin; "select:least_conn", "select:random2", "select:hash" the
+ *    others (hash includes bal_hash_key of an 8-byte key).
  * 3. A warm-up (a tenth of the iterations, at least 100) runs first, so lazy symbol binding and
  *    first-touch costs are not counted; then CALLGRIND_START_INSTRUMENTATION, the measured
  *    loop, CALLGRIND_STOP_INSTRUMENTATION. Run under
  *      valgrind --tool=callgrind --instr-atstart=no lbp-micro head 100000
  *    and divide the total Ir by ITERATIONS. Without valgrind the macros do nothing and the
  *    wall-clock time per iteration is printed instead (noisy; callgrind's count is the figure).
- * 4. Each mode checks its result (route, iovec count, byte count, fds received) and exits 1 if
+ * 4. Each mode checks its result (route, iovec count, byte count, fds received, every server
+ *    picked and every counter back to 0) and exits 1 if
  *    something is off, so a broken hot path cannot produce a flattering number.
  */
+#include "balancer.h"
 #include "config.h"
 #include "http_head.h"
 #include "ipc.h"
@@ -295,17 +302,96 @@ static int run_handoff(long iters) {
   return 0;
 }
 
+/* ---- select: one balancer pick and release ---- */
+
+#define SELECT_SERVERS 8
+
+struct select_bench {
+  struct bal_pool pool;
+  _Atomic uint32_t shared[SELECT_SERVERS];
+  _Atomic uint64_t rotation;
+  uint64_t picked[SELECT_SERVERS];
+};
+
+static int select_setup(struct select_bench *b, const struct bal_ops *ops) {
+  struct bal_server_conf sc[SELECT_SERVERS];
+  struct bal_conf conf = {.max_fails = 3, .fail_timeout_ms = 10000};
+  char addr[32];
+
+  memset(b, 0, sizeof(*b));
+  for (unsigned i = 0; i < SELECT_SERVERS; i++) {
+    snprintf(addr, sizeof(addr), "127.0.0.1:%u", 9001 + i);
+    sc[i] = (struct bal_server_conf){
+        .id = bal_server_id("micro", addr), .weight = 1 + i % 3, .shared = &b->shared[i]};
+  }
+  return bal_pool_init(&b->pool, ops, &conf, sc, SELECT_SERVERS, &b->rotation);
+}
+
+/* One attempt: pick, release. Returns 0, or -1 if no server was picked. */
+static int select_once(struct select_bench *b, uint64_t i) {
+  struct bal_tried t;
+  struct bal_pick pk;
+  uint64_t key = BAL_NO_KEY;
+
+  if (b->pool.ops->flags & BAL_USES_KEY)
+    key = bal_hash_key(&i, sizeof(i));
+  bal_tried_clear(&t);
+  if (bal_select(&b->pool, &t, key, 1000000 + i / 1000, &pk) != 0)
+    return -1;
+  b->picked[pk.idx]++;
+  bal_release(&b->pool, &pk, BAL_OK, 1000000 + i / 1000);
+  return 0;
+}
+
+static int run_select(const char *name, long iters) {
+  const struct bal_ops *ops = bal_find(name);
+  struct select_bench b;
+  long warm = iters / 10 > 100 ? iters / 10 : 100;
+  long long t0;
+  int bad = 0;
+
+  if (ops == NULL || select_setup(&b, ops) != 0) {
+    fprintf(stderr, "lbp-micro: select: no algorithm '%s' (or no memory)\n", name);
+    return 1;
+  }
+  for (long i = 0; i < warm; i++)
+    bad |= select_once(&b, (uint64_t)i);
+  t0 = now_ns();
+  CALLGRIND_START_INSTRUMENTATION;
+  for (long i = 0; i < iters; i++)
+    bad |= select_once(&b, (uint64_t)(warm + i));
+  CALLGRIND_STOP_INSTRUMENTATION;
+  t0 = now_ns() - t0;
+  for (unsigned i = 0; i < SELECT_SERVERS; i++)
+    bad |= b.picked[i] == 0 || atomic_load(&b.shared[i]) != 0;
+  bal_pool_free(&b.pool);
+  if (bad) {
+    fprintf(stderr,
+            "lbp-micro: select %s: a pick failed, a server was never picked, or a "
+            "counter did not return to 0\n",
+            name);
+    return 1;
+  }
+  printf("micro select algorithm=%s iterations=%ld servers=%d ns_per_op=%.1f\n", name, iters,
+         SELECT_SERVERS, (double)t0 / (double)iters);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   long iters = argc == 3 ? strtol(argv[2], NULL, 10) : 0;
 
   if (iters <= 0 || iters > 100000000L) {
-    fprintf(stderr, "usage: lbp-micro head|handoff ITERATIONS\n");
+    fprintf(stderr, "usage: lbp-micro head|handoff|select[:ALGORITHM] ITERATIONS\n");
     return 2;
   }
   if (strcmp(argv[1], "head") == 0)
     return run_head(iters);
   if (strcmp(argv[1], "handoff") == 0)
     return run_handoff(iters);
-  fprintf(stderr, "usage: lbp-micro head|handoff ITERATIONS\n");
+  if (strcmp(argv[1], "select") == 0)
+    return run_select("round_robin", iters);
+  if (strncmp(argv[1], "select:", 7) == 0)
+    return run_select(argv[1] + 7, iters);
+  fprintf(stderr, "usage: lbp-micro head|handoff|select[:ALGORITHM] ITERATIONS\n");
   return 2;
 }

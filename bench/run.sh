@@ -538,7 +538,7 @@ measure() { # ROUND WORKLOAD TARGET
 micro() {
   local mode iters out total ipo
   echo "mode,iterations,instructions,instructions_per_op" >"$RESULTS/micro.csv"
-  for mode in head handoff; do
+  for mode in head handoff select; do
     iters=$MICRO_HEAD
     [[ $mode == handoff ]] && iters=$MICRO_HANDOFF
     out=$RESULTS/micro-$mode.callgrind

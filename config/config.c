@@ -22,6 +22,14 @@ const char *cfg_dispatch_name(enum cfg_dispatch d) {
   return cfg__dispatch_names[d];
 }
 
+const char *const cfg__balance_names[] = {"round_robin", "least_conn", "random2", "hash", NULL};
+
+const char *cfg_balance_name(enum cfg_balance b) {
+  if ((unsigned)b >= sizeof(cfg__balance_names) / sizeof(cfg__balance_names[0]) - 1)
+    return "unknown";
+  return cfg__balance_names[b];
+}
+
 int cfg__error(struct cfg__ctx *ctx, int line, int col, const char *path, const char *fmt, ...) {
   char what[512];
   va_list ap;
@@ -132,6 +140,9 @@ void cfg_free(struct lbp_config *cfg) {
   for (size_t i = 0; i < cfg->nupstreams; i++) {
     free(cfg->upstreams[i].name);
     free(cfg->upstreams[i].servers);
+    free(cfg->upstreams[i].hash_header);
+    free(cfg->upstreams[i].health_check.path);
+    free(cfg->upstreams[i].health_check.host);
   }
   routes_free(cfg->routes, cfg->nroutes);
   free(cfg->upstreams);

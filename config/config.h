@@ -39,16 +39,82 @@ enum cfg_mode {
 struct cfg_server {
   struct cfg_addr addr;
   unsigned weight; /* 1..1000, default 1 */
+  int backup;      /* gets traffic only when no other server is usable; default false */
+};
+
+/* How an upstream spreads requests over its servers (see README, "Balancing"). */
+enum cfg_balance {
+  CFG_BALANCE_ROUND_ROBIN = 0, /* smooth weighted round-robin, one rotation for all workers */
+  CFG_BALANCE_LEAST_CONN,      /* fewest requests in flight (all workers) per weight */
+  CFG_BALANCE_RANDOM2,         /* the better of two weighted random choices */
+  CFG_BALANCE_HASH,            /* consistent hashing (Maglev) of hash_key */
+};
+
+/* Returns the config spelling of a balancing algorithm ("round_robin", ...), which is also
+ * the name bal_find() knows it by. */
+const char *cfg_balance_name(enum cfg_balance b);
+
+/* What `balance: hash` hashes. */
+enum cfg_hash_key {
+  CFG_HASH_KEY_NONE = 0,  /* not set */
+  CFG_HASH_KEY_CLIENT_IP, /* the client's address (from PROXY v2 when relayed) */
+  CFG_HASH_KEY_URI,       /* the request target as received */
+  CFG_HASH_KEY_HEADER,    /* the value of the header named by hash_header */
+};
+
+/* Failures a request may be retried after: retry_on holds 1 << each one listed. The order is
+ * the balancer's enum bal_failure, so the bits mean the same there. */
+enum cfg_retry_on {
+  CFG_RETRY_CONNECT_FAILURE = 0, /* connect refused, failed or timed out */
+  CFG_RETRY_RESET,               /* reset or closed before any response byte */
+  CFG_RETRY_TIMEOUT,             /* no response byte within timeouts.upstream_response */
+  CFG_RETRY_HTTP_502,            /* the server answered 502 / 503 / 504 */
+  CFG_RETRY_HTTP_503,
+  CFG_RETRY_HTTP_504,
+};
+
+enum cfg_check_type {
+  CFG_CHECK_TCP = 0, /* a connect that succeeds within timeout */
+  CFG_CHECK_HTTP,    /* GET path with Host, answered within timeout with a status in range */
+};
+
+/* Active health checks of an upstream's servers, run by the master (off unless configured). */
+struct cfg_health_check {
+  int enabled; /* health_check: was given */
+  enum cfg_check_type type;
+  char *path;                    /* http: request path, default "/" */
+  char *host;                    /* http: Host header; NULL: the server's address */
+  uint16_t status_lo, status_hi; /* http: expected status range, default 200-399 */
+  uint64_t interval_ms;          /* between checks of one server, default 2s */
+  uint64_t timeout_ms;           /* a check not done within this failed, default 1s */
+  unsigned rise;                 /* passes in a row that bring a server up, default 2 */
+  unsigned fall;                 /* failures in a row that take it down, default 3 */
+  unsigned jitter_pct;           /* each delay varies by up to this % of interval, default 10 */
 };
 
 struct cfg_upstream {
   char *name;
   struct cfg_server *servers;
   size_t nservers;
-  unsigned keepalive; /* idle upstream connections kept per server per worker, default 32 */
-  uint64_t keepalive_timeout_ms; /* an idle pooled connection is closed after this, default 4s */
-  int line, col;                 /* position of the upstream's name */
+  unsigned keepalive;           /* idle upstream connections kept per server per worker, 32 */
+  uint64_t keepalive_timeout_ms; /* an idle pooled connection is closed after this; 4s */
+  enum cfg_balance balance;     /* default round_robin */
+  enum cfg_hash_key hash_key;   /* required with balance hash */
+  char *hash_header;            /* hash_key header:<Name>: the name, else NULL */
+  int panic;                    /* nothing usable: try every server anyway; default false */
+  uint64_t slow_start_ms;       /* a server becoming usable ramps up over this; default 0 */
+  unsigned max_fails;           /* failures within fail_timeout that skip a server; 3; 0 = off */
+  uint64_t fail_timeout_ms;     /* the window, and how long a server is skipped; default 10s */
+  unsigned retries;             /* further attempts after a failure, default 1 */
+  unsigned retry_on;            /* 1 << enum cfg_retry_on; default connect_failure, reset */
+  unsigned retry_budget_pct;    /* retries at most this % of requests (sliding 10s), 20 */
+  uint64_t resolve_interval_ms; /* the master re-resolves server names this often; 5s; 0 = never */
+  struct cfg_health_check health_check;
+  int line, col; /* position of the upstream's name */
 };
+
+/* The retry_on of an upstream that does not set it. */
+#define CFG_RETRY_ON_DEFAULT ((1u << CFG_RETRY_CONNECT_FAILURE) | (1u << CFG_RETRY_RESET))
 
 /* A route sends requests whose Host matches `host` (exact, case-insensitive, port ignored;
  * "*.example.com" matches any subdomain) and whose path starts with `path` to an upstream.

@@ -44,6 +44,8 @@ struct cfg__node {
 
 /* The config spellings of enum cfg_dispatch, in its order, NULL-terminated. */
 extern const char *const cfg__dispatch_names[];
+/* ... and of enum cfg_balance. */
+extern const char *const cfg__balance_names[];
 
 /* Where errors go while a config is loaded. */
 struct cfg__ctx {

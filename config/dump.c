@@ -69,6 +69,9 @@ static void dump_scalar(FILE *out, const struct lbp_config *cfg, const struct fi
   case T_UINT:
     fprintf(out, "%" PRIu64, load_uint(p, f->width));
     break;
+  case T_PERCENT:
+    fprintf(out, "%" PRIu64 "%%", load_uint(p, f->width));
+    break;
   case T_WORKERS:
     fprintf(out, "%" PRIu64 "%s", load_uint(p, f->width), cfg->workers_auto ? "  # auto" : "");
     break;

@@ -59,6 +59,8 @@ static const char *type_help(enum cfg__type t) {
     return "true or false";
   case T_UINT:
     return "a whole number";
+  case T_PERCENT:
+    return "a percentage (like 20%)";
   case T_WORKERS:
     return "'auto' or a whole number";
   case T_HOSTPORT:
@@ -75,11 +77,25 @@ static const char *fmt_bound(char *buf, size_t size, enum cfg__type t, uint64_t 
     return cfg__fmt_duration(buf, size, v);
   if (t == T_SIZE)
     return cfg__fmt_size(buf, size, v);
-  snprintf(buf, size, "%llu", (unsigned long long)v);
+  snprintf(buf, size, "%llu%s", (unsigned long long)v, t == T_PERCENT ? "%" : "");
   return buf;
 }
 
-/* T_DURATION, T_SIZE, T_UINT and T_WORKERS: a number with bounds. */
+/* "20%" or "20" -> 20. 0 or UV_EINVAL. */
+static int parse_percent(const char *text, uint64_t *v) {
+  char digits[32];
+  size_t len = strlen(text);
+
+  if (len > 0 && text[len - 1] == '%')
+    len--;
+  if (len == 0 || len >= sizeof(digits))
+    return UV_EINVAL;
+  memcpy(digits, text, len);
+  digits[len] = '\0';
+  return cfg__parse_uint(digits, v);
+}
+
+/* T_DURATION, T_SIZE, T_UINT, T_PERCENT and T_WORKERS: a number with bounds. */
 static int set_number(struct cfg__ctx *ctx, const struct field *f, const char *text, int line,
                       int col, void *base, const char *path) {
   char shown[64], lo[32], hi[32];
@@ -94,6 +110,8 @@ static int set_number(struct cfg__ctx *ctx, const struct field *f, const char *t
     rc = cfg_parse_duration(text, &v);
   else if (f->type == T_SIZE)
     rc = cfg_parse_size(text, &v);
+  else if (f->type == T_PERCENT)
+    rc = parse_percent(text, &v);
   else
     rc = cfg__parse_uint(text, &v);
   if (rc != 0)

@@ -12,6 +12,7 @@ enum cfg__type {
   T_DURATION, /* "250ms", "5s" -> uint64 milliseconds; min/max in milliseconds */
   T_SIZE,     /* "16k" -> uint64 bytes; min/max in bytes */
   T_UINT,     /* a plain number, stored in `width` bytes; min/max its bounds */
+  T_PERCENT,  /* "20%" (or a bare 20) -> a whole number of percent; min/max its bounds */
   T_STRING,   /* char *, malloc'ed; `check` may refuse some values */
   T_ENUM,     /* one of the NULL-terminated `names` in aux, stored as its index (an int enum) */
   T_HOSTPORT, /* struct cfg_addr, not resolved yet; min/max bound the port */

@@ -1,6 +1,7 @@
 /* Step 3 of loading a config, its meaning: checks across keys, listeners and their routes, "auto"
  * workers, the workers' user, resolving every address, and warnings about configs that are valid
  * but surely wrong, so that a config that loads is one the proxy can run as meant. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <pwd.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 #include <uv.h>
 
 #include "config_internal.h"
+#include "fields.h"
 
 /* The bounds of `workers:` in the fields table; "auto" is clamped to them too. */
 #define MAX_WORKERS 256
@@ -201,6 +203,132 @@ static int link_listeners(struct cfg__ctx *ctx, const struct cfg__node *root,
   return 0;
 }
 
+/* ---- upstreams: servers, balancing, retries, health checks ---- */
+
+#define DEFAULT_RESOLVE_INTERVAL_MS 5000 /* resolve_interval's default in schema.c */
+
+/* Two servers of one upstream at one address would have one stable id (balancer.h). */
+static int check_server_addrs(struct cfg__ctx *ctx, const struct cfg_upstream *u,
+                              const char *upath) {
+  char servers[CFG__PATH_MAX], path[CFG__PATH_MAX];
+
+  for (size_t i = 1; i < u->nservers; i++)
+    for (size_t j = 0; j < i; j++) {
+      if (!same_addr(&u->servers[i].addr, &u->servers[j].addr))
+        continue;
+      cfg__join_key(servers, upath, "servers");
+      cfg__join_index(path, servers, i);
+      return cfg__error(ctx, u->servers[i].addr.line, u->servers[i].addr.col, path,
+                        "the same address as servers[%zu] (give that one a weight instead)", j);
+    }
+  return 0;
+}
+
+/* Warns "path.key: message" at key's value in mapping `map`, when the key is written there. */
+static int warn_key(struct cfg__ctx *ctx, struct lbp_config *cfg, const struct cfg__node *map,
+                    const char *upath, const char *key, const char *msg) {
+  const struct cfg__node *n = cfg__map_get(map, key);
+  char path[CFG__PATH_MAX];
+
+  if (n == NULL)
+    return 0;
+  cfg__join_key(path, upath, key);
+  return cfg__warn(ctx, cfg, n->key_line, n->key_col, path, "%s", msg) != 0 ? UV_ENOMEM : 0;
+}
+
+static int is_ip(const char *host) {
+  unsigned char buf[sizeof(struct in6_addr)];
+  return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
+}
+
+static int check_balance(struct cfg__ctx *ctx, struct lbp_config *cfg, const struct cfg__node *un,
+                         const struct cfg_upstream *u, const char *upath) {
+  const struct cfg__node *bal = cfg__map_get(un, "balance");
+  char path[CFG__PATH_MAX], msg[128];
+  size_t backups = 0, names = 0;
+  int rc;
+
+  cfg__join_key(path, upath, "balance");
+  if (u->balance == CFG_BALANCE_HASH && u->hash_key == CFG_HASH_KEY_NONE)
+    return cfg__error(ctx, bal->line, bal->col, path,
+                      "hash needs hash_key (client_ip, uri or header:<Name>)");
+  /* Warnings depend on values, not on which keys were written: lbproxy -T writes them all,
+   * and its output must load with the same warnings as the file it came from. */
+  snprintf(msg, sizeof(msg), "has no effect unless balance is hash (balance is %s)",
+           cfg_balance_name(u->balance));
+  if ((u->balance != CFG_BALANCE_HASH && u->hash_key != CFG_HASH_KEY_NONE &&
+       (rc = warn_key(ctx, cfg, un, upath, "hash_key", msg))) ||
+      (u->balance == CFG_BALANCE_HASH && u->slow_start_ms > 0 &&
+       (rc = warn_key(ctx, cfg, un, upath, "slow_start",
+                      "has no effect with balance hash (a ramping weight would move keys)"))) ||
+      (u->retries > 0 && u->retry_on == 0 &&
+       (rc = warn_key(ctx, cfg, un, upath, "retry_on", "is empty: retries has no effect"))))
+    return rc;
+  for (size_t i = 0; i < u->nservers; i++) {
+    backups += u->servers[i].backup != 0;
+    names += !is_ip(u->servers[i].addr.host);
+  }
+  if (backups == u->nservers &&
+      (rc = warn_key(ctx, cfg, un, upath, "servers",
+                     "every server is a backup, so the backups take all the traffic")))
+    return rc;
+  if (names == 0 && u->resolve_interval_ms != DEFAULT_RESOLVE_INTERVAL_MS &&
+      (rc = warn_key(ctx, cfg, un, upath, "resolve_interval",
+                     "has no effect: every server is an IP address")))
+    return rc;
+  return 0;
+}
+
+static int check_health_check(struct cfg__ctx *ctx, struct lbp_config *cfg,
+                              const struct cfg__node *un, const struct cfg_health_check *hc,
+                              const char *upath) {
+  const struct cfg__node *hn = cfg__map_get(un, "health_check"), *at;
+  static const char *const http_only[] = {"path", "host", "expect_status"};
+  char path[CFG__PATH_MAX], a[32], b[32];
+  int rc;
+
+  if (!hc->enabled)
+    return 0;
+  cfg__join_key(path, upath, "health_check");
+  if (hc->timeout_ms >= hc->interval_ms) {
+    at = cfg__map_get(hn, "timeout") != NULL ? cfg__map_get(hn, "timeout")
+                                             : cfg__map_get(hn, "interval");
+    return cfg__error(ctx, at->line, at->col, path,
+                      "timeout (%s) must be shorter than interval (%s)",
+                      cfg__fmt_duration(a, sizeof(a), hc->timeout_ms),
+                      cfg__fmt_duration(b, sizeof(b), hc->interval_ms));
+  }
+  if (hc->type != CFG_CHECK_TCP)
+    return 0;
+  for (size_t k = 0; k < 3; k++) {
+    int is_default = k == 0   ? strcmp(hc->path, "/") == 0
+                     : k == 1 ? hc->host == NULL
+                              : hc->status_lo == 200 && hc->status_hi == 399;
+    if (!is_default &&
+        (rc = warn_key(ctx, cfg, hn, path, http_only[k], "has no effect with type tcp")) != 0)
+      return rc;
+  }
+  return 0;
+}
+
+/* Every upstream's own rules, at the places their keys were written. */
+static int check_upstreams(struct cfg__ctx *ctx, const struct cfg__node *root,
+                           struct lbp_config *cfg) {
+  const struct cfg__node *un = cfg__map_get(root, "upstreams")->child;
+  char upath[CFG__PATH_MAX], shown[64];
+  int rc;
+
+  for (size_t i = 0; i < cfg->nupstreams; i++, un = un->next) {
+    const struct cfg_upstream *u = &cfg->upstreams[i];
+    snprintf(upath, sizeof(upath), "upstreams.%s", cfg__show(shown, sizeof(shown), u->name));
+    if ((rc = check_server_addrs(ctx, u, upath)) != 0 ||
+        (rc = check_balance(ctx, cfg, un, u, upath)) != 0 ||
+        (rc = check_health_check(ctx, cfg, un, &u->health_check, upath)) != 0)
+      return rc;
+  }
+  return 0;
+}
+
 /* The workers' user must exist where the master runs: looked up now, so -t catches a typo. */
 static int lookup_user(struct cfg__ctx *ctx, const struct cfg__node *root, struct lbp_config *cfg) {
   const struct cfg__node *n = cfg__map_get(root, "user");
@@ -330,8 +458,9 @@ int cfg__meaning(struct cfg__ctx *ctx, const struct cfg__node *root, struct lbp_
   int rc;
 
   if ((rc = resolve_workers(cfg)) != 0 || (rc = check_port_base(ctx, root, cfg)) != 0 ||
-      (rc = link_listeners(ctx, root, cfg)) != 0 || (rc = lookup_user(ctx, root, cfg)) != 0 ||
-      (rc = resolve_all(ctx, cfg)) != 0 || (rc = warnings(ctx, cfg)) != 0)
+      (rc = link_listeners(ctx, root, cfg)) != 0 || (rc = check_upstreams(ctx, root, cfg)) != 0 ||
+      (rc = lookup_user(ctx, root, cfg)) != 0 || (rc = resolve_all(ctx, cfg)) != 0 ||
+      (rc = warnings(ctx, cfg)) != 0)
     return rc;
   return 0;
 }

@@ -21,6 +21,18 @@ static int parse_listeners(struct cfg__ctx *, const struct field *, const struct
                            void *, const char *);
 static int check_upstream_ref(struct cfg__ctx *, const struct field *, const struct cfg__node *,
                               void *, const char *);
+static int parse_hash_key(struct cfg__ctx *, const struct field *, const struct cfg__node *, void *,
+                          const char *);
+static int parse_retry_on(struct cfg__ctx *, const struct field *, const struct cfg__node *, void *,
+                          const char *);
+static int parse_health_check(struct cfg__ctx *, const struct field *, const struct cfg__node *,
+                              void *, const char *);
+static int parse_expect_status(struct cfg__ctx *, const struct field *, const struct cfg__node *,
+                               void *, const char *);
+static void dump_hash_key(FILE *, const struct lbp_config *, const void *, int, int *);
+static void dump_retry_on(FILE *, const struct lbp_config *, const void *, int, int *);
+static void dump_health_check(FILE *, const struct lbp_config *, const void *, int, int *);
+static void dump_expect_status(FILE *, const struct lbp_config *, const void *, int, int *);
 static void dump_upstreams(FILE *, const struct lbp_config *, const void *, int, int *);
 static void dump_servers(FILE *, const struct lbp_config *, const void *, int, int *);
 static void dump_routes(FILE *, const struct lbp_config *, const void *, int, int *);
@@ -34,6 +46,7 @@ static const char *check_log_target(const char *s);
 static const char *check_route_host(const char *s);
 static const char *check_route_path(const char *s);
 static const char *check_set_host(const char *s);
+static const char *check_check_host(const char *s);
 
 /* clang-format off */
 static const struct field timeout_fields[] = {
@@ -54,23 +67,60 @@ static const struct field limit_fields[] = {
   KEY("max_header_bytes", T_SIZE, LI(max_header_bytes), KIB, KIB * KIB,             "16k"),
   KEY("max_body_bytes",   T_SIZE, LI(max_body_bytes),   0,   KIB * KIB * KIB * KIB, "0"),
   KEY("max_connections",  T_UINT, LI(max_connections),  0,   1000000,               "0"),
-  {0},
 #undef LI
+  {0},
 };
 
 static const struct field server_fields[] = {
   KEY("address", T_HOSTPORT, AT(struct cfg_server, addr),   1, 65535, NULL, .flags = REQUIRED),
   KEY("weight",  T_UINT,     AT(struct cfg_server, weight), 1, 1000,  "1"),
+  KEY("backup",  T_BOOL,     AT(struct cfg_server, backup), 0, 0,     "false"),
   {0},
 };
 
-static const struct field upstream_fields[] = {
-  KEY("keepalive", T_UINT,   AT(struct cfg_upstream, keepalive), 0, 10000, "32"),
-  KEY("keepalive_timeout", T_DURATION, AT(struct cfg_upstream, keepalive_timeout_ms), 1, HOUR,
-      "4s"),
-  KEY("servers",   T_CUSTOM, NO_OFFSET,                          1, 256,   NULL, .flags = REQUIRED,
-      .fn = parse_servers, .dump = dump_servers),
+static const char *const check_type_names[] = {"tcp", "http", NULL};
+
+/* health_check: (the mapping; expect_status defaults to 200-399 in parse_health_check). */
+static const struct field health_check_fields[] = {
+#define HC(m) AT(struct cfg_health_check, m)
+  KEY("type",          T_ENUM,     HC(type),        0,   0,    "tcp", .aux = check_type_names),
+  KEY("path",          T_STRING,   HC(path),        0,   0,    "/",   .check = check_route_path),
+  KEY("host",          T_STRING,   HC(host),        0,   0,    NULL,  .check = check_check_host),
+  KEY("expect_status", T_CUSTOM,   NO_OFFSET,       0,   0,    NULL,
+      .fn = parse_expect_status, .dump = dump_expect_status),
+  KEY("interval",      T_DURATION, HC(interval_ms), 10,  HOUR, "2s"),
+  KEY("timeout",       T_DURATION, HC(timeout_ms),  1,   HOUR, "1s"),
+  KEY("rise",          T_UINT,     HC(rise),        1,   100,  "2"),
+  KEY("fall",          T_UINT,     HC(fall),        1,   100,  "3"),
+  KEY("jitter",        T_PERCENT,  HC(jitter_pct),  0,   50,   "10%"),
   {0},
+#undef HC
+};
+
+/* upstreams.NAME (retry_on defaults to connect_failure, reset in parse_upstreams). */
+static const struct field upstream_fields[] = {
+#define UP(m) AT(struct cfg_upstream, m)
+  KEY("keepalive",        T_UINT,     UP(keepalive),           0, 10000,     "32"),
+  KEY("keepalive_timeout", T_DURATION, UP(keepalive_timeout_ms), 1, HOUR,     "4s"),
+  KEY("balance",          T_ENUM,     UP(balance),             0, 0,         "round_robin",
+      .aux = cfg__balance_names),
+  KEY("hash_key",         T_CUSTOM,   NO_OFFSET,               0, 0,         NULL,
+      .fn = parse_hash_key, .dump = dump_hash_key),
+  KEY("panic",            T_BOOL,     UP(panic),               0, 0,         "false"),
+  KEY("slow_start",       T_DURATION, UP(slow_start_ms),       0, HOUR,      "0"),
+  KEY("max_fails",        T_UINT,     UP(max_fails),           0, 1000,      "3"),
+  KEY("fail_timeout",     T_DURATION, UP(fail_timeout_ms),     1, HOUR,      "10s"),
+  KEY("retries",          T_UINT,     UP(retries),             0, 10,        "1"),
+  KEY("retry_on",         T_CUSTOM,   NO_OFFSET,               0, 6,         NULL,
+      .fn = parse_retry_on, .dump = dump_retry_on),
+  KEY("retry_budget",     T_PERCENT,  UP(retry_budget_pct),    0, 100,       "20%"),
+  KEY("resolve_interval", T_DURATION, UP(resolve_interval_ms), 0, 24 * HOUR, "5s"),
+  KEY("health_check",     T_CUSTOM,   NO_OFFSET,               0, 0,         NULL,
+      .fn = parse_health_check, .dump = dump_health_check),
+  KEY("servers",          T_CUSTOM,   NO_OFFSET,               1, 256,       NULL,
+      .flags = REQUIRED, .fn = parse_servers, .dump = dump_servers),
+  {0},
+#undef UP
 };
 
 static const struct field route_fields[] = {
@@ -182,6 +232,7 @@ static int parse_upstreams(struct cfg__ctx *ctx, const struct field *f, const st
       return UV_ENOMEM;
     u->line = c->key_line;
     u->col = c->key_col;
+    u->retry_on = CFG_RETRY_ON_DEFAULT; /* a list: the table cannot hold its default */
     if ((rc = cfg__fill_map(ctx, upstream_fields, c, u, cpath)) != 0)
       return rc;
   }
@@ -290,6 +341,118 @@ static int check_upstream_ref(struct cfg__ctx *ctx, const struct field *f,
   return 0;
 }
 
+/* An HTTP token (RFC 9110 5.6.2): what a header field name is made of. */
+static int is_token(const char *s) {
+  if (*s == '\0')
+    return 0;
+  for (; *s != '\0'; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+          strchr("!#$%&'*+-.^_`|~", c) != NULL))
+      return 0;
+  }
+  return 1;
+}
+
+/* hash_key: client_ip, uri, or header:<Name>. */
+static int parse_hash_key(struct cfg__ctx *ctx, const struct field *f, const struct cfg__node *n,
+                          void *base, const char *path) {
+  static const char *const plain[] = {"client_ip", "uri", NULL};
+  struct cfg_upstream *u = base;
+  char shown[64], hint[96] = "";
+  const char *close;
+
+  if (n->kind != CFG__SCALAR || n->is_null)
+    return cfg__wrong_type(ctx, n, path, "client_ip, uri or header:<Name>");
+  if (strcmp(n->text, "client_ip") == 0 || strcmp(n->text, "uri") == 0) {
+    u->hash_key = n->text[0] == 'c' ? CFG_HASH_KEY_CLIENT_IP : CFG_HASH_KEY_URI;
+    return 0;
+  }
+  if (strncmp(n->text, "header:", 7) == 0) {
+    if (!is_token(n->text + 7))
+      return cfg__error(ctx, n->line, n->col, path,
+                        "'%s' is not a header name (letters, digits and !#$%%&'*+-.^_`|~)",
+                        cfg__show(shown, sizeof(shown), n->text + 7));
+    free(u->hash_header);
+    if ((u->hash_header = strdup(n->text + 7)) == NULL)
+      return UV_ENOMEM;
+    u->hash_key = CFG_HASH_KEY_HEADER;
+    return 0;
+  }
+  if ((close = cfg__closest(n->text, plain)) != NULL)
+    snprintf(hint, sizeof(hint), "; did you mean '%s'?", close);
+  return cfg__error(ctx, n->line, n->col, path,
+                    "unknown value '%s' (expected client_ip, uri or header:<Name>)%s",
+                    cfg__show(shown, sizeof(shown), n->text), hint);
+}
+
+/* The retry_on spellings, in the order of enum cfg_retry_on. */
+static const char *const retry_on_names[] = {"connect_failure", "reset",    "timeout", "http_502",
+                                             "http_503",        "http_504", NULL};
+
+/* retry_on: a sequence of failure kinds (possibly empty: never retry). */
+static int parse_retry_on(struct cfg__ctx *ctx, const struct field *f, const struct cfg__node *n,
+                          void *base, const char *path) {
+  const struct field item = {
+      .name = f->name, .type = T_ENUM, .width = sizeof(int), .aux = retry_on_names};
+  struct cfg_upstream *u = base;
+  char ipath[CFG__PATH_MAX];
+  size_t k = 0;
+  int rc, v;
+
+  if ((rc = cfg__check_entries(ctx, f, n, CFG__SEQ, "failure kinds", path)) != 0)
+    return rc;
+  u->retry_on = 0;
+  for (const struct cfg__node *c = n->child; c != NULL; c = c->next) {
+    cfg__join_index(ipath, path, k++);
+    if ((rc = cfg__set_value(ctx, &item, c, &v, ipath)) != 0)
+      return rc;
+    u->retry_on |= 1u << v;
+  }
+  return 0;
+}
+
+/* health_check: a mapping (an empty one means every default); its presence turns checks on. */
+static int parse_health_check(struct cfg__ctx *ctx, const struct field *f,
+                              const struct cfg__node *n, void *base, const char *path) {
+  struct cfg_health_check *hc = &((struct cfg_upstream *)base)->health_check;
+
+  hc->enabled = 1;
+  hc->status_lo = 200;
+  hc->status_hi = 399;
+  return cfg__fill_map(ctx, health_check_fields, n, hc, path);
+}
+
+/* expect_status: one status ("200") or a range ("200-399"), within 100..599. */
+static int parse_expect_status(struct cfg__ctx *ctx, const struct field *f,
+                               const struct cfg__node *n, void *base, const char *path) {
+  struct cfg_health_check *hc = base;
+  char lo_text[16] = "", shown[64];
+  const char *dash;
+  uint64_t lo = 0, hi = 0;
+  int bad;
+
+  if (n->kind != CFG__SCALAR || n->is_null)
+    return cfg__wrong_type(ctx, n, path, "a status or a range like 200-399");
+  dash = strchr(n->text, '-');
+  if (dash == NULL) {
+    bad = cfg__parse_uint(n->text, &lo) != 0;
+    hi = lo;
+  } else {
+    bad = (size_t)(dash - n->text) >= sizeof(lo_text);
+    if (!bad)
+      memcpy(lo_text, n->text, (size_t)(dash - n->text));
+    bad = bad || cfg__parse_uint(lo_text, &lo) != 0 || cfg__parse_uint(dash + 1, &hi) != 0;
+  }
+  if (bad || lo < 100 || hi > 599 || lo > hi)
+    return cfg__error(ctx, n->line, n->col, path,
+                      "'%s' is not a status or a range of statuses like 200-399 (100..599)",
+                      cfg__show(shown, sizeof(shown), n->text));
+  hc->status_lo = (uint16_t)lo;
+  hc->status_hi = (uint16_t)hi;
+  return 0;
+}
+
 static const char *check_nonempty(const char *s) {
   return s[0] == '\0' ? "cannot be empty" : NULL;
 }
@@ -328,6 +491,16 @@ static const char *check_set_host(const char *s) {
   for (; *s != '\0'; s++)
     if ((unsigned char)*s <= ' ' || (unsigned char)*s >= 0x7f)
       return "a host is a name or address with an optional :port, without spaces";
+  return NULL;
+}
+
+/* The Host a health check sends: a name, maybe with a port; one line, no path. */
+static const char *check_check_host(const char *s) {
+  if (s[0] == '\0')
+    return "a Host value cannot be empty";
+  for (; *s != '\0'; s++)
+    if ((unsigned char)*s <= ' ' || *s == 0x7f || *s == '/')
+      return "a Host value has no spaces, control characters or '/'";
   return NULL;
 }
 
@@ -396,4 +569,73 @@ static void dump_listener_upstream(FILE *out, const struct lbp_config *cfg, cons
     cfg__dump_key(out, indent, first, "upstream");
     fprintf(out, " %s\n", cfg->upstreams[l->upstream].name);
   }
+}
+
+/* Not set: a comment, where one can stand (not as the first key of a sequence item). */
+static void dump_unset(FILE *out, int indent, const int *first, const char *name,
+                       const char *what) {
+  if (!*first)
+    fprintf(out, "%*s# %s: %s\n", indent, "", name, what);
+}
+
+static void dump_hash_key(FILE *out, const struct lbp_config *cfg, const void *base, int indent,
+                          int *first) {
+  const struct cfg_upstream *u = base;
+  char text[300];
+
+  if (u->hash_key == CFG_HASH_KEY_NONE) {
+    dump_unset(out, indent, first, "hash_key", "(not set)");
+    return;
+  }
+  if (u->hash_key == CFG_HASH_KEY_HEADER)
+    snprintf(text, sizeof(text), "header:%s", u->hash_header);
+  else
+    snprintf(text, sizeof(text), "%s", u->hash_key == CFG_HASH_KEY_URI ? "uri" : "client_ip");
+  cfg__dump_key(out, indent, first, "hash_key");
+  fputc(' ', out);
+  cfg__dump_string(out, text);
+  fputc('\n', out);
+}
+
+static void dump_retry_on(FILE *out, const struct lbp_config *cfg, const void *base, int indent,
+                          int *first) {
+  const struct cfg_upstream *u = base;
+  const char *sep = "";
+
+  cfg__dump_key(out, indent, first, "retry_on");
+  fputs(" [", out);
+  for (unsigned k = 0; retry_on_names[k] != NULL; k++)
+    if (u->retry_on & (1u << k)) {
+      fprintf(out, "%s%s", sep, retry_on_names[k]);
+      sep = ", ";
+    }
+  fputs("]\n", out);
+}
+
+static void dump_health_check(FILE *out, const struct lbp_config *cfg, const void *base, int indent,
+                              int *first) {
+  const struct cfg_upstream *u = base;
+
+  if (!u->health_check.enabled) {
+    dump_unset(out, indent, first, "health_check", "(off)");
+    return;
+  }
+  cfg__dump_key(out, indent, first, "health_check");
+  fputc('\n', out);
+  cfg__dump_table(out, cfg, health_check_fields, &u->health_check, indent + 2, 0);
+}
+
+static void dump_expect_status(FILE *out, const struct lbp_config *cfg, const void *base,
+                               int indent, int *first) {
+  const struct cfg_health_check *hc = base;
+  char text[16];
+
+  if (hc->status_lo == hc->status_hi)
+    snprintf(text, sizeof(text), "%u", hc->status_lo);
+  else
+    snprintf(text, sizeof(text), "%u-%u", hc->status_lo, hc->status_hi);
+  cfg__dump_key(out, indent, first, "expect_status");
+  fputc(' ', out);
+  cfg__dump_string(out, text);
+  fputc('\n', out);
 }

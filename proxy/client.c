@@ -369,10 +369,8 @@ static void client_next(struct px_client *c) {
     client_handover(c);
     return;
   }
-  if (c->ctx->draining && in->len == 0) {
-    client_finish(c, 0); /* nowhere to hand it: the connection ends after its response */
-    return;
-  }
+  /* Nowhere to hand it: it stays, and its next response says Connection: close (closing it
+   * now, between requests, could cross a request the client is already sending). */
   if (in->len > 0) {
     /* A pipelined request is already here: serve it on the next loop turn, and read on, the
      * buffer has room again for the rest of it. */
@@ -476,10 +474,20 @@ static void client_handover(struct px_client *c) {
     client_finish(c, 0);
 }
 
-/* The context started draining. Idle: handed over, or closed when there is nowhere to go. A
- * partial head: handed over, or answered (with Connection: close: request.c sees the drain).
- * A request in progress drains when it ends (client_next); tunnels and tcp sessions run on
- * until the context closes. */
+/* Has the client sent bytes we have not read yet? (A request on its way: not idle.) */
+static int bytes_waiting(struct px_client *c) {
+  uv_os_fd_t fd;
+  char b;
+
+  return uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0 &&
+         recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 1;
+}
+
+/* The context started draining. Idle: handed over, or at a graceful stop closed (nginx does
+ * the same) unless a request is already on its way in the kernel (closing would lose a
+ * request the client has sent). A partial head: handed over, or answered (with
+ * Connection: close: request.c sees the drain). A request in progress drains when it ends
+ * (client_next); tunnels and tcp sessions run on until the context closes. */
 static void client_drain(struct px_client *c) {
   int between = c->state == C_IDLE || (c->state == C_REQUEST && c->req->phase == PX_PHASE_HEAD);
 
@@ -487,8 +495,11 @@ static void client_drain(struct px_client *c) {
     return;
   if (client_can_hand_over(c))
     client_handover(c);
-  else if (c->state == C_IDLE)
+  else if (c->ctx->handover == NULL && c->state == C_IDLE && !bytes_waiting(c))
     client_finish(c, 0);
+  /* A private port's connection during a reload (the master's relay holds the client): its
+   * next response says Connection: close (request.c), then it ends. Closing it idle could
+   * cross a request the client is sending. */
 }
 
 void px__client_drain_all(struct px_ctx *ctx) {
@@ -536,8 +547,8 @@ static void client_start_tcp(struct px_client *c, const uv_buf_t *initial) {
   client_read_stop(c);
   uv_timer_stop(&c->timer);
   c->state = C_TCP;
-  if (px_tcp_start(c->ctx, &c->ctx->listeners[c->listener], (uv_stream_t *)&c->tcp, initial,
-                   tcp_done, c, &c->tcps) != 0)
+  if (px_tcp_start(c->ctx, &c->ctx->listeners[c->listener], (uv_stream_t *)&c->tcp, c->peer + 2,
+                   initial, tcp_done, c, &c->tcps) != 0)
     client_close(c, 1);
 }
 

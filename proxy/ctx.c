@@ -24,12 +24,12 @@ static void settings_from_config(struct px_settings *s, const struct lbp_config 
   s->forwarded = (uint8_t)cfg->forwarded;
 }
 
-/* "host:port" for logs; a long host name is cut (it only names the server in messages). */
+/* "host:port" or "[v6]:port", as configured: the server's name in logs and its stable id. */
 static void addr_name(const struct cfg_addr *a, char *out, size_t cap) {
   if (strchr(a->host, ':') != NULL)
-    snprintf(out, cap, "[%.48s]:%u", a->host, a->port);
+    snprintf(out, cap, "[%.256s]:%u", a->host, a->port);
   else
-    snprintf(out, cap, "%.48s:%u", a->host, a->port);
+    snprintf(out, cap, "%.256s:%u", a->host, a->port);
 }
 
 static void pools_free(struct px_pool *pools, size_t n) {
@@ -40,25 +40,42 @@ static void pools_free(struct px_pool *pools, size_t n) {
   free(pools);
 }
 
-/* One pool: its servers (keep-alive settings from the upstream) and its balancer. */
+/* A server's stable id: its upstream's name and its address as configured (balancer.h). */
+static uint64_t server_id(const struct cfg_upstream *up, const char *name) {
+  return bal_server_id(up->name, name);
+}
+
+/* One pool: its servers (keep-alive settings from the upstream), its balancer, its retries. */
 static int pool_init(struct px_pool *p, const struct cfg_upstream *up, _Atomic uint64_t *counter) {
-  unsigned weights[BAL_MAX_SERVERS];
-  char name[64];
+  struct bal_server_conf sc[BAL_MAX_SERVERS];
+  struct bal_conf bc = {.panic = up->panic,
+                        .slow_start_ms = up->slow_start_ms,
+                        .max_fails = up->max_fails,
+                        .fail_timeout_ms = up->fail_timeout_ms};
+  const struct bal_ops *ops = bal_find(cfg_balance_name(up->balance));
+  char name[300];
   int rc;
 
-  if (up->nservers == 0 || up->nservers > BAL_MAX_SERVERS)
+  if (up->nservers == 0 || up->nservers > BAL_MAX_SERVERS || ops == NULL)
     return UV_EINVAL;
   p->name = up->name;
   p->nservers = (unsigned)up->nservers;
+  p->retries = up->retries;
+  p->retry_on = up->retry_on;
+  p->retry_budget_pct = up->retry_budget_pct;
+  p->hash_key = up->hash_key;
+  p->hash_header = up->hash_header;
   if ((p->servers = calloc(up->nservers, sizeof(*p->servers))) == NULL)
     return UV_ENOMEM;
   for (size_t k = 0; k < up->nservers; k++) {
     addr_name(&up->servers[k].addr, name, sizeof(name));
     px_server_init(&p->servers[k], (const struct sockaddr *)&up->servers[k].addr.sa, name,
                    up->keepalive, up->keepalive_timeout_ms);
-    weights[k] = up->servers[k].weight;
+    sc[k] = (struct bal_server_conf){.id = server_id(up, name),
+                                     .weight = up->servers[k].weight,
+                                     .backup = up->servers[k].backup};
   }
-  rc = bal_pool_init(&p->bal, &bal_roundrobin, p->nservers, weights, counter);
+  rc = bal_pool_init(&p->bal, ops, &bc, sc, p->nservers, counter);
   if (rc != 0) {
     free(p->servers);
     p->servers = NULL;

@@ -334,7 +334,7 @@ static void drop_connection_tokens(struct px_head *h, uint32_t body_start) {
     uint32_t ls = pos, colon = pos;
     while (pos < body_start && b[pos] != '\n')
       pos++;
-    pos++; /* past '\n' */
+    pos += pos < body_start; /* past '\n'; a bare-CR line end (llhttp 8.1) has none */
     while (colon < pos && b[colon] != ':')
       colon++;
     if (colon >= pos)

@@ -1,5 +1,6 @@
-/* The failure funnel's decision (nginx's ngx_http_upstream_next as a table): retry, error page or
- * cut, by failure type, safety and budget. Pure, so it is tested alone; request.c acts on it. */
+/* The failure funnel's decision (nginx's ngx_http_upstream_next as a table): retry, error page,
+ * cut or pass, by failure type, safety and the upstream's retry policy. Pure but for the retry
+ * budget it is given, so it is tested alone; request.c acts on it. */
 #include "request.h"
 
 int px_method_idempotent(uint8_t m) {
@@ -7,33 +8,49 @@ int px_method_idempotent(uint8_t m) {
          m == HTTP_DELETE || m == HTTP_TRACE;
 }
 
-enum px_next_do px_request_decide(const struct px_next_in *in, int *status) {
-  int safe = 0;
-
+/* The failure in the retry_on vocabulary (-1: none, never retried) and the answer if there is
+ * no retry. */
+static int classify(const struct px_next_in *in, int *status) {
   *status = 502;
-  if (in->resp_started)
-    return PX_DO_CUT; /* part of the response is out: all we can do is cut it */
   switch (in->ft) {
   case PX_UP_CONNECT:
-    safe = 1; /* nothing reached the server */
-    break;
+    return BAL_FAIL_CONNECT;
   case PX_UP_CONNECT_TIMEOUT:
     *status = 504;
-    safe = 1;
-    break;
+    return BAL_FAIL_CONNECT;
   case PX_UP_WRITE:
   case PX_UP_CLOSED:
-    /* Sent, but the server said nothing: only a request that may run twice (or that never
-     * reached it) may go again, and only if we can still send all of it. */
-    safe = (!in->sent_any || in->idempotent) && in->replayable;
-    if (safe && in->reused && !in->retried_fresh)
-      return PX_DO_RETRY_FRESH; /* most likely a pooled connection the server had just closed */
-    break;
+    return BAL_FAIL_RESET;
   case PX_UP_TIMEOUT:
-    *status = 504; /* a slow server stays slow: retrying would double its load */
-    break;
+    *status = 504;
+    return BAL_FAIL_TIMEOUT;
+  case PX_NEXT_HTTP_5XX:
+    *status = in->http_status;
+    return BAL_FAIL_HTTP_502 + (in->http_status - 502);
   default: /* a bad or truncated response: the server did answer */
-    break;
+    return -1;
   }
-  return safe && in->tries_left ? PX_DO_RETRY_NEXT : PX_DO_ERROR;
+}
+
+enum px_next_do px_request_decide(const struct px_next_in *in, int *status) {
+  int f = classify(in, status);
+  struct bal_retry_facts facts;
+
+  if (in->resp_started)
+    return PX_DO_CUT; /* part of the response is out: all we can do is cut it */
+  if (f == BAL_FAIL_RESET && in->reused && !in->retried_fresh && in->replayable &&
+      (!in->sent_any || in->idempotent))
+    return PX_DO_RETRY_FRESH; /* most likely a pooled connection the server had just closed */
+  if (f >= 0) {
+    facts = (struct bal_retry_facts){.failure = (enum bal_failure)f,
+                                     .attempts = in->attempts,
+                                     .idempotent = in->idempotent,
+                                     .request_sent = in->sent_any,
+                                     .body_gone = !in->replayable,
+                                     .response_started = in->resp_started};
+    if (bal_retry_decide(&facts, in->retries, in->retry_on, in->budget, in->budget_pct,
+                         in->now_ms) == BAL_RETRY)
+      return PX_DO_RETRY_NEXT;
+  }
+  return in->ft == PX_NEXT_HTTP_5XX ? PX_DO_PASS : PX_DO_ERROR;
 }

@@ -31,12 +31,18 @@ struct px_settings {
   uint8_t forwarded;         /* add an RFC 7239 Forwarded element */
 };
 
-/* One upstream in this worker: its servers and its balancer. */
+/* One upstream in this worker: its servers, its balancer and its retry policy. */
 struct px_pool {
   const char *name;
   struct bal_pool bal;
-  struct px_server *servers;
+  struct px_server *servers; /* bal.servers[i] is servers[i] */
   unsigned nservers;
+  struct bal_budget budget; /* retries over a sliding window (retry_budget) */
+  unsigned retries;         /* further attempts after a failure */
+  unsigned retry_on;        /* 1 << enum bal_failure (config's enum cfg_retry_on, same order) */
+  unsigned retry_budget_pct;
+  enum cfg_hash_key hash_key; /* what a `hash` balancer hashes */
+  const char *hash_header;    /* hash_key header:<Name>: the name */
 };
 
 /* A route as the data plane uses it. */
@@ -87,10 +93,17 @@ struct px_ctx {
   void (*release)(struct px_ctx *ctx); /* ctx.c: frees the context once nothing is left */
 };
 
-/* A server of `pool` not in `tried`, counted as in use; -1 if none is left. */
-int px_pool_select(struct px_pool *pool, struct bal_tried *tried);
-/* The request that selected server `idx` is done with it (`failed`: it could not serve it). */
-void px_pool_release(struct px_pool *pool, int idx, int failed);
+/* A server of `pool` not in `tried` (its index in pool->servers, the pick for px_pool_release):
+ * 0, UV_EHOSTDOWN (none usable: 503) or UV_EALREADY (every usable one was tried). `key` is the
+ * request's balancing key (px_pool_uses_key) or BAL_NO_KEY. */
+int px_pool_select(struct px_pool *pool, struct bal_tried *tried, uint64_t key, uint64_t now_ms,
+                   struct bal_pick *pick);
+/* The attempt that `pick` started is over: BAL_OK, BAL_FAILED (the server could not serve it)
+ * or BAL_CANCELLED (neither: the client went away). */
+void px_pool_release(struct px_pool *pool, const struct bal_pick *pick, enum bal_outcome outcome,
+                     uint64_t now_ms);
+/* 1 if the pool's balancer hashes a key (compute it only then). */
+int px_pool_uses_key(const struct px_pool *pool);
 
 /* A client connection struct or an upstream connection was freed: free the context if it was
  * the last one and the context is closing. */

@@ -32,12 +32,13 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* What to do when the pending write to the client completes (px_request.after_write). */
 enum { AW_NONE, AW_RESUME, AW_RESPONSE_DONE, AW_ERROR_DONE, AW_TUNNEL };
 
 static void request_error(struct px_request *r, int status);
-static void request_next(struct px_request *r, enum px_up_fail ft, int err);
+static int request_next(struct px_request *r, int ft, int err, int http_status);
 static void forward(struct px_request *r);
 static void connect_server(struct px_request *r, int fresh);
 
@@ -74,14 +75,25 @@ void px_request_free(struct px_request *r) {
 
 /* ---- the end ---- */
 
-static void release_upstream(struct px_request *r, int failed) {
+/* How the attempt on the selected server ended, for the balancer's passive health. */
+static enum bal_outcome server_outcome(const struct px_request *r) {
+  if (r->server_failed)
+    return BAL_FAILED;
+  return r->log.upstream_status != 0 ? BAL_OK : BAL_CANCELLED; /* answered, or the client's doing */
+}
+
+static void release_server(struct px_request *r, enum bal_outcome outcome) {
+  if (r->pool != NULL && r->server >= 0)
+    px_pool_release(r->pool, &r->pick, outcome, uv_now(r->ctx->loop));
+  r->server = -1;
+}
+
+static void release_upstream(struct px_request *r) {
   if (r->up != NULL) {
     px_up_close(r->up, 0);
     r->up = NULL;
   }
-  if (r->pool != NULL && r->server >= 0)
-    px_pool_release(r->pool, r->server, failed);
-  r->server = -1;
+  release_server(r, server_outcome(r));
 }
 
 static void request_log(struct px_request *r, int complete) {
@@ -108,7 +120,7 @@ static void request_log(struct px_request *r, int complete) {
 static void request_end(struct px_request *r, enum px_next next) {
   const struct px_request_ops *ops = r->ops;
 
-  release_upstream(r, r->server_failed);
+  release_upstream(r);
   request_log(r, next != PX_NEXT_CUT);
   r->phase = next == PX_NEXT_TUNNEL ? PX_PHASE_TUNNEL : PX_PHASE_DONE;
   ops->end(r, next);
@@ -122,7 +134,7 @@ void px_request_abort(struct px_request *r) {
   r->phase = PX_PHASE_DONE;
   if (phase == PX_PHASE_IDLE || phase == PX_PHASE_DONE || phase == PX_PHASE_TUNNEL)
     return;
-  release_upstream(r, 0);
+  release_upstream(r);
   if (phase != PX_PHASE_HEAD) /* a head never completed is nothing to log (or handed over) */
     request_log(r, 0);
 }
@@ -182,7 +194,7 @@ static void request_error(struct px_request *r, int status) {
     request_end(r, PX_NEXT_CUT);
     return;
   }
-  release_upstream(r, r->server_failed);
+  release_upstream(r);
   ka = (status == 404 || status == 502 || status == 503 || status == 504) && may_keep(r) &&
        finish_bodyless(r);
   r->keep_alive = (uint8_t)ka;
@@ -208,28 +220,41 @@ static void rewind_request(struct px_request *r) {
   r->ops->wait(r, PX_WAIT_NONE);
 }
 
-/* nginx's ngx_http_upstream_next: every failure of an exchange comes here. The connection that
- * failed is closed already. */
-static void request_next(struct px_request *r, enum px_up_fail ft, int err) {
+/* nginx's ngx_http_upstream_next: every failure of an exchange comes here (and a 502, 503 or 504
+ * the upstream's retry_on names, as PX_NEXT_HTTP_5XX with its status). The connection that
+ * failed is the caller's to close (upstream.c closed it already for a failure). Returns 0 if
+ * the server's answer is to be passed on after all (PX_DO_PASS), else 1. */
+static int request_next(struct px_request *r, int ft, int err, int http_status) {
   struct px_server *srv = &r->pool->servers[r->server];
+  struct px_pool *pool = r->pool;
   struct px_next_in in = {
       .ft = ft,
+      .http_status = http_status,
       .resp_started = r->resp_started,
       .sent_any = r->sent_any,
       .idempotent = (uint8_t)px_method_idempotent(r->parser.method),
       .replayable = r->replayable,
       .reused = r->up != NULL && px_up_reused(r->up),
       .retried_fresh = r->retried_fresh,
-      .tries_left = r->tries < r->pool->nservers,
+      .attempts = r->tries,
+      .retries = pool->retries,
+      .retry_on = pool->retry_on,
+      .budget_pct = pool->retry_budget_pct,
+      .budget = &pool->budget,
+      .now_ms = uv_now(r->ctx->loop),
   };
   const char *why = r->up != NULL ? px_up_why(r->up) : NULL;
   int status;
   enum px_next_do what = px_request_decide(&in, &status);
 
+  if (what == PX_DO_PASS)
+    return 0;
   r->up = NULL;
   r->server_failed = what != PX_DO_RETRY_FRESH;
-  if (what != PX_DO_RETRY_FRESH)
-    LBP_WARN("upstream %s: %s: %s", srv->name, px_up_fail_name(ft),
+  if (ft == PX_NEXT_HTTP_5XX)
+    LBP_WARN("upstream %s: answered %d: retrying", srv->name, http_status);
+  else if (what != PX_DO_RETRY_FRESH)
+    LBP_WARN("upstream %s: %s: %s", srv->name, px_up_fail_name((enum px_up_fail)ft),
              why != NULL ? why : uv_strerror(err));
   switch (what) {
   case PX_DO_RETRY_FRESH:
@@ -239,8 +264,8 @@ static void request_next(struct px_request *r, enum px_up_fail ft, int err) {
     break;
   case PX_DO_RETRY_NEXT:
     r->log.status = status; /* the answer if no server is left */
-    px_pool_release(r->pool, r->server, 1);
-    r->server = -1;
+    r->log.upstream_status = 0;
+    release_server(r, BAL_FAILED);
     r->server_failed = 0;
     rewind_request(r);
     connect_server(r, 0);
@@ -248,10 +273,11 @@ static void request_next(struct px_request *r, enum px_up_fail ft, int err) {
   case PX_DO_ERROR:
     request_error(r, status);
     break;
-  case PX_DO_CUT:
+  default:
     request_end(r, PX_NEXT_CUT);
     break;
   }
+  return 1;
 }
 
 /* ---- the response ---- */
@@ -290,8 +316,7 @@ static void start_tunnel(struct px_request *r) {
   int rc;
 
   r->up = NULL;
-  px_pool_release(r->pool, r->server, 0);
-  r->server = -1;
+  release_server(r, BAL_OK);
   request_end(r, PX_NEXT_TUNNEL); /* logged; the connection stops reading and timing */
   px_up_takeover(u, &rest);
   /* Bytes the client sent after its request belong to the tunnel already. */
@@ -359,9 +384,16 @@ static int up_data(struct px_up *u, const struct px_up_response *p, const char *
   uv_buf_t iov[PX_HEAD_MAX_IOV + 1];
   int n, rc, upgrade = p != NULL && p->status == 101;
 
+  /* A 502, 503 or 504 the upstream's retry_on names is held back: another server may answer. */
+  if (p != NULL && p->status >= 502 && p->status <= 504 && !r->resp_started &&
+      (r->pool->retry_on & (1u << (BAL_FAIL_HTTP_502 + p->status - 502))) &&
+      request_next(r, PX_NEXT_HTTP_5XX, 0, p->status)) {
+    px_up_close(u, 0);
+    return 0;
+  }
   n = response_iov(r, u, p, body, len, iov);
   if (n < 0) {
-    request_next(r, PX_UP_BAD_RESPONSE, UV_EPROTO);
+    request_next(r, PX_UP_BAD_RESPONSE, UV_EPROTO, 0);
     px_up_close(u, 0);
     return 0;
   }
@@ -448,7 +480,7 @@ static void up_sent(struct px_up *u, int status) {
 }
 
 static void up_error(struct px_up *u, enum px_up_fail ft, int err) {
-  request_next(px_up_data(u), ft, err);
+  request_next(px_up_data(u), ft, err, 0);
 }
 
 static const struct px_up_cbs request_up_cbs = {
@@ -458,6 +490,43 @@ static const struct px_up_cbs request_up_cbs = {
     .on_error = up_error,
 };
 
+/* The value of the first header line named `name` in the request head, trimmed and hashed;
+ * BAL_NO_KEY when there is none. The head passed the strict checks: lines end with CRLF. */
+static uint64_t header_key(const struct px_request *r, const char *name) {
+  const char *b = r->in->b->data, *p = b + r->head.start, *end = b + r->head.end, *eol;
+  size_t nlen = strlen(name);
+
+  eol = memchr(p, '\n', (size_t)(end - p)); /* the request line */
+  for (p = eol != NULL ? eol + 1 : end; p < end; p = eol + 1) {
+    const char *v, *ve;
+    if ((eol = memchr(p, '\n', (size_t)(end - p))) == NULL)
+      break;
+    if ((size_t)(eol - p) <= nlen || p[nlen] != ':' || strncasecmp(p, name, nlen) != 0)
+      continue;
+    v = p + nlen + 1;
+    for (ve = eol; ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'); ve--)
+      ;
+    while (v < ve && (*v == ' ' || *v == '\t'))
+      v++;
+    return bal_hash_key(v, (size_t)(ve - v));
+  }
+  return BAL_NO_KEY;
+}
+
+/* The request's balancing key for a pool that hashes one (hash_key). */
+static uint64_t request_key(const struct px_request *r) {
+  switch (r->pool->hash_key) {
+  case CFG_HASH_KEY_CLIENT_IP:
+    return r->peer_len > 2 ? bal_hash_key(r->peer + 2, r->peer_len - 2u) : BAL_NO_KEY;
+  case CFG_HASH_KEY_URI:
+    return bal_hash_key(r->in->b->data + r->head.url.off, r->head.url.len);
+  case CFG_HASH_KEY_HEADER:
+    return r->pool->hash_header != NULL ? header_key(r, r->pool->hash_header) : BAL_NO_KEY;
+  default:
+    return BAL_NO_KEY;
+  }
+}
+
 /* Gets a connection: the same server on a fresh one (`fresh`), or the next untried server. */
 static void connect_server(struct px_request *r, int fresh) {
   unsigned flags = 0;
@@ -465,14 +534,19 @@ static void connect_server(struct px_request *r, int fresh) {
   int rc;
 
   if (!fresh) {
-    r->server = (int8_t)px_pool_select(r->pool, &r->tried);
-    if (r->server < 0) {
-      /* None left: the last failure's answer, or 503 when no server was available at all. */
-      request_error(r, r->tries > 0 && r->log.status != 0 ? r->log.status : 503);
+    uint64_t now = uv_now(r->ctx->loop);
+    uint64_t key = px_pool_uses_key(r->pool) ? request_key(r) : BAL_NO_KEY;
+    rc = px_pool_select(r->pool, &r->tried, key, now, &r->pick);
+    if (rc < 0) {
+      /* None usable: 503; all tried: the last failure's answer. */
+      request_error(r, rc == UV_EALREADY && r->log.status != 0 ? r->log.status
+                       : rc == UV_EALREADY                     ? 502
+                                                               : 503);
       return;
     }
-    bal_tried_add(&r->tried, (unsigned)r->server);
-    r->tries++;
+    r->server = r->pick.idx;
+    if (r->tries++ == 0)
+      bal_budget_request(&r->pool->budget, now); /* the budget counts requests, not attempts */
   }
   r->log.upstream = r->pool->servers[r->server].name;
   flags |= fresh ? PX_UP_FRESH : 0;
@@ -484,7 +558,7 @@ static void connect_server(struct px_request *r, int fresh) {
   flags |= r->upgrade ? PX_UP_UPGRADE : 0;
   rc = px_up_get(&r->ctx->up, &r->pool->servers[r->server], flags, &request_up_cbs, r, &u);
   if (rc < 0) {
-    request_next(r, PX_UP_CONNECT, rc);
+    request_next(r, PX_UP_CONNECT, rc, 0);
     return;
   }
   r->up = u;
@@ -611,7 +685,7 @@ static void forward(struct px_request *r) {
     r->keep_alive = 0; /* the response keeps coming; the rest of the request is not sent */
     r->phase = PX_PHASE_WAIT;
   } else {
-    request_next(r, PX_UP_WRITE, rc); /* px_up_send closed it */
+    request_next(r, PX_UP_WRITE, rc, 0); /* px_up_send closed it */
   }
 }
 

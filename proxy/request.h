@@ -82,7 +82,8 @@ struct px_request {
   uint8_t up_sending;       /* a write to the upstream is pending */
   uint8_t host_from_target; /* absolute-form target: its authority replaces the Host line */
   uint8_t tries;            /* servers tried */
-  int8_t server;            /* selected server index in pool, -1 if none */
+  int server;               /* selected server index in pool (pick.idx), -1 if none */
+  struct bal_pick pick;     /* the attempt, for px_pool_release */
   struct px_span authority; /* the absolute-form target's authority */
   uint32_t strip;           /* path prefix bytes dropped (route strip_prefix) */
   llhttp_t parser;
@@ -127,28 +128,41 @@ void px_request_timeout(struct px_request *r);
  * more. */
 void px_request_abort(struct px_request *r);
 
-/* ---- the failure funnel's decision, a pure function (request.c; unit-tested) ---- */
+/* ---- the failure funnel's decision, a pure function (next.c; unit-tested) ---- */
 
-/* What happened, as the funnel sees it. */
+/* A failure that is no failure of the exchange: the server answered 502, 503 or 504 (its head
+ * held back), which the upstream's retry_on may ask to retry (px_next_in.http_status). */
+#define PX_NEXT_HTTP_5XX PX_UP_NFAIL
+
+/* What happened, as the funnel sees it, and the upstream's retry policy. */
 struct px_next_in {
-  enum px_up_fail ft;
+  int ft;                /* enum px_up_fail, or PX_NEXT_HTTP_5XX */
+  int http_status;       /* PX_NEXT_HTTP_5XX: the server's status */
   uint8_t resp_started;  /* response bytes already reached the client */
   uint8_t sent_any;      /* a request byte reached the failed connection */
   uint8_t idempotent;    /* GET, HEAD, PUT, DELETE, OPTIONS, TRACE */
   uint8_t replayable;    /* every byte sent is still at hand to send again */
   uint8_t reused;        /* the failed connection came from the pool */
   uint8_t retried_fresh; /* a fresh connection was already tried after a stale pooled one */
-  uint8_t tries_left;    /* untried servers remain within the budget */
+  unsigned attempts;     /* attempts on servers so far, the failed one included */
+  unsigned retries;      /* the upstream's policy: retries, retry_on (1 << enum bal_failure), */
+  unsigned retry_on;     /* retry_budget over `budget` (charged only for a retry) */
+  unsigned budget_pct;
+  struct bal_budget *budget;
+  uint64_t now_ms;
 };
 
 enum px_next_do {
   PX_DO_RETRY_FRESH, /* the same server, on a new connection (a stale pooled one) */
-  PX_DO_RETRY_NEXT,  /* the next untried server */
+  PX_DO_RETRY_NEXT,  /* another server (the balancer's next untried one) */
   PX_DO_ERROR,       /* an error page: status in *status */
   PX_DO_CUT,         /* close the client connection */
+  PX_DO_PASS,        /* PX_NEXT_HTTP_5XX not retried: pass the server's answer on */
 };
 
-/* nginx's ngx_http_upstream_next as a table: what a failure leads to (next.c). */
+/* nginx's ngx_http_upstream_next as a table: what a failure leads to (next.c). A retry on
+ * another server is the balancer's decision (bal_retry_decide: retry_on, retries, safety,
+ * budget); a stale pooled connection is retried once on a fresh one first, outside it. */
 enum px_next_do px_request_decide(const struct px_next_in *in, int *status);
 
 /* GET, HEAD, PUT, DELETE, OPTIONS, TRACE: a request that may run twice (RFC 9110 9.2.2). */

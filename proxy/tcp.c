@@ -15,6 +15,7 @@
 #include "tunnel.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 struct px_tcp {
   struct px_ctx *ctx;
@@ -22,7 +23,10 @@ struct px_tcp {
   uv_stream_t *client;
   uv_buf_t initial;
   struct bal_tried tried;
+  struct bal_pick pick;
   int server;
+  unsigned attempts;
+  uint64_t key;             /* the balancing key (the client's address) for a pool that hashes */
   struct px_up *up;         /* while connecting */
   struct px_tunnel *tunnel; /* once connected */
   px_tcp_done_cb done;
@@ -45,7 +49,7 @@ static void tcp_ready(struct px_up *u) {
   int rc;
 
   t->up = NULL;
-  px_pool_release(t->pool, t->server, 0);
+  px_pool_release(t->pool, &t->pick, BAL_OK, uv_now(ctx->loop));
   t->server = -1;
   rc = px_tunnel_start(ctx->loop, &ctx->bufs, t->client, u, &t->initial, NULL, ctx->set.tcp_idle_ms,
                        ctx->set.client_send_ms, tunnel_done, t, &t->tunnel);
@@ -61,7 +65,7 @@ static void tcp_error(struct px_up *u, enum px_up_fail ft, int err) {
 
   t->up = NULL;
   LBP_WARN("upstream %s: %s: %s", srv->name, px_up_fail_name(ft), uv_strerror(err));
-  px_pool_release(t->pool, t->server, 1);
+  px_pool_release(t->pool, &t->pick, BAL_FAILED, uv_now(t->ctx->loop));
   t->server = -1;
   tcp_connect_next(t);
 }
@@ -71,30 +75,45 @@ static const struct px_up_cbs tcp_up_cbs = {
     .on_error = tcp_error,
 };
 
+/* A connection may only be retried on connect failures, as the upstream's retries and
+ * retry_on allow (nothing was sent, so it is always safe). */
+static int may_try(struct px_tcp *t) {
+  struct bal_retry_facts f = {.failure = BAL_FAIL_CONNECT, .attempts = t->attempts};
+  struct px_pool *p = t->pool;
+
+  return t->attempts == 0 ||
+         bal_retry_decide(&f, p->retries, p->retry_on, &p->budget, p->retry_budget_pct,
+                          uv_now(t->ctx->loop)) == BAL_RETRY;
+}
+
 static void tcp_connect_next(struct px_tcp *t) {
+  uint64_t now = uv_now(t->ctx->loop);
   struct px_up *u;
   int rc;
 
   for (;;) {
-    t->server = px_pool_select(t->pool, &t->tried);
-    if (t->server < 0) {
+    if (!may_try(t) || px_pool_select(t->pool, &t->tried, t->key, now, &t->pick) != 0) {
       LBP_WARN("tcp: no server of upstream %s could be reached", t->pool->name);
       t->done(t->arg, 0);
       return;
     }
-    bal_tried_add(&t->tried, (unsigned)t->server);
+    if (t->attempts++ == 0)
+      bal_budget_request(&t->pool->budget, now);
+    t->server = t->pick.idx;
     rc = px_up_get(&t->ctx->up, &t->pool->servers[t->server], PX_UP_RAW, &tcp_up_cbs, t, &u);
     if (rc >= 0) {
       t->up = u;
       return;
     }
     LBP_WARN("upstream %s: connect failed: %s", t->pool->servers[t->server].name, uv_strerror(rc));
-    px_pool_release(t->pool, t->server, 1);
+    px_pool_release(t->pool, &t->pick, BAL_FAILED, now);
+    t->server = -1;
   }
 }
 
 int px_tcp_start(struct px_ctx *ctx, const struct px_listener *l, uv_stream_t *client,
-                 const uv_buf_t *initial, px_tcp_done_cb done, void *arg, struct px_tcp **out) {
+                 const char *peer, const uv_buf_t *initial, px_tcp_done_cb done, void *arg,
+                 struct px_tcp **out) {
   struct px_tcp *t = calloc(1, sizeof(*t));
 
   if (t == NULL)
@@ -107,6 +126,8 @@ int px_tcp_start(struct px_ctx *ctx, const struct px_listener *l, uv_stream_t *c
   t->done = done;
   t->arg = arg;
   bal_tried_clear(&t->tried);
+  if (px_pool_uses_key(t->pool) && t->pool->hash_key == CFG_HASH_KEY_CLIENT_IP && peer != NULL)
+    t->key = bal_hash_key(peer, strlen(peer));
   *out = t;
   tcp_connect_next(t);
   return 0;
@@ -119,7 +140,7 @@ void px_tcp_stop(struct px_tcp *t) {
     t->up = NULL;
   }
   if (t->server >= 0) {
-    px_pool_release(t->pool, t->server, 0);
+    px_pool_release(t->pool, &t->pick, BAL_CANCELLED, uv_now(t->ctx->loop));
     t->server = -1;
   }
   if (t->tunnel != NULL)

@@ -528,7 +528,7 @@ void px_server_init(struct px_server *srv, const struct sockaddr *sa, const char
   memset(srv, 0, sizeof(*srv));
   memcpy(&srv->addr, sa,
          sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
-  snprintf(srv->name, sizeof(srv->name), "%s", name);
+  snprintf(srv->name, sizeof(srv->name), "%.63s", name);
   px_list_init(&srv->idle);
   srv->max_idle = max_idle;
   srv->idle_ms = idle_ms;

@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <unistd.h>
 
 static void gen_destroy(struct generation *g) {
@@ -82,11 +81,7 @@ int gen_build(struct master *m, struct lbp_config *cfg, char *bytes, size_t len,
   g->dispatch = dispatch_find(cfg->dispatch);
   g->next = m->gens;
   m->gens = g;
-  if (getrandom(g->secret, sizeof(g->secret), 0) != (ssize_t)sizeof(g->secret)) {
-    rc = UV_EIO;
-    snprintf(why, whycap, "no random bytes for the generation secret");
-    goto fail;
-  }
+  memcpy(g->secret, m->secret, sizeof(g->secret));
   g->shm_len = lbp_shm_size(cfg);
   if ((rc = lbp_shm_create(g->shm_len, &g->shm_fd, &g->shm)) != 0 ||
       (rc = lbp_addrs_encode(cfg, &g->addrs, &g->addrs_len)) != 0) {

@@ -320,6 +320,15 @@ void handoff_close_pending(struct master *m) {
     mconn_close(c);
 }
 
+void handoff_free(struct master *m) {
+  struct mconn *c;
+
+  while ((c = m->free_mconns) != NULL) {
+    m->free_mconns = c->next;
+    free(c);
+  }
+}
+
 /* ---- the strategies ---- */
 
 static int no_worker_sockets(struct generation *g, unsigned slot, struct lsock **socks,

@@ -230,6 +230,8 @@ static int ch_frame(void *arg, uint8_t type, const char *payload, uint32_t len) 
   return ch->failed ? UV_ECANCELED : 0;
 }
 
+static void ch_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
 static void ch_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   static char rbuf[IPC_READ_BUF];
   /* One buffer serves every channel: ipc_decode consumes a read before the next is made. */
@@ -237,15 +239,31 @@ static void ch_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   buf->len = sizeof(rbuf);
 }
 
+/* A false end of file. When the peer has hung up (POLLHUP), libuv takes a read shorter than its
+ * buffer to mean the socket is drained and reports UV_EOF at once. But a unix socket also ends
+ * a read early at a message that carries fds (see 3 above), so frames can still be queued: a
+ * worker's last HANDOVERs, STATUS and BYE, written just before it exits, were lost that way.
+ * So an EOF right after data is checked by reading once more; only an EOF with nothing read
+ * since the last one is believed. */
+static int ch_false_eof(struct ipc_channel *ch) {
+  if (ch->eof_seen)
+    return 0;
+  ch->eof_seen = 1;
+  return uv_read_start((uv_stream_t *)&ch->pipe, ch_alloc, ch_read) == 0;
+}
+
 static void ch_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   struct ipc_channel *ch = s->data;
   int rc;
 
   if (nread > 0) {
+    ch->eof_seen = 0;
     rc = ipc_decode(&ch->dec, buf->base, (size_t)nread, ch_frame, ch);
     if (rc < 0 && rc != UV_ECANCELED)
       ch_fail(ch, rc);
   } else if (nread < 0) {
+    if (nread == UV_EOF && !ch->failed && ch_false_eof(ch))
+      return;
     ch_fail(ch, (int)nread);
   }
 }

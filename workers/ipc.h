@@ -86,6 +86,7 @@ struct ipc_channel {
   void *data;   /* owner's pointer */
   int fd_taken; /* set by ipc_channel_accept during on_frame */
   int fd_here;  /* during on_frame of an fd frame: 0 if its fd did not arrive (EMFILE) */
+  int eof_seen; /* libuv said EOF and nothing was read since (see ch_false_eof) */
   int failed;
 };
 

@@ -411,9 +411,11 @@ void lsock_unref(struct lsock *ls) {
 
   if (ls->refs == 0 || --ls->refs > 0)
     return;
-  if (ls->kind != LSOCK_MEMBER || m->stopping) {
+  if (ls->kind != LSOCK_MEMBER || m->stopping || m->retired) {
     /* A private port only ever gets our own relays; a public socket whose listener left the
-     * config has nobody left to serve its queue. */
+     * config has nobody left to serve its queue; a master that is leaving (stopping, or handed
+     * over to a new one, which shares the sockets: no steering of its group) just closes its
+     * copy. */
     LBP_INFO("listening socket %s closed", ls->name);
     lsock_close(ls);
     return;

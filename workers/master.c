@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #define START_TIMEOUT_MS 60000 /* a reload whose workers are not all ready by then is abandoned */
@@ -59,7 +60,8 @@ char **master_env(const char *const *extra) {
         strncmp(environ[i], "LBPROXY_SHM_FD=", 15) == 0 ||
         strncmp(environ[i], "LBPROXY_MASTER_PID=", 19) == 0 ||
         strncmp(environ[i], "LBPROXY_INHERIT=", 16) == 0 ||
-        strncmp(environ[i], "LBPROXY_UPGRADE_FD=", 19) == 0)
+        strncmp(environ[i], "LBPROXY_UPGRADE_FD=", 19) == 0 ||
+        strncmp(environ[i], "LBPROXY_SECRET=", 15) == 0)
       continue;
     env[j++] = environ[i];
     env[j] = NULL;
@@ -311,9 +313,12 @@ static void announce(struct master *m) {
   size_t off = 0;
   unsigned ready = 0, errored = 0;
 
+  /* Ready once every slot has settled: serving, errored, or failed once and restarting (a
+   * crash-looping slot must not keep the others from being announced; the master accepts on
+   * its sockets meanwhile). */
   for (unsigned i = 0; i < g->nslots; i++) {
     ready += g->by_slot[i] != NULL && worker_serving(g->by_slot[i]);
-    errored += m->slots[i].errored;
+    errored += m->slots[i].errored || m->slots[i].restart_pending || m->slots[i].nexits > 0;
   }
   if (ready == 0 || ready + errored < g->nslots)
     return;
@@ -321,8 +326,9 @@ static void announce(struct master *m) {
   for (size_t i = 1; i < g->cfg->nlisteners && off < sizeof(names) - 100; i++)
     off += (size_t)snprintf(names + off, sizeof(names) - off, "%s%s",
                             i > 1 ? "," : " listeners=", g->listeners[i]->name);
-  LBP_INFO("ready listen=%s workers=%u dispatch=%s pid=%ld generation=%u%s", g->listeners[0]->name,
-           g->nslots, g->dispatch->name, (long)getpid(), g->id, names);
+  LBP_INFO("ready listen=%s workers=%u dispatch=%s pid=%ld generation=%u%s%s",
+           g->listeners[0]->name, g->nslots, g->dispatch->name, (long)getpid(), g->id, names,
+           ready < g->nslots ? " (some workers are failing: see above)" : "");
   upgrade_child_ready(m);
 }
 
@@ -337,19 +343,27 @@ void master_workers_changed(struct master *m) {
 }
 
 void master_worker_gone(struct master *m, struct worker *w) {
-  struct generation *g = w != NULL ? w->gen : NULL;
+  struct generation *g = w->gen;
   unsigned left = 0;
 
-  for (struct worker *o = m->workers; o != NULL && g != NULL; o = o->next)
+  for (struct worker *o = m->workers; o != NULL; o = o->next)
     left += o->gen == g;
-  if (g != NULL && g->state == GEN_DRAINING && left == 0)
+  if (g->state == GEN_DRAINING && left == 0)
     event_add(m, EV_GENERATION, 0, (long)getpid(), g->id, "%u retired: drained in %llu ms", g->id,
               (unsigned long long)(uv_now(m->loop) - g->t_draining));
+}
+
+void master_maybe_finish(struct master *m) {
   if ((m->stopping || m->retired) && m->workers == NULL) {
     if (m->retired) {
       LBP_INFO("handed over to the new master: exiting");
-      free(m->pidfile); /* the new master writes it as its own */
+      /* The pid file becomes the new master's when our channel closes: our lock must be gone
+       * by then, and the file is its to rewrite. */
+      free(m->pidfile);
       m->pidfile = NULL;
+      if (m->pidfile_fd >= 0)
+        close(m->pidfile_fd);
+      m->pidfile_fd = -1;
     }
     master_finish(m);
   }
@@ -519,6 +533,23 @@ static int load_first(struct master *m, struct lbp_config **cfg, char **bytes, s
   return 0;
 }
 
+/* The master's secret: the previous master's (binary upgrade), else new random bytes. */
+static int make_secret(struct master *m) {
+  const char *hex = getenv("LBPROXY_SECRET");
+
+  if (hex != NULL && strlen(hex) == 2 * LBP_SECRET_LEN) {
+    for (int i = 0; i < LBP_SECRET_LEN; i++) {
+      unsigned v;
+      if (sscanf(hex + 2 * i, "%2x", &v) != 1)
+        return UV_EINVAL;
+      m->secret[i] = (uint8_t)v;
+    }
+    unsetenv("LBPROXY_SECRET");
+    return 0;
+  }
+  return getrandom(m->secret, sizeof(m->secret), 0) == (ssize_t)sizeof(m->secret) ? 0 : UV_EIO;
+}
+
 static int master_init(struct master *m, const char *cfg_path) {
   struct lbp_config *cfg;
   char *bytes, why[512];
@@ -544,6 +575,12 @@ static int master_init(struct master *m, const char *cfg_path) {
   }
   if (load_first(m, &cfg, &bytes, &len) != 0)
     return UV_EINVAL;
+  if ((rc = make_secret(m)) != 0) {
+    LBP_ERROR("no random bytes for the master's secret: %s", uv_strerror(rc));
+    cfg_free(cfg);
+    free(bytes);
+    return rc;
+  }
   if ((rc = upgrade_child_init(m)) != 0) {
     LBP_ERROR("binary upgrade: cannot take the previous master's sockets: %s", uv_strerror(rc));
     cfg_free(cfg);
@@ -617,6 +654,7 @@ int master_run(const char *cfg_path) {
   free(m->pidfile);
   uv_walk(m->loop, walk_close_cb, NULL);
   uv_run(m->loop, UV_RUN_DEFAULT);
+  handoff_free(m);
   uv_loop_close(m->loop);
   rc = m->exit_code;
   free(m);

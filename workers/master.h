@@ -135,6 +135,8 @@ void handoff_worker_gone(struct master *m, struct worker *w);
 void handoff_flush(struct master *m);
 /* Closes every queued connection (stopping). */
 void handoff_close_pending(struct master *m);
+/* Frees the connection structs kept for reuse (the loop has ended). */
+void handoff_free(struct master *m);
 /* Round-robin over the current generation's serving workers with room. */
 struct worker *handoff_pick_rr(struct master *m);
 
@@ -307,6 +309,10 @@ struct master {
   char *pidfile;      /* path, while we hold it */
   void *upgrade;      /* upgrade.c's state */
   int pidfile_fd;
+  /* Proves the master to its workers on private ports (PROXY v2 TLV). One per master, not per
+   * generation: a relay made under one generation may reach a worker of the next while they
+   * overlap; a binary upgrade passes it on (LBPROXY_SECRET). */
+  uint8_t secret[LBP_SECRET_LEN];
   int exit_code;
   char fatal[256]; /* why the master gave up (exit non-zero) */
 };
@@ -321,8 +327,10 @@ void master_workers_changed(struct master *m);
 void master_give_up(struct master *m);
 /* The master is done with the reload it started (a worker of the starting generation failed). */
 void master_abort_reload(struct master *m, const char *why);
-/* A worker left for good (NULL: just check): generation and stop bookkeeping. */
+/* A worker left for good (its record is about to go): generation bookkeeping. */
 void master_worker_gone(struct master *m, struct worker *w);
+/* Stopping or handed over, and no worker left (every record freed): end the loop. */
+void master_maybe_finish(struct master *m);
 /* A handed-back connection to place (from a draining worker or an old master). */
 void master_handover(struct master *m, struct mconn *c);
 void master_log_stats(struct master *m);

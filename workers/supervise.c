@@ -86,6 +86,7 @@ static void worker_free(struct worker *w, const char *how) {
   gen_unref(g);
   free(w);
   master_workers_changed(m);
+  master_maybe_finish(m);
 }
 
 static void maybe_free(struct worker *w) {

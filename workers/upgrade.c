@@ -138,8 +138,7 @@ static void handing(struct upgrade *u) {
   m->pending.tail = NULL;
   for (struct worker *w = m->workers; w != NULL; w = w->next)
     worker_drain(w, w->gen->cfg->shutdown_timeout_ms, 1);
-  if (m->workers == NULL)
-    master_worker_gone(m, NULL);
+  master_maybe_finish(m);
 }
 
 /* New master: a connection the old master's workers handed back. */
@@ -218,14 +217,17 @@ static struct upgrade *upgrade_new(struct master *m) {
 static int spawn_new(struct master *m, struct upgrade *u) {
   uv_stdio_container_t stdio[4 + 2 * LBP_MAX_LISTENERS * 2];
   int fds[2 * LBP_MAX_LISTENERS * 2];
-  char desc[8192], inherit[8300];
-  const char *extra[3] = {"LBPROXY_UPGRADE_FD=3", inherit, NULL};
+  char desc[8192], inherit[8300], secret[16 + 2 * LBP_SECRET_LEN + 1];
+  const char *extra[4] = {"LBPROXY_UPGRADE_FD=3", inherit, secret, NULL};
   char *args[4] = {m->exe, "-c", (char *)m->cfg_path, NULL};
   uv_process_options_t o;
   char **env;
   int n = lsock_export(m, fds, (int)(sizeof(fds) / sizeof(fds[0])), desc, sizeof(desc)), rc;
 
   snprintf(inherit, sizeof(inherit), "LBPROXY_INHERIT=%s", desc);
+  snprintf(secret, sizeof(secret), "LBPROXY_SECRET=");
+  for (int i = 0; i < LBP_SECRET_LEN; i++)
+    snprintf(secret + 15 + 2 * i, 3, "%02x", m->secret[i]);
   memset(&o, 0, sizeof(o));
   stdio[0].flags = UV_IGNORE;
   stdio[1].flags = UV_INHERIT_FD;

@@ -109,6 +109,23 @@ static int send_status(struct wproc *w) {
   return -1; /* all in flight: a later iteration sends the newer values */
 }
 
+/* The acknowledgement must reach the master before anything that depends on it (a HANDOVER of
+ * a connection that came by CONN, the BYE): a frame from the pool if one is free, else one
+ * allocated for it. */
+static void send_ack_now(struct wproc *w) {
+  const struct px_counters *pc;
+  unsigned char p[16];
+
+  if (w->last_seq == w->sent_seq || w->orphan || w->ch.failed || send_status(w) == 0)
+    return;
+  pc = px_ctx_counters(w->px);
+  ipc_put_u32(p, w->last_seq);
+  ipc_put_u32(p + 4, pc->active);
+  ipc_put_u64(p + 8, pc->accepted);
+  if (ipc_send(&w->ch, IPC_STATUS, p, 16) == 0)
+    w->sent_seq = w->last_seq;
+}
+
 static void status_timer_cb(uv_timer_t *t) {
   struct wproc *w = t->data;
   if (w->px != NULL && !w->stopping && !w->leaving)
@@ -176,8 +193,7 @@ static void leave(struct wproc *w) {
     return;
   w->leaving = 1;
   uv_timer_stop(&w->drain_timer);
-  if (!w->orphan)
-    send_status(w); /* acks first: the master must not hand a connection we took elsewhere */
+  send_ack_now(w); /* acks first: the master must not hand a connection we took elsewhere */
   snprintf(text, sizeof(text), "handed=%llu", (unsigned long long)w->handed);
   LBP_INFO("drained: %llu %s handed back", (unsigned long long)w->handed,
            w->handed == 1 ? "connection" : "connections");
@@ -253,6 +269,9 @@ static int hand_back(void *arg, uv_tcp_t *tcp, unsigned listener, const char *by
   if (w->orphan || w->ch.failed || len > IPC_MAX_PAYLOAD - 2 ||
       (h = malloc(sizeof(*h) + len)) == NULL)
     return -1;
+  /* If it came by CONN, the master still holds its copy until our ack: the ack goes first, or
+   * the master could hand that copy to someone else while the connection lives on here. */
+  send_ack_now(w);
   h->w = w;
   h->tcp = tcp;
   if (len)
@@ -373,10 +392,14 @@ static void take_socket(struct wproc *w, const char *p, uint32_t len) {
 
 /* ---- the generation ---- */
 
-/* LBPROXY_TEST_CRASH=N (tests only): the worker of slot N exits at start-up, before READY. */
-static int test_crash(unsigned slot) {
-  const char *v = getenv("LBPROXY_TEST_CRASH");
-  return v != NULL && (unsigned)atoi(v) == slot + 1;
+/* LBPROXY_TEST_CRASH=N[@G] (a test hook): the worker of slot N (of generation G only, if
+ * given) exits with code 3 at start-up, before READY. */
+static int test_crash(unsigned slot, uint32_t gen) {
+  const char *v = getenv("LBPROXY_TEST_CRASH"), *at;
+  if (v == NULL || (unsigned)atoi(v) != slot + 1)
+    return 0;
+  at = strchr(v, '@');
+  return at == NULL || (uint32_t)atol(at + 1) == gen;
 }
 
 struct config_frame {
@@ -457,7 +480,7 @@ static void take_config(struct wproc *w, const char *p, uint32_t len) {
     return;
   }
   close(fd);
-  if (test_crash(w->slot)) {
+  if (test_crash(w->slot, w->gen)) {
     LBP_ERROR("LBPROXY_TEST_CRASH: crashing at start-up as asked");
     exit(3);
   }

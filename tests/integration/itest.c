@@ -78,12 +78,8 @@ static void begin(const char *dispatch, int workers, int nbe) {
 void it_yaml(char *yaml, size_t cap, const char *dispatch, int workers, const char *top) {
   size_t n;
 
-  /* A reload keeps the address the first generation bound: port 0 would mean "any free port"
-   * again, which is a different listener. */
-  if (T.started && T.px.port != 0)
-    n = (size_t)snprintf(yaml, cap, "listen: 127.0.0.1:%u\n", T.px.port);
-  else
-    n = (size_t)snprintf(yaml, cap, "listen: 127.0.0.1:0\n");
+  /* A reload that keeps "listen: 127.0.0.1:0" keeps the socket bound for that line. */
+  n = (size_t)snprintf(yaml, cap, "listen: 127.0.0.1:0\n");
   n += (size_t)snprintf(yaml + n, cap - n,
                         "workers: %d\ndispatch: %s\nstats_interval: 100ms\n%s"
                         "upstreams:\n  app:\n    servers:\n",

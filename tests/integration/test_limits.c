@@ -61,8 +61,9 @@ static void *send_body(void *arg) {
   return NULL;
 }
 
-/* POSTs a body of `len` bytes to /sum while reading the answer. */
-static void post(uint64_t len, int chunked) {
+/* POSTs a body of `len` bytes to /sum while reading the answer; with `head_only` only the head
+ * goes (a Content-Length over the limit must be answered without its body). */
+static void post(uint64_t len, int chunked, int head_only) {
   char head[256];
   struct body b = {.len = len, .chunked = chunked};
   pthread_t th;
@@ -75,8 +76,11 @@ static void post(uint64_t len, int chunked) {
                          "POST /sum HTTP/1.1\r\nHost: t\r\nContent-Length: %llu\r\n\r\n",
                          (unsigned long long)len);
   cr_assert_eq(hc_send_all(b.fd, head, (size_t)n), 0);
+  if (head_only)
+    b.len = 0;
   pthread_create(&th, NULL, send_body, &b);
-  cr_assert_eq(hc_read_response(b.fd, &R, 0), 0, "no answer");
+  cr_assert_eq(hc_read_response(b.fd, &R, 0), 0, "no answer to %llu bytes (chunked %d)",
+               (unsigned long long)len, chunked);
   if (R.status == 413) {
     header_is("Connection", "close");
     cr_assert(hc_wait_closed(b.fd, 10000), "the connection stayed open after a 413");
@@ -88,13 +92,15 @@ static void post(uint64_t len, int chunked) {
 
 IT_EACH_STRATEGY(limits, a_body_over_max_body_bytes_gets_413_and_the_connection_closes) {
   it_start(dispatch, 2, 1, "limits:\n  max_body_bytes: 1m\n");
-  post(1 << 20, 0); /* exactly the limit: passes */
+  post(1 << 20, 0, 0); /* exactly the limit: passes */
   cr_assert_eq(R.status, 200);
-  post(1 << 20, 1);
+  post(1 << 20, 1, 0);
   cr_assert_eq(R.status, 200);
-  post((1 << 20) + 1, 0); /* a Content-Length over it: at once, the body not read */
+  post((1 << 20) + 1, 0, 1); /* a Content-Length over it: at once, without the body */
   cr_assert_eq(R.status, 413);
-  post(3 << 20, 1); /* chunked: when it crosses the limit */
+  /* Chunked: when it crosses the limit. Not much more: bytes already on their way when the
+   * 413 comes are discarded by the lingering close, up to 1 MiB; past that it resets. */
+  post((1 << 20) + 65536, 1, 0);
   cr_assert_eq(R.status, 413);
   cr_assert_eq(it_get("/", &R), 0);
   cr_assert_eq(R.status, 200);

@@ -1,4 +1,5 @@
-/* Cluster stability for real: reloads and upgrades under load, drains, signals, crash loops, kill storms. */
+/* Cluster stability for real: reloads and upgrades under load, drains, signals, crash loops, kill
+ * storms. */
 #include "itest.h"
 #include "load.h"
 
@@ -20,6 +21,16 @@
 static struct hc_resp R;
 static char text[8192];
 
+/* The pid in a pid file. 0 or -1. */
+static int pidfile_read_pid(const char *path, long *pid) {
+  char buf[32] = "";
+  FILE *f = fopen(path, "r");
+  int ok = f != NULL && fgets(buf, sizeof(buf), f) != NULL && (*pid = atol(buf)) > 0;
+  if (f != NULL)
+    fclose(f);
+  return ok ? 0 : -1;
+}
+
 /* Waits until `ms` have passed since `*t0` and moves *t0 on: paces a series of actions (this is
  * the pattern of the test, not a wait for readiness). */
 static void pace(int64_t *t0, int ms) {
@@ -30,8 +41,11 @@ static void pace(int64_t *t0, int ms) {
 }
 
 static void start_load(struct load *l, int keepalive, int threads, const char *header) {
-  struct load_opts o = {.port = T.px.port, .threads = threads, .keepalive = keepalive,
-                        .header = header, .io_timeout_ms = 10000};
+  struct load_opts o = {.port = T.px.port,
+                        .threads = threads,
+                        .keepalive = keepalive,
+                        .header = header,
+                        .io_timeout_ms = 10000};
   cr_assert_eq(load_start(l, &o), 0);
   cr_assert(load_wait(l, 50, 20000), "the load never got going");
 }
@@ -45,8 +59,7 @@ static void stop_loads_expect_nothing_lost(struct load *ka, struct load *nc) {
   cr_assert_eq(load_failed(&s), 0, "keep-alive load: %s", load_format(&s, text, sizeof(text)));
   cr_assert_gt(s.ok, 0);
   load_stop(nc, &s);
-  cr_assert_eq(load_failed(&s), 0, "new-connection load: %s",
-               load_format(&s, text, sizeof(text)));
+  cr_assert_eq(load_failed(&s), 0, "new-connection load: %s", load_format(&s, text, sizeof(text)));
   cr_assert_eq(s.kinds[LOAD_REFUSED], 0);
   cr_assert_gt(s.ok, 0);
 }
@@ -86,6 +99,10 @@ IT_EACH_STRATEGY(stability, one_keep_alive_connection_lives_through_ten_reloads)
   unsigned next = 2, gen = 0;
   int fd, i;
 
+  if (strcmp(dispatch, "proxy") == 0)
+    cr_skip_test("proxy dispatch: the master's relay holds the client socket, so a draining "
+                 "worker ends the connection after a response (Connection: close) instead; see "
+                 "proxy_dispatch_closes_kept_connections_cleanly_on_reload");
   it_start(dispatch, 2, 1, "debug_header: true\n");
   it_yaml(yaml, sizeof(yaml), dispatch, 2, "debug_header: true\n");
   fd = hc_connect(T.px.port, NULL);
@@ -115,12 +132,32 @@ IT_EACH_STRATEGY(stability, one_keep_alive_connection_lives_through_ten_reloads)
   it_stop();
 }
 
+IT_TEST(stability, proxy_dispatch_closes_kept_connections_cleanly_on_reload) {
+  char yaml[8192];
+  int fd;
+
+  it_start("proxy", 2, 1, "debug_header: true\n");
+  it_yaml(yaml, sizeof(yaml), "proxy", 2, "debug_header: true\n");
+  fd = hc_connect(T.px.port, NULL);
+  cr_assert_geq(fd, 0);
+  cr_assert_eq(hc_roundtrip(fd, "GET / HTTP/1.1\r\nHost: t\r\n\r\n", &R), 0);
+  cr_assert(R.keep_alive);
+  cr_assert_gt(it_reload(yaml, 2, 30000), 0);
+  /* Idle at the reload: the old worker answers the next request, says close, and closes. */
+  cr_assert_eq(hc_roundtrip(fd, "GET / HTTP/1.1\r\nHost: t\r\n\r\n", &R), 0);
+  cr_assert_eq(R.status, 200);
+  cr_assert(!R.keep_alive, "the last response of a draining worker says Connection: close");
+  cr_assert(hc_wait_closed(fd, 10000));
+  close(fd);
+  cr_assert_gt(it_wait_log("generation: 1 retired", 0, 20000), 0);
+  it_stop();
+}
+
 IT_TEST(stability, reload_changes_worker_count_and_dispatch_under_load) {
   static const struct {
     const char *dispatch;
     int workers;
-  } steps[] = {{"reuseport", 4}, {"shared", 1}, {"handoff-least", 3}, {"proxy", 2},
-               {"handoff", 2}};
+  } steps[] = {{"reuseport", 4}, {"shared", 1}, {"handoff-least", 3}, {"proxy", 2}, {"handoff", 2}};
   struct load ka, nc;
   char yaml[8192], needle[64];
 
@@ -165,25 +202,36 @@ IT_TEST(stability, an_invalid_config_on_hup_keeps_the_old_one_and_names_line_and
   it_stop();
 }
 
-IT_TEST(stability, a_reload_whose_workers_crash_is_abandoned_and_the_old_generation_serves) {
-  char yaml[8192];
+IT_TEST(stability, a_reload_whose_new_worker_crashes_is_abandoned_and_the_old_one_serves) {
+  char yaml[8192], line[1024];
+  struct load nc;
   long from;
 
+  setenv("LBPROXY_TEST_CRASH", "2@2", 1); /* generation 2's worker 2 crashes at start-up */
   it_start("handoff", 2, 1, NULL);
-  /* The new generation's worker 2 crashes at start-up (test hook read by every worker it
-   * spawns from now on; the running ones are past start-up). */
-  setenv("LBPROXY_TEST_CRASH", "2", 1);
+  unsetenv("LBPROXY_TEST_CRASH");
+  start_load(&nc, 0, 2, NULL);
   it_yaml(yaml, sizeof(yaml), "handoff", 2, NULL);
   from = it_log_size();
   cr_assert_eq(h_write_file(T.dir, "lbproxy.yaml", yaml, NULL, 0), 0);
-  /* The master already runs: its environment is fixed. Only a test master started with the
-   * hook could show it, so this checks the path through -s reload instead: see the next test
-   * for the crash hook. Here: the reload of an unchanged config works and keeps serving. */
   cr_assert_eq(kill(T.px.proc.pid, SIGHUP), 0);
-  cr_assert_gt(it_wait_log("generation: 2 active", from, 30000), 0);
-  unsetenv("LBPROXY_TEST_CRASH");
-  cr_assert_eq(it_get("/", &R), 0);
-  cr_assert_eq(R.status, 200);
+  cr_assert_gt(h_wait_line(T.px.proc.log, "reload-failed", from, 30000, line, sizeof(line)), 0);
+  cr_assert(strstr(line, "generation 2: code=3; generation 1 keeps serving") != NULL, "%s", line);
+  {
+    struct load_stats s;
+    load_snapshot(&nc, &s);
+    cr_assert(load_wait(&nc, s.ok + 100, 20000), "no traffic after the failed reload");
+  }
+  /* Its other new worker went away again; generation 1's two serve. */
+  cr_assert_gt(it_wait_log("worker 1 exit", from, 20000), 0);
+  {
+    struct load_stats s;
+    load_stop(&nc, &s);
+    cr_assert_eq(load_failed(&s), 0, "%s", load_format(&s, text, sizeof(text)));
+  }
+  cr_assert_eq(h_count_lines(T.px.proc.log, "generation: 2 active"), 0);
+  /* A later reload (generation 3, no crash hook for it) works. */
+  cr_assert_gt(it_reload(yaml, 3, 30000), 0);
   it_stop();
 }
 
@@ -331,6 +379,13 @@ IT_EACH_STRATEGY(stability, a_kill_storm_fails_only_requests_in_flight_and_leaks
 
 /* ---- stopping ---- */
 
+static int active_at_least(const uint64_t *acc, const uint64_t *act, int n, void *arg) {
+  uint64_t sum = 0;
+  for (int i = 0; i < n; i++)
+    sum += act[i];
+  return sum >= *(uint64_t *)arg;
+}
+
 struct slow_req {
   int fd, rc, status;
 };
@@ -354,8 +409,11 @@ IT_EACH_STRATEGY(stability, sigquit_lets_a_request_in_flight_finish_then_exits_z
   cr_assert_geq(q.fd, 0);
   cr_assert_eq(hc_send_all(q.fd, "GET /delay?ms=2000 HTTP/1.1\r\nHost: t\r\n\r\n", 40), 0);
   cr_assert_eq(pthread_create(&th, NULL, read_slow, &q), 0);
-  /* The request has reached a backend (its log says so) before the stop. */
-  cr_assert_gt(h_wait_line(T.be[0].proc.log, "/delay", 0, 10000, NULL, 0), 0);
+  /* The request is in a worker (its stats line counts it active) before the stop. */
+  {
+    uint64_t one = 1, acc[IT_MAX_WORKERS], act[IT_MAX_WORKERS];
+    cr_assert(it_wait_stats(0, 10000, active_at_least, &one, acc, act), "never in a worker");
+  }
   cr_assert_eq(kill(T.px.proc.pid, SIGQUIT), 0);
   pthread_join(th, NULL);
   cr_assert_eq(q.rc, 0, "the request in flight was cut (%d)", q.rc);
@@ -420,8 +478,11 @@ IT_TEST(stability, usr1_reopens_the_error_log_in_the_master_and_the_workers) {
            top, T.be[0].port);
   cr_assert_eq(h_write_file(T.dir, "lbproxy.yaml", yaml, T.px.config, sizeof(T.px.config)), 0);
   argv[2] = T.px.config;
-  snprintf(T.px.proc.log, sizeof(T.px.proc.log), "%s/lbproxy.log", T.dir);
-  cr_assert_eq(h_spawn(&T.px.proc, argv, T.px.proc.log), 0);
+  {
+    char log[600]; /* h_spawn clears T.px.proc, log path included, before it reads it */
+    cr_assert_lt(snprintf(log, sizeof(log), "%s/lbproxy.log", T.dir), (int)sizeof(log));
+    cr_assert_eq(h_spawn(&T.px.proc, argv, log), 0);
+  }
   T.started = 1;
   cr_assert_gt(h_wait_line(path, "ready listen=", 0, 30000, line, sizeof(line)), 0, "no ready");
   {
@@ -438,7 +499,9 @@ IT_TEST(stability, usr1_reopens_the_error_log_in_the_master_and_the_workers) {
   cr_assert_gt(h_wait_line(path, "worker 1 warn: upstream 127.0.0.1:1", 0, 10000, NULL, 0), 0,
                "the worker still writes to the old file");
   cr_assert_eq(h_count_lines(moved, "SIGUSR1"), 0, "nothing new went to the rotated file");
-  snprintf(T.px.proc.log, sizeof(T.px.proc.log), "%s", path); /* it_stop checks this log */
+  /* it_stop checks this log */
+  cr_assert_lt(snprintf(T.px.proc.log, sizeof(T.px.proc.log), "%s", path),
+               (int)sizeof(T.px.proc.log));
   it_stop();
 }
 
@@ -477,8 +540,11 @@ static void start_copied(const char *dispatch, char *bin, size_t cap, char *pidf
   cr_assert_eq(h_write_file(T.dir, "lbproxy.yaml", yaml, T.px.config, sizeof(T.px.config)), 0);
   argv[0] = bin;
   argv[2] = T.px.config;
-  snprintf(T.px.proc.log, sizeof(T.px.proc.log), "%s/lbproxy.log", T.dir);
-  cr_assert_eq(h_spawn(&T.px.proc, argv, T.px.proc.log), 0);
+  {
+    char log[600]; /* h_spawn clears T.px.proc, log path included, before it reads it */
+    cr_assert_lt(snprintf(log, sizeof(log), "%s/lbproxy.log", T.dir), (int)sizeof(log));
+    cr_assert_eq(h_spawn(&T.px.proc, argv, log), 0);
+  }
   T.started = 1;
   cr_assert_gt(h_wait_line(T.px.proc.log, "ready listen=", 0, 30000, line, sizeof(line)), 0);
   cr_assert_eq(h_line_field(line, "listen", v, sizeof(v)), 0);
@@ -507,7 +573,10 @@ IT_EACH_STRATEGY(stability, a_binary_upgrade_under_load_loses_no_request) {
     poll(NULL, 0, 10);
   }
   status = T.px.proc.status;
-  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "old master status %#x", status);
+  if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+    it_dump(T.px.proc.log);
+  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s: old master status %#x", dispatch,
+            status);
   cr_assert_gt(it_wait_log("the previous master is gone", 0, 10000), 0);
   for (int64_t deadline = h_now_ms() + 10000;
        pidfile_read_pid(pidfile, &newpid) != 0 || newpid == oldpid;) {
@@ -534,9 +603,8 @@ IT_TEST(stability, a_binary_upgrade_to_a_binary_that_fails_rolls_back) {
 
   start_copied("handoff", bin, sizeof(bin), pidfile, sizeof(pidfile));
   cr_assert_eq(unlink(bin), 0);
-  cr_assert_eq(h_write_file(T.dir, "lbproxy", "#!/bin/sh\necho broken build >&2\nexit 1\n", NULL,
-                            0),
-               0);
+  cr_assert_eq(
+      h_write_file(T.dir, "lbproxy", "#!/bin/sh\necho broken build >&2\nexit 1\n", NULL, 0), 0);
   cr_assert_eq(chmod(bin, 0755), 0);
   cr_assert_eq(kill(T.px.proc.pid, SIGUSR2), 0);
   cr_assert_gt(h_wait_line(T.px.proc.log, "upgrade-failed", 0, 20000, line, sizeof(line)), 0);
@@ -619,8 +687,7 @@ IT_TEST(stability, a_restarted_worker_does_not_resolve_names_again) {
 
   memset(&T, 0, sizeof(T));
   cr_assert_eq(h_tmpdir(T.dir, sizeof(T.dir)), 0);
-  cr_assert_eq(h_write_file(T.dir, "hosts", "127.0.0.1 lbp-backend-a.test\n", hosts,
-                            sizeof(hosts)),
+  cr_assert_eq(h_write_file(T.dir, "hosts", "127.0.0.1 lbp-backend-a.test\n", hosts, sizeof(hosts)),
                0);
   if (private_hosts(hosts) != 0)
     cr_skip_test("needs root to give the test its own /etc/hosts");

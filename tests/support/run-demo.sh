@@ -17,10 +17,11 @@ stop() {
 trap stop INT TERM EXIT
 
 for i in 1 2; do
-  "$backend" --listen "127.0.0.1:900$i" --name "demo-$i" &
+  "$backend" --listen "127.0.0.1:900$i" --name "demo-$i" >"$build/demo-$i.log" 2>&1 &
   pids+=($!)
 done
-echo "demo backends on 127.0.0.1:9001 and 127.0.0.1:9002; try: curl -i http://127.0.0.1:8080/"
+echo "demo: backends demo-1 and demo-2 on 127.0.0.1:9001 and 127.0.0.1:9002 (logs: $build/demo-*.log)"
+echo "demo: lbproxy on http://127.0.0.1:8080/ (try: curl -i http://127.0.0.1:8080/); Ctrl-C stops it"
 "$proxy" -c config/lbproxy.yaml &
 pids+=($!)
 wait "${pids[-1]}"

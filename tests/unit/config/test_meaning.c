@@ -120,3 +120,70 @@ Test(meaning, proxy_port_base_must_leave_a_port_for_every_worker) {
                "t.yaml:5:18: proxy_port_base: 65535 leaves no room for 2 workers (base + workers - "
                "1 must be <= 65535)");
 }
+
+/* ---- upstreams: cross-key rules of balancing, retries and health checks ---- */
+
+static int has_warning(const struct lbp_config *cfg, const char *text) {
+  for (size_t i = 0; i < cfg->nwarnings; i++)
+    if (strcmp(cfg->warnings[i], text) == 0)
+      return 1;
+  return 0;
+}
+
+Test(meaning, balance_hash_needs_a_hash_key) {
+  expect_error("upstreams:\n  a:\n    balance: hash\n    servers: [1.2.3.4:80]\n",
+               "t.yaml:3:14: upstreams.a.balance: hash needs hash_key (client_ip, uri or "
+               "header:<Name>)");
+}
+
+Test(meaning, one_address_twice_in_an_upstream_is_an_error_at_the_second) {
+  expect_error("upstreams:\n  a:\n    servers:\n      - 1.2.3.4:80\n      - 1.2.3.5:80\n"
+               "      - address: 1.2.3.4:80\n        weight: 2\n",
+               "t.yaml:6:18: upstreams.a.servers[2]: the same address as servers[0] (give that "
+               "one a weight instead)");
+  struct lbp_config *cfg = parse_ok("upstreams:\n  a:\n    servers: [1.2.3.4:80]\n"
+                                    "  b:\n    servers: [1.2.3.4:80]\n"
+                                    "routes:\n  - {path: /a, upstream: a}\n  - upstream: b\n");
+  cr_expect_eq(cfg->nwarnings, 0, "the same address in two upstreams is two servers");
+  cfg_free(cfg);
+}
+
+Test(meaning, a_health_check_timeout_must_be_shorter_than_its_interval) {
+  expect_error("upstreams:\n  a:\n    health_check:\n      interval: 1s\n"
+               "    servers: [1.2.3.4:80]\n",
+               "t.yaml:4:17: upstreams.a.health_check: timeout (1s) must be shorter than "
+               "interval (1s)");
+  expect_error("upstreams:\n  a:\n    health_check:\n      timeout: 3s\n"
+               "    servers: [1.2.3.4:80]\n",
+               "t.yaml:4:16: upstreams.a.health_check: timeout (3s) must be shorter than "
+               "interval (2s)");
+}
+
+Test(meaning, balancing_keys_that_cannot_take_effect_give_warnings) {
+  struct lbp_config *cfg = parse_ok("upstreams:\n"
+                                    "  a:\n    hash_key: uri\n    resolve_interval: 1s\n"
+                                    "    servers: [1.2.3.4:80]\n"
+                                    "  b:\n    balance: hash\n    hash_key: uri\n"
+                                    "    slow_start: 10s\n    retry_on: []\n"
+                                    "    servers:\n      - address: 1.2.3.4:81\n"
+                                    "        backup: true\n"
+                                    "  c:\n    health_check:\n      path: /x\n"
+                                    "    servers: [localhost:80]\n    resolve_interval: 1s\n"
+                                    "routes:\n  - {path: /a, upstream: a}\n"
+                                    "  - {path: /b, upstream: b}\n  - upstream: c\n");
+
+  cr_expect(has_warning(cfg, "t.yaml:3:5: upstreams.a.hash_key: has no effect unless balance "
+                             "is hash (balance is round_robin)"));
+  cr_expect(has_warning(cfg, "t.yaml:4:5: upstreams.a.resolve_interval: has no effect: every "
+                             "server is an IP address"));
+  cr_expect(has_warning(cfg, "t.yaml:9:5: upstreams.b.slow_start: has no effect with balance "
+                             "hash (a ramping weight would move keys)"));
+  cr_expect(has_warning(cfg, "t.yaml:10:5: upstreams.b.retry_on: is empty: retries has no "
+                             "effect"));
+  cr_expect(has_warning(cfg, "t.yaml:11:5: upstreams.b.servers: every server is a backup, so "
+                             "the backups take all the traffic"));
+  cr_expect(has_warning(cfg, "t.yaml:16:7: upstreams.c.health_check.path: has no effect with "
+                             "type tcp"));
+  cr_expect_eq(cfg->nwarnings, 6);
+  cfg_free(cfg);
+}
