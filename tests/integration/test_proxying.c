@@ -255,3 +255,37 @@ IT_TEST(pool, post_bursts_against_a_server_with_a_1s_keep_alive_timeout_never_ge
                errors, total);
   it_stop();
 }
+
+/* ---- the failure funnel with the upstream's retry policy ---- */
+
+IT_EACH_STRATEGY(funnel, a_503_named_by_retry_on_is_held_back_and_another_server_asked) {
+  it_start_yaml(dispatch, 2, 2,
+                "upstreams:\n  app:\n    retries: 1\n    retry_on: [connect_failure, http_503]\n"
+                "    servers: [127.0.0.1:%1$u, 127.0.0.1:%2$u]\n");
+  int fd = connect_proxy();
+  cr_assert_eq(hc_roundtrip(fd, "GET /status?code=503 HTTP/1.1\r\nHost: t\r\n\r\n", &R), 0);
+  /* Both servers answer 503: the first answer was held back, the second is passed on. */
+  cr_assert_eq(R.status, 503);
+  cr_assert_str_eq(R.body, "status 503\n");
+  cr_assert_gt(h_wait_line(T.px.proc.log, "answered 503: retrying", 0, 5000, NULL, 0), 0);
+  /* A 500 is not in retry_on: passed on at once, the connection kept. */
+  cr_assert_eq(hc_roundtrip(fd, "GET /status?code=500 HTTP/1.1\r\nHost: t\r\n\r\n", &R), 0);
+  cr_assert_eq(R.status, 500);
+  cr_assert(R.keep_alive);
+  cr_assert_eq(h_count_lines(T.px.proc.log, "retrying"), 1);
+  close(fd);
+  it_stop();
+}
+
+IT_EACH_STRATEGY(funnel, a_dead_server_is_skipped_within_the_retries) {
+  it_start(dispatch, 2, 2, NULL);
+  h_backend_stop(&T.be[0]);
+  for (int i = 0; i < 4; i++) {
+    char v[16];
+    cr_assert_eq(it_get("/", &R), 0);
+    cr_assert_eq(R.status, 200, "request %d: %d", i, R.status);
+    cr_assert_eq(hc_header(&R, "X-Backend", v, sizeof(v)), 0);
+    cr_assert_str_eq(v, "b2");
+  }
+  it_stop();
+}
