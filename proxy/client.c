@@ -596,6 +596,12 @@ uv_tcp_t *px_client_new(struct px_ctx *ctx) {
    * it switched) are taken: served, they are handed over after their first response. */
   if (ctx->closing || (ctx->draining && ctx->handover == NULL))
     return NULL;
+  /* At the limit: the worker refuses the fd back to the master (handoff), or sheds the
+   * connection it accepted; it should pause its listeners meanwhile (px_ctx_full). */
+  if (ctx->set.max_connections > 0 && ctx->counters.active >= ctx->set.max_connections) {
+    ctx->full = 1;
+    return NULL;
+  }
   c = calloc(1, sizeof(*c));
   if (c == NULL)
     return NULL;

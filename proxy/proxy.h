@@ -54,7 +54,8 @@ void px_ctx_close(struct px_ctx *ctx, void (*done)(void *arg), void *arg);
 /* Accepting is two steps so one path serves every way a socket arrives (a listening socket,
  * or an fd over IPC): px_client_new gives an initialized uv_tcp_t to uv_accept into, then
  * px_client_start serves it, or px_client_discard frees it if the accept failed. NULL if the
- * context is closing, draining for a stop (fn == NULL), or out of memory. */
+ * context is closing, draining for a stop (fn == NULL), full (limits.max_connections: refuse
+ * or shed the connection), or out of memory. */
 uv_tcp_t *px_client_new(struct px_ctx *ctx);
 void px_client_start(uv_tcp_t *tcp, const struct px_accept *a);
 void px_client_discard(uv_tcp_t *tcp);

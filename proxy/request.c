@@ -53,7 +53,13 @@ struct px_request *px_request_new(struct px_ctx *ctx) {
   } else if ((r = malloc(sizeof(*r))) == NULL) {
     return NULL;
   }
-  memset(r, 0, sizeof(*r));
+  /* The parser, head, tried set and log are set up when a request starts (start_head): only
+   * the connection's fields and what a free must see are cleared here, once per request of
+   * a keep-alive connection that went idle in between. */
+  memset(r, 0, offsetof(struct px_request, parser));
+  r->tunnel = NULL;
+  r->up = NULL;
+  r->pool = NULL;
   r->ctx = ctx;
   r->server = -1;
   return r;

@@ -197,3 +197,27 @@ IT_TEST(limits, a_worker_out_of_file_descriptors_keeps_serving_sheds_new_ones_an
   close(keep);
   it_stop();
 }
+
+/* ---- max_connections ---- */
+
+IT_TEST(limits, a_worker_at_max_connections_takes_no_more_until_one_closes) {
+  struct pollfd pf;
+  int a, b, c;
+
+  /* handoff: the worker refuses the fd back to the master, which holds it and tries again. */
+  it_start("handoff", 1, 1, "limits:\n  max_connections: 2\n");
+  a = connect_proxy();
+  b = connect_proxy();
+  cr_assert_eq(hc_roundtrip(a, "GET / HTTP/1.1\r\nHost: t\r\n\r\n", &R), 0);
+  cr_assert_eq(hc_roundtrip(b, "GET / HTTP/1.1\r\nHost: t\r\n\r\n", &R), 0);
+  c = connect_proxy();
+  cr_assert_eq(hc_send_all(c, "GET / HTTP/1.1\r\nHost: t\r\n\r\n", 27), 0);
+  pf = (struct pollfd){.fd = c, .events = POLLIN};
+  cr_assert_eq(poll(&pf, 1, 500), 0, "a third connection was served past the limit");
+  close(a); /* room again */
+  cr_assert_eq(hc_read_response(c, &R, 0), 0, "the held connection was never served");
+  cr_assert_eq(R.status, 200);
+  close(b);
+  close(c);
+  it_stop();
+}

@@ -108,6 +108,7 @@ Test(ctx, is_full_at_max_connections_and_says_when_there_is_room_again) {
   b = client();
   run_until(two_active);
   cr_assert_eq(px_ctx_full(ctx), 1);
+  cr_assert_null(px_client_new(ctx), "a full context took one more");
   close(a);
   run_until(one_active);
   cr_assert_eq(px_ctx_full(ctx), 0);
