@@ -1,5 +1,9 @@
-/* Server selection for requests and TCP sessions: the pool's balancer, with a tried set. */
+/* Server selection for requests and TCP sessions: the pool's balancer, with a tried set, and
+ * the balancing key a hashing pool needs. */
 #include "px.h"
+
+#include <string.h>
+#include <strings.h>
 
 int px_pool_select(struct px_pool *pool, struct bal_tried *tried, uint64_t key, uint64_t now_ms,
                    struct bal_pick *pick) {
@@ -13,4 +17,41 @@ void px_pool_release(struct px_pool *pool, const struct bal_pick *pick, enum bal
 
 int px_pool_uses_key(const struct px_pool *pool) {
   return (pool->bal.ops->flags & BAL_USES_KEY) != 0;
+}
+
+/* The value of the first header line named `name` in a request head, trimmed and hashed;
+ * BAL_NO_KEY when there is none. The head passed the strict checks: lines end with CRLF. */
+static uint64_t header_key(const struct px_head *h, const char *name) {
+  const char *p = h->base + h->start, *end = h->base + h->end, *eol;
+  size_t nlen = strlen(name);
+
+  eol = memchr(p, '\n', (size_t)(end - p)); /* the request line */
+  for (p = eol != NULL ? eol + 1 : end; p < end; p = eol + 1) {
+    const char *v, *ve;
+    if ((eol = memchr(p, '\n', (size_t)(end - p))) == NULL)
+      break;
+    if ((size_t)(eol - p) <= nlen || p[nlen] != ':' || strncasecmp(p, name, nlen) != 0)
+      continue;
+    v = p + nlen + 1;
+    for (ve = eol; ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'); ve--)
+      ;
+    while (v < ve && (*v == ' ' || *v == '\t'))
+      v++;
+    return bal_hash_key(v, (size_t)(ve - v));
+  }
+  return BAL_NO_KEY;
+}
+
+uint64_t px_pool_key(const struct px_pool *pool, const char *peer, size_t peer_len,
+                     const struct px_head *h) {
+  switch (pool->hash_key) {
+  case CFG_HASH_KEY_CLIENT_IP:
+    return peer_len > 0 ? bal_hash_key(peer, peer_len) : BAL_NO_KEY;
+  case CFG_HASH_KEY_URI:
+    return h != NULL ? bal_hash_key(h->base + h->url.off, h->url.len) : BAL_NO_KEY;
+  case CFG_HASH_KEY_HEADER:
+    return h != NULL && pool->hash_header != NULL ? header_key(h, pool->hash_header) : BAL_NO_KEY;
+  default:
+    return BAL_NO_KEY;
+  }
 }

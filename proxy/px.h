@@ -104,6 +104,10 @@ void px_pool_release(struct px_pool *pool, const struct bal_pick *pick, enum bal
                      uint64_t now_ms);
 /* 1 if the pool's balancer hashes a key (compute it only then). */
 int px_pool_uses_key(const struct px_pool *pool);
+/* The balancing key of the pool's hash_key: the client's address (`peer`), the request target
+ * or a header of the head `h` (NULL for a TCP connection); BAL_NO_KEY if there is none. */
+uint64_t px_pool_key(const struct px_pool *pool, const char *peer, size_t peer_len,
+                     const struct px_head *h);
 
 /* A client connection struct or an upstream connection was freed: free the context if it was
  * the last one and the context is closing. */

@@ -32,7 +32,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 /* What to do when the pending write to the client completes (px_request.after_write). */
 enum { AW_NONE, AW_RESUME, AW_RESPONSE_DONE, AW_ERROR_DONE, AW_TUNNEL };
@@ -496,43 +495,6 @@ static const struct px_up_cbs request_up_cbs = {
     .on_error = up_error,
 };
 
-/* The value of the first header line named `name` in the request head, trimmed and hashed;
- * BAL_NO_KEY when there is none. The head passed the strict checks: lines end with CRLF. */
-static uint64_t header_key(const struct px_request *r, const char *name) {
-  const char *b = r->in->b->data, *p = b + r->head.start, *end = b + r->head.end, *eol;
-  size_t nlen = strlen(name);
-
-  eol = memchr(p, '\n', (size_t)(end - p)); /* the request line */
-  for (p = eol != NULL ? eol + 1 : end; p < end; p = eol + 1) {
-    const char *v, *ve;
-    if ((eol = memchr(p, '\n', (size_t)(end - p))) == NULL)
-      break;
-    if ((size_t)(eol - p) <= nlen || p[nlen] != ':' || strncasecmp(p, name, nlen) != 0)
-      continue;
-    v = p + nlen + 1;
-    for (ve = eol; ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'); ve--)
-      ;
-    while (v < ve && (*v == ' ' || *v == '\t'))
-      v++;
-    return bal_hash_key(v, (size_t)(ve - v));
-  }
-  return BAL_NO_KEY;
-}
-
-/* The request's balancing key for a pool that hashes one (hash_key). */
-static uint64_t request_key(const struct px_request *r) {
-  switch (r->pool->hash_key) {
-  case CFG_HASH_KEY_CLIENT_IP:
-    return r->peer_len > 2 ? bal_hash_key(r->peer + 2, r->peer_len - 2u) : BAL_NO_KEY;
-  case CFG_HASH_KEY_URI:
-    return bal_hash_key(r->in->b->data + r->head.url.off, r->head.url.len);
-  case CFG_HASH_KEY_HEADER:
-    return r->pool->hash_header != NULL ? header_key(r, r->pool->hash_header) : BAL_NO_KEY;
-  default:
-    return BAL_NO_KEY;
-  }
-}
-
 /* Gets a connection: the same server on a fresh one (`fresh`), or the next untried server. */
 static void connect_server(struct px_request *r, int fresh) {
   unsigned flags = 0;
@@ -541,7 +503,9 @@ static void connect_server(struct px_request *r, int fresh) {
 
   if (!fresh) {
     uint64_t now = uv_now(r->ctx->loop);
-    uint64_t key = px_pool_uses_key(r->pool) ? request_key(r) : BAL_NO_KEY;
+    uint64_t key = px_pool_uses_key(r->pool)
+                       ? px_pool_key(r->pool, r->peer + 2, r->peer_len - 2u, &r->head)
+                       : BAL_NO_KEY;
     rc = px_pool_select(r->pool, &r->tried, key, now, &r->pick);
     if (rc < 0) {
       /* None usable: 503; all tried: the last failure's answer. */
@@ -697,27 +661,6 @@ static void forward(struct px_request *r) {
 
 /* ---- the head ---- */
 
-/* An absolute-form target ("http://host:port/path", RFC 9112 3.2.2): route by its authority,
- * forward the origin form, and replace the Host line with the authority, as a proxy must.
- * 0, or -1 for a target we will not forward (no path, userinfo). */
-static int absolute_target(struct px_request *r) {
-  const char *b = r->in->b->data, *u = b + r->head.url.off, *auth, *slash;
-  uint32_t ulen = r->head.url.len;
-  const char *sep = memmem(u, ulen, "://", 3);
-
-  if (sep == NULL)
-    return -1;
-  auth = sep + 3;
-  slash = memchr(auth, '/', (size_t)(u + ulen - auth));
-  if (slash == NULL || slash == auth || memchr(auth, '@', (size_t)(slash - auth)) != NULL)
-    return -1;
-  r->authority.off = (uint32_t)(auth - b);
-  r->authority.len = (uint32_t)(slash - auth);
-  r->host_from_target = 1;
-  px_head_drop(&r->head, r->head.url.off, (uint32_t)(slash - u));
-  return (r->head.flags & PX_HEAD_OVERFLOW) ? -1 : 0;
-}
-
 /* Checks a complete request head; the status of the error page to send, or 0. */
 static int check_request(struct px_request *r, uint32_t end) {
   const char *u = r->in->b->data + r->head.url.off;
@@ -728,9 +671,11 @@ static int check_request(struct px_request *r, uint32_t end) {
   r->http10 = r->parser.http_major == 1 && r->parser.http_minor == 0;
   if (r->parser.method == HTTP_CONNECT)
     return 405;
-  if (r->head.url.len > 0 && u[0] != '/' && !(r->head.url.len == 1 && u[0] == '*') &&
-      absolute_target(r) < 0)
-    return 400;
+  if (r->head.url.len > 0 && u[0] != '/' && !(r->head.url.len == 1 && u[0] == '*')) {
+    if (px_head_absolute_target(&r->head, &r->authority) < 0)
+      return 400;
+    r->host_from_target = 1;
+  }
   if (!(r->head.flags & PX_HEAD_HAS_HOST) && !r->http10 && !r->host_from_target)
     return 400; /* RFC 9112 3.2: HTTP/1.1 requires Host */
   if (r->http10 && (r->parser.flags & (F_CHUNKED | F_TRANSFER_ENCODING)))

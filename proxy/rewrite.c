@@ -118,6 +118,22 @@ int px_rewrite_request(struct px_head *h, const struct px_fwd *f, uint32_t extra
   return px_head_iov_ins(h, ins, nins, tail, nt, extra, iov, max);
 }
 
+int px_head_absolute_target(struct px_head *h, struct px_span *authority) {
+  const char *b = h->base, *u = b + h->url.off, *auth, *slash;
+  const char *sep = memmem(u, h->url.len, "://", 3);
+
+  if (sep == NULL)
+    return -1;
+  auth = sep + 3;
+  slash = memchr(auth, '/', (size_t)(u + h->url.len - auth));
+  if (slash == NULL || slash == auth || memchr(auth, '@', (size_t)(slash - auth)) != NULL)
+    return -1;
+  authority->off = (uint32_t)(auth - b);
+  authority->len = (uint32_t)(slash - auth);
+  px_head_drop(h, h->url.off, (uint32_t)(slash - u));
+  return (h->flags & PX_HEAD_OVERFLOW) ? -1 : 0;
+}
+
 int px_rewrite_response(struct px_head *h, enum px_conn_line conn, const uv_buf_t *line,
                         uint32_t extra, uv_buf_t *iov, int max) {
   struct px_insert ins;

@@ -26,6 +26,12 @@ struct px_fwd {
 int px_rewrite_request(struct px_head *h, const struct px_fwd *f, uint32_t extra, uv_buf_t *iov,
                        int max);
 
+/* An absolute-form target ("http://host:port/path", RFC 9112 3.2.2): drops its scheme and
+ * authority from the forwarded head (the origin form goes on) and gives the authority's span,
+ * which routes the request and replaces its Host line, as a proxy must. 0, or -1 for a target
+ * not to forward (no path, userinfo, too many drops). */
+int px_head_absolute_target(struct px_head *h, struct px_span *authority);
+
 /* What the Connection line of a forwarded response says. */
 enum px_conn_line {
   PX_CONN_NONE,       /* nothing: keep-alive is the default (HTTP/1.1 both sides) */

@@ -126,8 +126,8 @@ int px_tcp_start(struct px_ctx *ctx, const struct px_listener *l, uv_stream_t *c
   t->done = done;
   t->arg = arg;
   bal_tried_clear(&t->tried);
-  if (px_pool_uses_key(t->pool) && t->pool->hash_key == CFG_HASH_KEY_CLIENT_IP && peer != NULL)
-    t->key = bal_hash_key(peer, strlen(peer));
+  if (px_pool_uses_key(t->pool) && peer != NULL)
+    t->key = px_pool_key(t->pool, peer, strlen(peer), NULL);
   *out = t;
   tcp_connect_next(t);
   return 0;

@@ -289,3 +289,28 @@ IT_EACH_STRATEGY(funnel, a_dead_server_is_skipped_within_the_retries) {
   }
   it_stop();
 }
+
+IT_EACH_STRATEGY(funnel, a_hashing_pool_keeps_a_key_on_one_server) {
+  char req[128], first[16], v[16];
+  int seen_b1 = 0, seen_b2 = 0;
+
+  it_start_yaml(dispatch, 2, 2,
+                "upstreams:\n  app:\n    balance: hash\n    hash_key: header:X-User\n"
+                "    servers: [127.0.0.1:%1$u, 127.0.0.1:%2$u]\n");
+  int fd = connect_proxy();
+  for (int user = 0; user < 8; user++) {
+    for (int i = 0; i < 3; i++) {
+      snprintf(req, sizeof(req), "GET / HTTP/1.1\r\nHost: t\r\nX-User:  u%d \r\n\r\n", user);
+      cr_assert_eq(hc_roundtrip(fd, req, &R), 0);
+      cr_assert_eq(hc_header(&R, "X-Backend", v, sizeof(v)), 0);
+      if (i == 0)
+        memcpy(first, v, sizeof(v));
+      cr_assert_str_eq(v, first, "user %d moved from %s to %s", user, first, v);
+    }
+    seen_b1 += strcmp(first, "b1") == 0;
+    seen_b2 += strcmp(first, "b2") == 0;
+  }
+  cr_assert(seen_b1 > 0 && seen_b2 > 0, "8 users all on one server (%d, %d)", seen_b1, seen_b2);
+  close(fd);
+  it_stop();
+}
