@@ -39,11 +39,13 @@ static int check_port_base(struct cfg__ctx *ctx, const struct cfg__node *root,
                 "has no effect unless dispatch is proxy (dispatch is %s)",
                 cfg_dispatch_name(cfg->dispatch)) != 0)
     return UV_ENOMEM;
-  if ((unsigned)cfg->proxy_port_base + cfg->workers - 1 <= 65535)
+  /* One private port per worker and listener. */
+  if ((uint64_t)cfg->proxy_port_base + (uint64_t)cfg->workers * cfg->nlisteners - 1 <= 65535)
     return 0;
   return cfg__error(ctx, n->line, n->col, "proxy_port_base",
-                    "%u leaves no room for %u workers (base + workers - 1 must be <= 65535)",
-                    cfg->proxy_port_base, cfg->workers);
+                    "%u leaves no room for %u workers x %zu listeners (base + workers x listeners "
+                    "- 1 must be <= 65535)",
+                    cfg->proxy_port_base, cfg->workers, cfg->nlisteners);
 }
 
 static int find_upstream(const struct lbp_config *cfg, const char *name, size_t *index) {
@@ -457,8 +459,8 @@ static int warnings(struct cfg__ctx *ctx, struct lbp_config *cfg) {
 int cfg__meaning(struct cfg__ctx *ctx, const struct cfg__node *root, struct lbp_config *cfg) {
   int rc;
 
-  if ((rc = resolve_workers(cfg)) != 0 || (rc = check_port_base(ctx, root, cfg)) != 0 ||
-      (rc = link_listeners(ctx, root, cfg)) != 0 || (rc = check_upstreams(ctx, root, cfg)) != 0 ||
+  if ((rc = resolve_workers(cfg)) != 0 || (rc = link_listeners(ctx, root, cfg)) != 0 ||
+      (rc = check_port_base(ctx, root, cfg)) != 0 || (rc = check_upstreams(ctx, root, cfg)) != 0 ||
       (rc = lookup_user(ctx, root, cfg)) != 0 || (rc = resolve_all(ctx, cfg)) != 0 ||
       (rc = warnings(ctx, cfg)) != 0)
     return rc;

@@ -139,7 +139,7 @@ static const struct field restart_fields[] = {
   KEY("delay",       T_DURATION, RS(delay_ms),       1,   HOUR,      "100ms"),
   KEY("max_delay",   T_DURATION, RS(max_delay_ms),   1,   HOUR,      "15s"),
   KEY("reset_after", T_DURATION, RS(reset_after_ms), 1,   24 * HOUR, "30s"),
-  KEY("max_exits",   T_UINT,     RS(max_exits),      1,   100000,    "10"),
+  KEY("max_exits",   T_UINT,     RS(max_exits),      1,   100,       "10"),
   KEY("window",      T_DURATION, RS(window_ms),      1,   24 * HOUR, "1m"),
   {0},
 #undef RS

@@ -650,7 +650,9 @@ void px_client_start(uv_tcp_t *tcp, const struct px_accept *a) {
   struct px_client *c = tcp->data;
   struct px_ctx *ctx = c->ctx;
 
-  ctx->counters.accepted++;
+  /* A connection another worker handed over between requests is the same client, idle. */
+  if (!(a->flags & PX_CLIENT_HANDED))
+    ctx->counters.accepted++;
   c->fd_shared = (a->flags & PX_CLIENT_FD_SHARED) != 0;
   c->proxy_protocol = (a->flags & PX_CLIENT_PROXY_PROTOCOL) != 0;
   c->listener = (uint16_t)(a->listener < ctx->nlisteners ? a->listener : 0);
@@ -669,10 +671,10 @@ void px_client_start(uv_tcp_t *tcp, const struct px_accept *a) {
     client_start_tcp(c, NULL);
     return;
   }
-  if (c->in.len > 0) {
+  if (c->in.len > 0)
     client_defer(c); /* served as if just read, from the loop */
-  } else {
-    client_timer(c, ctx->set.client_header_ms);
-  }
+  else
+    client_timer(c, (a->flags & PX_CLIENT_HANDED) ? ctx->set.client_idle_ms
+                                                  : ctx->set.client_header_ms);
   client_read_start(c);
 }

@@ -22,6 +22,7 @@ struct px_counters {
 enum px_client_flags {
   PX_CLIENT_PROXY_PROTOCOL = 1 << 0, /* a PROXY protocol v2 header precedes the bytes */
   PX_CLIENT_FD_SHARED = 1 << 1,      /* another process may hold the socket too (handoff) */
+  PX_CLIENT_HANDED = 1 << 2,         /* handed over between requests: idle, not a new client */
 };
 
 /* The generation a data plane serves. The context owns `cfg` from px_ctx_new on (it is freed

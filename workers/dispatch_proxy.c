@@ -221,10 +221,17 @@ static int adopt_client(struct pconn *c, struct mconn *mc) {
 static void proxy_take(struct master *m, struct generation *g, struct mconn *mc) {
   struct worker *w = handoff_pick_rr(m);
   int listener = gen_listener_index(g, mc->ls);
-  struct pconn *c = calloc(1, sizeof(*c));
+  struct pconn *c;
   struct sockaddr_storage to;
   int tolen = sizeof(to);
 
+  if (w == NULL && listener >= 0) {
+    /* No worker serves right now (a handed-back connection while the new ones start): it
+     * waits in the master's queue, and goes to a worker as an fd when one can take it. */
+    handoff_give(m, mc);
+    return;
+  }
+  c = calloc(1, sizeof(*c));
   if (c == NULL || w == NULL || listener < 0) {
     free(c);
     mconn_close(mc);

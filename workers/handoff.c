@@ -92,6 +92,9 @@ static void mconn_close_cb(uv_handle_t *h) {
   struct mconn *c = h->data;
   struct master *m = c->m;
 
+  if (c->ls != NULL)
+    lsock_release(c->ls);
+  c->ls = NULL;
   free(c->bytes);
   c->bytes = NULL;
   c->next = m->free_mconns;
@@ -115,7 +118,8 @@ struct mconn *mconn_new(struct master *m, struct lsock *ls, int fd) {
   }
   memset(c, 0, sizeof(*c));
   c->m = m;
-  c->ls = ls;
+  c->ls = ls->kind == LSOCK_PUBLIC ? ls : ls->group;
+  lsock_hold(c->ls);
   uv_tcp_init(m->loop, &c->tcp);
   c->tcp.data = c;
   if (fd >= 0 && uv_tcp_open(&c->tcp, fd) != 0) {
@@ -128,9 +132,16 @@ struct mconn *mconn_new(struct master *m, struct lsock *ls, int fd) {
 
 /* ---- choosing a worker ---- */
 
+/* A worker whose oldest unacknowledged connection waits this long is not given more (it is
+ * stopped or stuck; the master's watchdog kills it if it stays so). */
+#define STALL_MS 5000
+
 static int has_room(const struct master *m, const struct worker *w) {
+  uint64_t now = uv_now(m->loop);
+
   return w != NULL && w->gen == m->cur && worker_serving(w) && w->hp.unacked.len < WINDOW &&
-         w->hp.skip_until <= uv_now(m->loop);
+         w->hp.skip_until <= now &&
+         (w->hp.unacked.head == NULL || now - w->hp.unacked.head->t_sent < STALL_MS);
 }
 
 struct worker *handoff_pick_rr(struct master *m) {
@@ -199,7 +210,7 @@ static void sent_cb(struct ipc_out *out, int status) {
 }
 
 static int deliver(struct worker *w, struct mconn *c) {
-  unsigned char p[6];
+  unsigned char p[7];
   int listener = gen_listener_index(w->gen, c->ls), rc;
 
   if (listener < 0)
@@ -210,6 +221,8 @@ static int deliver(struct worker *w, struct mconn *c) {
   c->refused = 0;
   ipc_put_u32(p, c->seq);
   ipc_put_u16(p + 4, (uint16_t)listener);
+  p[6] = c->handed ? IPC_CONN_HANDED : 0;
+  c->t_sent = uv_now(w->m->loop);
   rc = ipc_send_out(&w->ch, &c->out, IPC_CONN, p, sizeof(p), c->bytes, c->nbytes,
                     (uv_stream_t *)&c->tcp, sent_cb);
   if (rc != 0)
@@ -242,6 +255,8 @@ static int place(struct master *m, struct mconn *c) {
 }
 
 void handoff_give(struct master *m, struct mconn *c) {
+  if (m->retired && upgrade_forward(m, c))
+    return; /* handing over to a new master: everything goes there */
   if (m->stopping || m->cur == NULL) {
     mconn_close(c);
     return;

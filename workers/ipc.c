@@ -32,12 +32,13 @@
  *    serving only after READY, and switches a reload to a new generation only once every one of
  *    its workers is.
  *
- * 5. Connections. master: CONN(u32 seq | u16 listener index | bytes already read, fd), seq
- *    increasing per worker; the bytes are empty for a fresh accept, and are the start of the
- *    next request for a connection handed over by a draining worker. The master keeps its copy
- *    of the fd until the worker acknowledges it: at the end of each loop iteration in which
- *    anything changed, the worker sends one STATUS(u32 highest seq taken | u32 active
- *    connections | u64 accepted in total). A worker that will not serve a connection answers
+ * 5. Connections. master: CONN(u32 seq | u16 listener index | u8 flags | bytes already read,
+ *    fd), seq increasing per worker; flag HANDED marks a connection a draining worker gave
+ *    back (it is between requests: the idle timeout applies, not the header one); the bytes
+ *    are empty for a fresh accept, and are the start of the next request for a handed one. The
+ * master keeps its copy of the fd until the worker acknowledges it: at the end of each loop
+ * iteration in which anything changed, the worker sends one STATUS(u32 highest seq taken | u32
+ * active connections | u64 accepted in total). A worker that will not serve a connection answers
  *    REFUSE(u32 seq | u8 reason); the master hands that fd, or every unacknowledged fd of a
  *    worker that died, to another worker: nothing is dropped or leaked.
  *
@@ -57,7 +58,9 @@
  *    (SIGUSR1); the worker makes the fd its stderr, so it never needs the right to open the file.
  *    A closed channel means the master is gone: the worker drains briefly and exits.
  *
- * 9. Binary upgrade (old master <-> new master over LBPROXY_UPGRADE_FD). new: UP_READY(u32 pid)
+ * 9. Binary upgrade (old master <-> new master over LBPROXY_UPGRADE_FD). old: UP_SECRET(16 bytes,
+ *    the secret of its PROXY headers, read by the new master before anything else) -> new:
+ *    UP_READY(u32 pid)
  *    once all its workers are ready -> old: drains its workers, forwarding each HANDOVER as
  *    UP_CONN(u8 address length | listener address | bytes already read, fd); the new master maps
  *    the address to its own listener. The old master exits when its workers are gone; the
@@ -100,6 +103,8 @@ const char *ipc_type_name(uint8_t type) {
     return "up-ready";
   case IPC_UP_CONN:
     return "up-conn";
+  case IPC_UP_SECRET:
+    return "up-secret";
   default:
     return "unknown";
   }

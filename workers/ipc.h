@@ -27,12 +27,18 @@ enum ipc_type {
   IPC_LOGFD = 12 | IPC_FD_FLAG,    /* master -> worker: the reopened error log */
   IPC_UP_READY = 13,               /* new master -> old master: ready to take over */
   IPC_UP_CONN = 14 | IPC_FD_FLAG,  /* old master -> new master: a handed-over connection */
+  IPC_UP_SECRET = 15,              /* old master -> new master: the master's secret, first */
 };
 
 /* Kinds of listening socket carried by IPC_LISTEN. */
 enum ipc_listen_kind {
   IPC_LISTEN_PUBLIC = 0,  /* serve clients on it directly (shared, reuseport) */
   IPC_LISTEN_PRIVATE = 1, /* a private port: every connection starts with the master's PROXY v2 */
+};
+
+/* Flags of IPC_CONN. */
+enum ipc_conn_flags {
+  IPC_CONN_HANDED = 1, /* it comes back from a draining worker: between requests, not new */
 };
 
 /* Why a worker refused a connection (IPC_REFUSE). */

@@ -26,6 +26,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/filter.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -146,10 +147,34 @@ static struct lsock *lsock_new(struct master *m, enum lsock_kind kind, int fd) {
   return ls;
 }
 
+/* A member or private port belongs to `pub`'s group: it holds the record. */
+static void set_group(struct lsock *ls, struct lsock *pub) {
+  ls->group = pub;
+  lsock_hold(pub);
+}
+
 static int lsock_fd(const struct lsock *ls) {
   uv_os_fd_t fd = -1;
   uv_fileno((const uv_handle_t *)&ls->tcp, &fd);
   return fd;
+}
+
+/* Is `ls` the socket for configured address `a`? The same resolved address and port (so
+ * "localhost:80" and "127.0.0.1:80" are one socket); for port 0 (any free port, tests), the
+ * same written host with port 0: the socket bound for that line at start. */
+static int same_address(const struct lsock *ls, const struct cfg_addr *a) {
+  const struct sockaddr_in *x4 = (const void *)&a->sa, *y4 = (const void *)&ls->addr.sa;
+  const struct sockaddr_in6 *x6 = (const void *)&a->sa, *y6 = (const void *)&ls->addr.sa;
+
+  if (a->port == 0 || ls->addr.port == 0)
+    return a->port == ls->addr.port && strcmp(ls->addr.host, a->host) == 0;
+  if (a->any || ls->addr.any)
+    return a->any && ls->addr.any && a->port == ls->addr.port;
+  if (a->sa.ss_family != ls->addr.sa.ss_family)
+    return 0;
+  if (a->sa.ss_family == AF_INET6)
+    return x6->sin6_port == y6->sin6_port && memcmp(&x6->sin6_addr, &y6->sin6_addr, 16) == 0;
+  return x4->sin_port == y4->sin_port && x4->sin_addr.s_addr == y4->sin_addr.s_addr;
 }
 
 /* Same kind, slot and listener address (for members and private ports: their public's). */
@@ -158,8 +183,7 @@ static int matches(const struct lsock *ls, enum lsock_kind kind, const struct cf
   if (ls->kind != kind)
     return 0;
   if (kind == LSOCK_PUBLIC)
-    return ls->addr.port == a->port && ls->addr.any == a->any &&
-           strcmp(ls->addr.host, a->host) == 0;
+    return same_address(ls, a);
   return ls->group == group && ls->slot == slot;
 }
 
@@ -185,7 +209,8 @@ static struct lsock *adopt(struct master *m, enum lsock_kind kind, const struct 
     if (strcmp(have, key) != 0)
       continue;
     ls->inherited = 0;
-    ls->group = group;
+    if (group != NULL)
+      set_group(ls, group);
     if (kind == LSOCK_PUBLIC)
       ls->addr = *a;
     return ls;
@@ -237,7 +262,7 @@ int lsock_member(struct master *m, struct lsock *pub, unsigned slot, struct lsoc
     return fd;
   if ((ls = lsock_new(m, LSOCK_MEMBER, fd)) == NULL)
     return UV_ENOMEM;
-  ls->group = pub;
+  set_group(ls, pub);
   ls->slot = slot;
   ls->addr = pub->addr;
   return take(ls, out);
@@ -261,7 +286,7 @@ int lsock_private(struct master *m, struct lsock *pub, unsigned slot, uint16_t p
     return fd;
   if ((ls = lsock_new(m, LSOCK_PRIVATE, fd)) == NULL)
     return UV_ENOMEM;
-  ls->group = pub;
+  set_group(ls, pub);
   ls->slot = slot;
   ls->addr = pub->addr;
   return take(ls, out);
@@ -285,11 +310,13 @@ static void poll_cb(uv_poll_t *p, int status, int events) {
   struct master *m = ls->m;
   int fd = lsock_fd(ls);
 
-  for (int i = 0; i < ACCEPT_BATCH; i++) {
+  /* A retiring socket is emptied whatever the room: what it holds would be reset at its close,
+   * so it waits in the master's queue instead. */
+  for (int i = 0; ls->retiring || i < ACCEPT_BATCH; i++) {
     struct mconn *c;
     int cfd;
 
-    if (!dispatch_can_take(m)) {
+    if (!ls->retiring && !dispatch_can_take(m)) {
       lsock_update_polling(m); /* the kernel backlog holds the rest meanwhile */
       return;
     }
@@ -316,14 +343,14 @@ static void poll_cb(uv_poll_t *p, int status, int events) {
 
 /* Should the master accept on `ls` now? See (2) at the top. */
 static int wants_master(const struct master *m, const struct lsock *ls) {
-  if (ls->kind == LSOCK_PRIVATE || m->stopping || m->retired || m->cur == NULL)
+  if (ls->kind == LSOCK_PRIVATE || ls->shut || m->stopping || m->retired || m->cur == NULL)
     return 0;
   if (uv_is_active((const uv_handle_t *)&m->accept_retry))
     return 0;
-  if (!dispatch_can_take((struct master *)m))
-    return 0;
   if (ls->retiring)
     return 1;
+  if (!dispatch_can_take((struct master *)m))
+    return 0;
   if (ls->kind == LSOCK_PUBLIC && m->cur->dispatch->master_accepts &&
       gen_listener_index(m->cur, ls) >= 0)
     return 1;
@@ -352,10 +379,34 @@ static void unlink_ls(struct master *m, struct lsock *ls) {
     *pp = ls->next;
 }
 
+/* The record outlives its socket while connections it accepted still name it (mconn.ls) and
+ * while reuseport members or private ports of its group exist: those hold it. */
+static void lsock_maybe_free(struct lsock *ls) {
+  if (ls->gone && ls->holds == 0) {
+    if (ls->group != NULL)
+      lsock_release(ls->group);
+    free(ls);
+  }
+}
+
+void lsock_hold(struct lsock *ls) {
+  ls->holds++;
+}
+
+void lsock_release(struct lsock *ls) {
+  ls->holds--;
+  lsock_maybe_free(ls);
+}
+
+static void lsock_tcp_closed_cb(uv_handle_t *h) {
+  struct lsock *ls = h->data;
+  ls->gone = 1;
+  lsock_maybe_free(ls);
+}
+
 static void lsock_free_cb(uv_handle_t *h) {
   struct lsock *ls = h->data;
-  if (h == (uv_handle_t *)&ls->poll)
-    uv_close((uv_handle_t *)&ls->tcp, (uv_close_cb)free); /* last: tcp is first in the struct */
+  uv_close((uv_handle_t *)&ls->tcp, lsock_tcp_closed_cb); /* closes the fd */
 }
 
 static void lsock_close(struct lsock *ls) {
@@ -381,7 +432,7 @@ static void steer(struct master *m, struct lsock *pub, int on) {
 
 /* Accepts what is queued on a retiring member now (it goes to the current generation). */
 static void drain_backlog(struct lsock *ls) {
-  if (ls->m->cur != NULL && !ls->m->stopping)
+  if (ls->m->cur != NULL && !ls->m->stopping && !ls->m->retired)
     poll_cb(&ls->poll, 0, UV_READABLE);
 }
 
@@ -416,7 +467,8 @@ void lsock_unref(struct lsock *ls) {
      * config has nobody left to serve its queue; a master that is leaving (stopping, or handed
      * over to a new one, which shares the sockets: no steering of its group) just closes its
      * copy. */
-    LBP_INFO("listening socket %s closed", ls->name);
+    if (!m->retired && !m->stopping)
+      LBP_INFO("listening socket %s closed", ls->name);
     lsock_close(ls);
     return;
   }
@@ -427,11 +479,32 @@ void lsock_unref(struct lsock *ls) {
   uv_timer_start(&m->retire_timer, retire_cb, RETIRE_GRACE_MS, 0);
 }
 
+void lsock_unsteer(struct master *m) {
+  for (struct lsock *ls = m->lsocks; ls != NULL; ls = ls->next)
+    if (ls->kind == LSOCK_PUBLIC && !ls->inherited)
+      steer(m, ls, 0);
+  m->steered = 0;
+}
+
+void lsock_shut_all(struct master *m) {
+  for (struct lsock *ls = m->lsocks; ls != NULL; ls = ls->next) {
+    poll_stop(ls);
+    if (ls->kind != LSOCK_PRIVATE && !ls->shut) {
+      /* shutdown(SHUT_RD) on a listening socket makes it stop listening for every process that
+       * holds it: new clients are refused at once rather than queued and reset later. */
+      shutdown(lsock_fd(ls), SHUT_RD);
+      ls->shut = 1;
+    }
+  }
+}
+
 void lsock_close_all(struct master *m) {
   struct lsock *ls, *next;
 
   uv_timer_stop(&m->retire_timer);
   uv_timer_stop(&m->accept_retry);
+  if (m->steered)
+    lsock_unsteer(m);
   for (ls = m->lsocks; ls != NULL; ls = next) {
     next = ls->next;
     if (ls->refs == 0)
@@ -480,6 +553,10 @@ static int inherit_one(struct master *m, int fd, const char *entry) {
   if (k == 3 || cfg_parse_hostport(key, &a) != 0)
     return UV_EINVAL;
   a.any = strcmp(a.host, "*") == 0;
+  /* Inherited fds lost FD_CLOEXEC (the spawn dup2'ed them): without it every worker we start
+   * would hold every socket, and a retired one would live on, and listen, in a worker. */
+  if (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0)
+    return -errno;
   if ((ls = lsock_new(m, (enum lsock_kind)k, fd)) == NULL)
     return UV_ENOMEM;
   ls->inherited = 1;
@@ -510,12 +587,39 @@ int lsock_inherit(struct master *m, const char *desc) {
 
 void lsock_drop_unused(struct master *m) {
   struct lsock *ls, *next;
+  int retire = 0;
 
   for (ls = m->lsocks; ls != NULL; ls = next) {
     next = ls->next;
-    if (ls->inherited) {
-      LBP_INFO("inherited socket %s is not in the config: closed", ls->name);
-      lsock_close(ls);
+    if (!ls->inherited)
+      continue;
+    if (ls->kind == LSOCK_MEMBER) {
+      /* A reuseport member the new config does not use (fewer workers): the kernel still
+       * sends it connections, so it is retired like one a reload dropped (steered away,
+       * emptied, then closed), once it is ours: it has no group record here, so the group is
+       * found by its address. */
+      struct lsock *pub;
+      char key[300], have[300];
+      addr_key(&ls->addr, key, sizeof(key));
+      for (pub = m->lsocks; pub != NULL; pub = pub->next) {
+        if (pub->kind != LSOCK_PUBLIC || pub->inherited)
+          continue;
+        addr_key(&pub->addr, have, sizeof(have));
+        if (strcmp(key, have) == 0)
+          break;
+      }
+      if (pub != NULL) {
+        ls->inherited = 0;
+        set_group(ls, pub);
+        ls->refs = 1;
+        lsock_unref(ls);
+        retire = 1;
+        continue;
+      }
     }
+    LBP_INFO("inherited socket %s is not in the config: closed", ls->name);
+    lsock_close(ls);
   }
+  if (!retire)
+    lsock_unsteer(m); /* a previous master may have left its group steered */
 }

@@ -111,6 +111,14 @@ static int send_signal(const char *path, const char *name) {
     cfg_free(cfg);
     return 1;
   }
+  /* A running master keeps its pid file locked: an unlocked one is stale, and its pid may
+   * belong to an unrelated process by now. */
+  if (!pidfile_running(cfg->pid_file, &pid)) {
+    fprintf(stderr, "lbproxy: pid file %s is stale: no lbproxy holds it (is lbproxy running?)\n",
+            cfg->pid_file);
+    cfg_free(cfg);
+    return 1;
+  }
   cfg_free(cfg);
   if (kill((pid_t)pid, sig) != 0) {
     fprintf(stderr, "lbproxy: cannot signal master pid %ld: %s\n", pid, strerror(errno));

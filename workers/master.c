@@ -26,6 +26,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,10 +34,11 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-#define START_TIMEOUT_MS 60000 /* a reload whose workers are not all ready by then is abandoned */
-#define KILL_GRACE_MS    5000  /* after a deadline, a worker still there is killed */
-#define FAST_STOP_MS     10000 /* fast stop: SIGKILL after this */
-#define WATCHDOG_MS      1000
+#define START_TIMEOUT_MS     60000 /* a reload whose workers are not all ready by then is abandoned */
+#define KILL_GRACE_MS        5000  /* after a deadline, a worker still there is killed */
+#define FAST_STOP_MS         10000 /* fast stop: SIGKILL after this */
+#define WATCHDOG_MS          1000
+#define UNRESPONSIVE_KILL_MS 30000 /* a worker that acknowledges nothing this long is killed */
 
 extern char **environ;
 
@@ -60,8 +62,7 @@ char **master_env(const char *const *extra) {
         strncmp(environ[i], "LBPROXY_SHM_FD=", 15) == 0 ||
         strncmp(environ[i], "LBPROXY_MASTER_PID=", 19) == 0 ||
         strncmp(environ[i], "LBPROXY_INHERIT=", 16) == 0 ||
-        strncmp(environ[i], "LBPROXY_UPGRADE_FD=", 19) == 0 ||
-        strncmp(environ[i], "LBPROXY_SECRET=", 15) == 0)
+        strncmp(environ[i], "LBPROXY_UPGRADE_FD=", 19) == 0)
       continue;
     env[j++] = environ[i];
     env[j] = NULL;
@@ -141,16 +142,21 @@ static void close_if_open(uv_handle_t *h) {
 static void master_finish(struct master *m) {
   for (unsigned i = 0; i < m->nslots_made; i++)
     close_if_open((uv_handle_t *)&m->slots[i].restart);
+  /* The pid file goes (or its lock, after an upgrade) before the upgrade channel closes: a new
+   * master takes the file over when it sees that channel's end. */
+  pidfile_remove(m->pidfile, m->pidfile_fd);
+  m->pidfile_fd = -1;
+  if (m->starting != NULL) {
+    struct generation *g = m->starting;
+    m->starting = NULL;
+    gen_unref(g);
+  }
   if (m->cur != NULL) {
     struct generation *g = m->cur;
     m->cur = NULL;
     gen_unref(g); /* its sockets close with it (the master is stopping) */
   }
   lsock_close_all(m); /* what no generation holds any more (retiring ones) */
-  if (m->logpipe != NULL) {
-    uv_close((uv_handle_t *)m->logpipe, (uv_close_cb)free);
-    m->logpipe = NULL;
-  }
   upgrade_close(m);
   for (size_t i = 0; i < sizeof(m->sig) / sizeof(m->sig[0]); i++)
     close_if_open((uv_handle_t *)&m->sig[i]);
@@ -211,6 +217,10 @@ static void graceful_stop(struct master *m) {
   LBP_INFO("SIGQUIT: graceful stop: %u %s finish their requests (shutdown_timeout %llu ms)", n,
            plural(n, "worker", "workers"), (unsigned long long)deadline);
   stop_common(m);
+  /* New clients are refused at once, not queued to be reset at the end; but never the sockets
+   * of a new master we are handing over to (they are the same sockets). */
+  if (!m->retired && !upgrade_active(m))
+    lsock_shut_all(m);
   upgrade_close(m);
   for (struct worker *w = m->workers; w != NULL; w = w->next)
     worker_drain(w, deadline, 0);
@@ -263,6 +273,8 @@ static void switch_generation(struct master *m) {
   }
   give_sockets(g);
   apply_settings(m, g->cfg);
+  if (old != NULL && strcmp(old->cfg->error_log, g->cfg->error_log) != 0)
+    master_reopen_logs(m); /* the new generation's error_log, here and in every worker */
   if (old != NULL) {
     old->state = GEN_DRAINING;
     old->t_draining = uv_now(m->loop);
@@ -291,9 +303,13 @@ void master_abort_reload(struct master *m, const char *why) {
             "generation %u: %s; generation %u keeps serving", g->id, why,
             m->cur != NULL ? m->cur->id : 0);
   g->state = GEN_DRAINING;
+  g->t_draining = uv_now(m->loop);
   drain_generation(m, g, 1); /* what it may have accepted already goes back */
   gen_unref(g);
-  m->reload_again = 0;
+  if (m->reload_again) { /* a HUP that came meanwhile: the file may be fixed by now */
+    m->reload_again = 0;
+    master_reload(m);
+  }
 }
 
 static void start_timeout_cb(uv_timer_t *t) {
@@ -339,6 +355,8 @@ void master_workers_changed(struct master *m) {
     switch_generation(m);
   if (!m->announced && m->cur != NULL)
     announce(m);
+  if (m->announced)
+    upgrade_child_ready(m);
   handoff_flush(m);
 }
 
@@ -377,28 +395,12 @@ void master_handover(struct master *m, struct mconn *c) {
 
 /* ---- reload ---- */
 
-void master_reload(struct master *m) {
-  struct lbp_config *cfg;
-  struct generation *g;
-  struct cfg_error err;
-  char *bytes = NULL, why[512];
-  size_t len = 0;
+/* Starts generation from a loaded config: its sockets, then every slot's worker. */
+static void start_generation(struct master *m, struct lbp_config *cfg, char *bytes, size_t len) {
   uint32_t cur = m->cur != NULL ? m->cur->id : 0;
+  struct generation *g;
+  char why[512];
 
-  if (m->stopping)
-    return;
-  if (m->starting != NULL || upgrade_active(m)) {
-    LBP_INFO("reload requested while a reload or upgrade is in progress: it runs after that");
-    m->reload_again = 1;
-    return;
-  }
-  event_add(m, EV_RELOAD, 0, (long)getpid(), cur, "requested: reading %s (generation %u serving)",
-            m->cfg_path, cur);
-  if (cfg_load_file(m->cfg_path, &cfg, &err, &bytes, &len) != 0) {
-    event_add(m, EV_RELOAD_FAILED, 0, (long)getpid(), cur, "%s; generation %u keeps serving",
-              err.msg, cur);
-    return;
-  }
   log_warnings(cfg);
   if (gen_build(m, cfg, bytes, len, &g, why, sizeof(why)) != 0) {
     event_add(m, EV_RELOAD_FAILED, 0, (long)getpid(), cur, "%s; generation %u keeps serving", why,
@@ -412,44 +414,118 @@ void master_reload(struct master *m) {
     worker_spawn(m, g, slot_get(m, i));
 }
 
+void master_reload(struct master *m) {
+  struct lbp_config *cfg;
+  struct cfg_error err;
+  char *bytes = NULL;
+  size_t len = 0;
+  uint32_t cur = m->cur != NULL ? m->cur->id : 0;
+
+  if (m->stopping)
+    return;
+  if (m->retired) {
+    LBP_WARN("reload refused: this master is handing over to a new one (binary upgrade); "
+             "signal the new master");
+    return;
+  }
+  if (m->starting != NULL || upgrade_active(m)) {
+    LBP_INFO("reload requested while a reload or upgrade is in progress: it runs after that");
+    m->reload_again = 1;
+    return;
+  }
+  event_add(m, EV_RELOAD, 0, (long)getpid(), cur, "requested: reading %s (generation %u serving)",
+            m->cfg_path, cur);
+  if (cfg_load_file(m->cfg_path, &cfg, &err, &bytes, &len) != 0) {
+    event_add(m, EV_RELOAD_FAILED, 0, (long)getpid(), cur, "%s; generation %u keeps serving",
+              err.msg, cur);
+    return;
+  }
+  start_generation(m, cfg, bytes, len);
+}
+
+void master_restart_current(struct master *m, const char *why) {
+  struct lbp_config *cfg;
+  struct cfg_error err;
+  char *bytes;
+
+  if (m->stopping || m->cur == NULL || m->starting != NULL)
+    return;
+  LBP_WARN("%s: starting generation %u's workers again from its config in memory", why, m->cur->id);
+  if ((bytes = malloc(m->cur->len + 1)) == NULL) {
+    LBP_ERROR("out of memory restarting the workers");
+    return;
+  }
+  memcpy(bytes, m->cur->bytes, m->cur->len);
+  bytes[m->cur->len] = '\0';
+  if (cfg_parse(m->cur->cfg->file, bytes, m->cur->len, &cfg, &err) != 0) {
+    LBP_ERROR("cannot restart the workers: %s", err.msg);
+    free(bytes);
+    return;
+  }
+  start_generation(m, cfg, bytes, m->cur->len);
+}
+
 /* ---- SIGUSR1 ---- */
+
+/* The error log is reopened here (a rotated file is left to its rotator), then its new fd goes
+ * to every worker over its channel: a worker never needs the right to open the file itself. */
+/* One LOGFD frame: the fd rides a handle of its own, closed once that write is done (a busy
+ * channel may hold the write a while; the next USR1 must not close a handle still queued). */
+struct logfd_out {
+  struct ipc_out out;
+  uv_pipe_t pipe;
+};
+
+static void logfd_free(uv_handle_t *h) {
+  free(h->data);
+}
+
+static void logfd_sent(struct ipc_out *out, int status) {
+  struct logfd_out *o = (struct logfd_out *)out;
+  uv_close((uv_handle_t *)&o->pipe, logfd_free); /* closes the dup; o goes with it */
+}
+
+static void send_logfd(struct master *m, struct worker *w) {
+  struct logfd_out *o = malloc(sizeof(*o));
+  unsigned char which = 0;
+  int fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+
+  if (o == NULL || fd < 0 || uv_pipe_init(m->loop, &o->pipe, 0) != 0) {
+    free(o);
+    if (fd >= 0)
+      close(fd);
+    return;
+  }
+  o->pipe.data = o;
+  if (uv_pipe_open(&o->pipe, fd) != 0) {
+    close(fd);
+    uv_close((uv_handle_t *)&o->pipe, logfd_free);
+    return;
+  }
+  if (ipc_send_out(&w->ch, &o->out, IPC_LOGFD, &which, 1, NULL, 0, (uv_stream_t *)&o->pipe,
+                   logfd_sent) != 0)
+    uv_close((uv_handle_t *)&o->pipe, logfd_free);
+}
 
 /* The error log is reopened here (a rotated file is left to its rotator), then its new fd goes
  * to every worker over its channel: a worker never needs the right to open the file itself. */
 void master_reopen_logs(struct master *m) {
   const char *path = m->cur != NULL ? m->cur->cfg->error_log : "stderr";
-  uv_pipe_t *p;
-  int fd, rc;
+  int rc;
 
   if (strcmp(path, "stderr") == 0) {
-    LBP_INFO("SIGUSR1: error_log is stderr: nothing to reopen");
+    LBP_INFO("reopen: error_log is stderr: nothing to reopen");
     return;
   }
   if ((rc = lbp_log_open(path)) != 0) {
-    LBP_ERROR("SIGUSR1: cannot reopen %s: %s (logging goes on to the old file)", path,
+    LBP_ERROR("reopen: cannot open %s: %s (logging goes on to the old file)", path,
               uv_strerror(rc));
     return;
   }
-  LBP_INFO("SIGUSR1: reopened %s", path);
-  if (m->logpipe != NULL)
-    uv_close((uv_handle_t *)m->logpipe, (uv_close_cb)free);
-  m->logpipe = NULL;
-  if ((p = malloc(sizeof(*p))) == NULL || uv_pipe_init(m->loop, p, 0) != 0) {
-    free(p);
-    return;
-  }
-  if ((fd = dup(STDERR_FILENO)) < 0 || uv_pipe_open(p, fd) != 0) {
-    if (fd >= 0)
-      close(fd);
-    uv_close((uv_handle_t *)p, (uv_close_cb)free);
-    return;
-  }
-  m->logpipe = p;
-  for (struct worker *w = m->workers; w != NULL; w = w->next) {
-    unsigned char which = 0;
-    if (w->ch_open && !w->ch.failed)
-      ipc_send_handle(&w->ch, IPC_LOGFD, &which, 1, (uv_stream_t *)p);
-  }
+  LBP_INFO("reopen: %s reopened", path);
+  for (struct worker *w = m->workers; w != NULL; w = w->next)
+    if (w->ch_open && !w->ch.failed && w->state != W_STARTING)
+      send_logfd(m, w);
 }
 
 /* ---- signals ---- */
@@ -465,6 +541,7 @@ static void signal_cb(uv_signal_t *h, int signum) {
     graceful_stop(m);
     break;
   case SIGUSR1:
+    LBP_INFO("SIGUSR1: reopening the error log");
     master_reopen_logs(m);
     break;
   case SIGUSR2:
@@ -503,11 +580,19 @@ static void watchdog_cb(uv_timer_t *t) {
   uint64_t now = uv_now(m->loop);
 
   for (struct worker *w = m->workers; w != NULL; w = w->next) {
-    uint64_t limit = w->gen->cfg->shutdown_timeout_ms + KILL_GRACE_MS;
-    if (w->state == W_DRAINING && w->gen->t_draining && now - w->gen->t_draining > limit &&
-        w->proc_open && !w->exited) {
+    uint64_t limit = w->drain_limit_ms + KILL_GRACE_MS;
+    struct mconn *oldest = w->hp.unacked.head;
+    if (!w->proc_open || w->exited)
+      continue;
+    if (w->state == W_DRAINING && now - w->t_drain > limit) {
       LBP_WARN("worker %u pid=%ld still draining after %llu ms: SIGKILL", w->slot->id + 1,
                (long)w->pid, (unsigned long long)limit);
+      uv_process_kill(&w->proc, SIGKILL);
+    } else if (oldest != NULL && now - oldest->t_sent > UNRESPONSIVE_KILL_MS) {
+      /* It takes no connection for this long (stopped, stuck): what it holds goes to the
+       * others once it is gone, rather than waiting with it. */
+      LBP_ERROR("worker %u pid=%ld has not taken a connection for %llu ms: SIGKILL",
+                w->slot->id + 1, (long)w->pid, (unsigned long long)(now - oldest->t_sent));
       uv_process_kill(&w->proc, SIGKILL);
     }
   }
@@ -533,20 +618,11 @@ static int load_first(struct master *m, struct lbp_config **cfg, char **bytes, s
   return 0;
 }
 
-/* The master's secret: the previous master's (binary upgrade), else new random bytes. */
+/* The master's secret: the previous master's (binary upgrade, read by upgrade_child_init),
+ * else new random bytes. */
 static int make_secret(struct master *m) {
-  const char *hex = getenv("LBPROXY_SECRET");
-
-  if (hex != NULL && strlen(hex) == 2 * LBP_SECRET_LEN) {
-    for (int i = 0; i < LBP_SECRET_LEN; i++) {
-      unsigned v;
-      if (sscanf(hex + 2 * i, "%2x", &v) != 1)
-        return UV_EINVAL;
-      m->secret[i] = (uint8_t)v;
-    }
-    unsetenv("LBPROXY_SECRET");
+  if (m->have_secret)
     return 0;
-  }
   return getrandom(m->secret, sizeof(m->secret), 0) == (ssize_t)sizeof(m->secret) ? 0 : UV_EIO;
 }
 
@@ -575,14 +651,14 @@ static int master_init(struct master *m, const char *cfg_path) {
   }
   if (load_first(m, &cfg, &bytes, &len) != 0)
     return UV_EINVAL;
-  if ((rc = make_secret(m)) != 0) {
-    LBP_ERROR("no random bytes for the master's secret: %s", uv_strerror(rc));
+  if ((rc = upgrade_child_init(m)) != 0) {
+    LBP_ERROR("binary upgrade: cannot take the previous master's sockets: %s", uv_strerror(rc));
     cfg_free(cfg);
     free(bytes);
     return rc;
   }
-  if ((rc = upgrade_child_init(m)) != 0) {
-    LBP_ERROR("binary upgrade: cannot take the previous master's sockets: %s", uv_strerror(rc));
+  if ((rc = make_secret(m)) != 0) {
+    LBP_ERROR("no random bytes for the master's secret: %s", uv_strerror(rc));
     cfg_free(cfg);
     free(bytes);
     return rc;

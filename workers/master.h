@@ -57,6 +57,9 @@ struct lsock {
   uint8_t polling;      /* master: uv_poll_start'ed */
   uint8_t retiring;     /* no generation uses it: accept what is left, then close */
   uint8_t inherited;    /* came from the previous master (binary upgrade) */
+  uint8_t shut;         /* stopped listening (graceful stop) */
+  uint8_t gone;         /* its handles are closed; the record waits for its holders */
+  unsigned holds;       /* connections (mconn.ls) and group members that point at it */
   uint64_t accepted;    /* connections the master accepted on it */
   struct lsock *next;
 };
@@ -71,6 +74,13 @@ int lsock_private(struct master *m, struct lsock *pub, unsigned slot, uint16_t p
                   struct lsock **out);
 /* Drops one reference; a socket with none left is retired (see lsock.c). */
 void lsock_unref(struct lsock *ls);
+/* Keeps the record (not the socket) alive while something points at it. */
+void lsock_hold(struct lsock *ls);
+void lsock_release(struct lsock *ls);
+/* Graceful stop: every socket stops listening (for every process holding it). */
+void lsock_shut_all(struct master *m);
+/* Removes any reuseport steering program this master attached. */
+void lsock_unsteer(struct master *m);
 /* Starts or stops the master's own accepting on every socket, by the rule in lsock.c. */
 void lsock_update_polling(struct master *m);
 /* Closes every socket no generation references (the master is leaving; the others close with
@@ -101,6 +111,8 @@ struct mconn {
   uint8_t sending; /* the frame carrying it is still being written */
   uint8_t acked;   /* the worker took it: close once the send completes */
   uint8_t refused; /* the worker refused it: hand it on once the send completes */
+  uint8_t handed;  /* it came back from a draining worker (between requests) */
+  uint64_t t_sent; /* uv_now when its CONN went out */
   struct mconn *next;
 };
 
@@ -217,7 +229,8 @@ struct worker {
   uint8_t planned; /* it said BYE, or we asked it to leave: not a crash */
   uint8_t fatal;   /* it said BYE FATAL: replace it at once */
   pid_t pid;
-  uint64_t t_start, t_ready;
+  uint64_t t_start, t_ready, t_drain; /* uv_now */
+  uint64_t drain_limit_ms;            /* the deadline it was given */
   struct hpeer hp;
   uint64_t accepted; /* from STATUS */
   uint32_t active;
@@ -305,14 +318,14 @@ struct master {
   unsigned nevents, events_pos;
   uv_signal_t sig[7];
   uv_timer_t stats_timer, kill_timer, start_timer, accept_retry, retire_timer, watchdog;
-  uv_pipe_t *logpipe; /* carries the reopened error log's fd to workers (IPC_LOGFD) */
-  char *pidfile;      /* path, while we hold it */
-  void *upgrade;      /* upgrade.c's state */
+  char *pidfile; /* path, while we hold it */
+  void *upgrade; /* upgrade.c's state */
   int pidfile_fd;
   /* Proves the master to its workers on private ports (PROXY v2 TLV). One per master, not per
    * generation: a relay made under one generation may reach a worker of the next while they
    * overlap; a binary upgrade passes it on (LBPROXY_SECRET). */
   uint8_t secret[LBP_SECRET_LEN];
+  uint8_t have_secret;
   int exit_code;
   char fatal[256]; /* why the master gave up (exit non-zero) */
 };
@@ -320,6 +333,9 @@ struct master {
 int master_run(const char *cfg_path);
 /* SIGHUP: re-read the config; a new generation replaces the current one once ready. */
 void master_reload(struct master *m);
+/* Starts a new generation from the current one's config bytes (no file read): a failed
+ * upgrade's rollback, when our own workers already drained away. */
+void master_restart_current(struct master *m, const char *why);
 /* The generation just became current, or a worker became ready or left: re-evaluate who
  * accepts on what and whether the start-up is complete. */
 void master_workers_changed(struct master *m);
@@ -345,6 +361,8 @@ void master_reopen_logs(struct master *m);
 int pidfile_create(const char *path, long *other);
 /* Removes the file if it still names us; closes the lock. */
 void pidfile_remove(const char *path, int fd);
+/* Is an lbproxy running with this pid file (is it locked)? 1 with *pid, else 0. */
+int pidfile_running(const char *path, long *pid);
 /* Reads the pid in `path`. 0 or a negative UV error. */
 int pidfile_read(const char *path, long *pid);
 

@@ -51,6 +51,11 @@ static int held(const char *path, long *other) {
   return busy;
 }
 
+int pidfile_running(const char *path, long *pid) {
+  *pid = 0;
+  return held(path, pid);
+}
+
 int pidfile_create(const char *path, long *other) {
   char tmp[4096], line[32];
   int fd, len, rc;
@@ -59,7 +64,8 @@ int pidfile_create(const char *path, long *other) {
     return UV_EBUSY;
   if (snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)getpid()) >= (int)sizeof(tmp))
     return UV_ENAMETOOLONG;
-  fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  unlink(tmp); /* a leftover of a crashed start: ours by name (our pid) */
+  fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
   if (fd < 0)
     return -errno;
   len = snprintf(line, sizeof(line), "%ld\n", (long)getpid());

@@ -75,12 +75,12 @@ static void worker_free(struct worker *w, const char *how) {
     pp = &(*pp)->next;
   if (*pp == w)
     *pp = w->next;
-  if (g == m->cur && !m->stopping && !m->retired && !w->planned)
+  if (g == m->cur && !m->stopping && !m->retired && (!w->planned || w->fatal))
     slot_exited(m, w->slot, w, how);
   else
     event_add(m, EV_EXIT, (int)w->slot->id + 1, (long)w->pid, g->id, "%s%s", how,
               w->planned ? " (planned)" : "");
-  if (g == m->starting && !w->planned)
+  if (g == m->starting && (!w->planned || w->fatal))
     master_abort_reload(m, how);
   master_worker_gone(m, w);
   gen_unref(g);
@@ -244,7 +244,9 @@ static void on_handover(struct worker *w, const char *payload, uint32_t len) {
   unsigned listener = len >= 2 ? ipc_get_u16(payload) : ~0u;
   struct mconn *c;
 
-  if (!w->ch.fd_here || listener >= w->gen->cfg->nlisteners)
+  /* Only a draining worker gives connections back; from any other it would be a bug (or a
+   * worker gone bad) and the master would only pile them up. */
+  if (!w->ch.fd_here || listener >= w->gen->cfg->nlisteners || w->state != W_DRAINING)
     return; /* nothing arrived, or nothing we can place: the channel discards the fd */
   if ((c = mconn_new(m, w->gen->listeners[listener], -1)) == NULL)
     return;
@@ -254,6 +256,7 @@ static void on_handover(struct worker *w, const char *payload, uint32_t len) {
     return;
   }
   c->nbytes = len - 2;
+  c->handed = 1;
   if (c->nbytes)
     memcpy(c->bytes, payload + 2, c->nbytes);
   master_handover(m, c);
@@ -264,16 +267,24 @@ static void on_bye(struct worker *w, const char *payload, uint32_t len) {
   int reason = len >= 1 ? (uint8_t)payload[0] : IPC_BYE_FATAL;
   int textlen = len > 1 ? (int)(len - 1) : 0;
 
-  w->planned = 1;
+  /* DRAINED is only believed from a worker that was asked to drain. */
+  if (reason == IPC_BYE_DRAINED && w->state != W_DRAINING)
+    reason = IPC_BYE_FATAL;
   event_add(m, EV_BYE, (int)w->slot->id + 1, (long)w->pid, w->gen->id, "%s%s%.*s",
             reason == IPC_BYE_DRAINED ? "drained" : "fatal", textlen ? ": " : "", textlen,
             payload + 1);
+  w->planned = 1;
   if (reason != IPC_BYE_FATAL)
     return;
+  w->fatal = 1;
   snprintf(w->how, sizeof(w->how), "said bye: %.*s", textlen, payload + 1);
   count_pollers(w, 0);
-  if (w->gen == m->cur && !m->stopping && w->gen->by_slot[w->slot->id] == w) {
-    /* It is leaving on purpose: its replacement starts now, not after a crash backoff. */
+  if (w->gen == m->starting) {
+    master_abort_reload(m, w->how);
+  } else if (w->gen == m->cur && !m->stopping && !m->retired && w->gen->by_slot[w->slot->id] == w &&
+             uv_now(m->loop) - w->t_start >= w->gen->cfg->restart.reset_after_ms) {
+    /* It served a while and is leaving on purpose: its replacement starts now, not after a
+     * crash backoff. One that could not even get going counts as a crash (worker_free). */
     w->gen->by_slot[w->slot->id] = NULL;
     worker_spawn(m, w->gen, w->slot);
   }
@@ -417,6 +428,8 @@ void worker_drain(struct worker *w, uint64_t deadline_ms, int handover) {
     return;
   w->planned = 1;
   w->state = W_DRAINING;
+  w->t_drain = uv_now(w->m->loop);
+  w->drain_limit_ms = deadline_ms;
   count_pollers(w, 0);
   ipc_put_u32(p, (uint32_t)deadline_ms);
   p[4] = (unsigned char)handover;

@@ -21,6 +21,9 @@
 #include "dispatch.h"
 #include "log.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,7 +45,8 @@ struct upgrade {
   uv_process_t proc;
   struct ipc_channel ch;
   uv_timer_t timer;
-  uint8_t proc_open, ch_open, timer_open, told_ready;
+  uint8_t proc_open, ch_open, timer_open, told_ready, exited;
+  int pid_tries; /* new master: attempts at taking the pid file over */
   long pid;
 };
 
@@ -87,13 +91,17 @@ static void rollback(struct upgrade *u, const char *why) {
   u->state = UP_IDLE;
   uv_timer_stop(&u->timer);
   channel_close(u);
-  if (u->proc_open && !uv_is_closing((uv_handle_t *)&u->proc))
+  if (u->proc_open && !u->exited && !uv_is_closing((uv_handle_t *)&u->proc))
     uv_process_kill(&u->proc, SIGKILL);
   event_add(m, EV_UPGRADE_FAILED, 0, u->pid, m->cur != NULL ? m->cur->id : 0,
             "new master pid=%ld: %s; this master keeps serving", u->pid, why);
   if (was == UP_HANDING && m->retired && !m->stopping) {
-    /* Our workers are draining into a master that is gone: start a fresh generation. */
+    /* Our workers are draining into a master that is gone: workers again, from the config
+     * this generation was built from (the file may have changed for the new binary). */
     m->retired = 0;
+    master_restart_current(m, "the new master is gone");
+  } else if (m->reload_again) {
+    m->reload_again = 0;
     master_reload(m);
   }
 }
@@ -102,6 +110,7 @@ static void exit_cb(uv_process_t *p, int64_t status, int sig) {
   struct upgrade *u = p->data;
   char why[96];
 
+  u->exited = 1;
   if (sig)
     snprintf(why, sizeof(why), "exited with signal %d (%s)", sig, strsignal(sig));
   else
@@ -111,6 +120,8 @@ static void exit_cb(uv_process_t *p, int64_t status, int sig) {
   if (!uv_is_closing((uv_handle_t *)&u->proc))
     uv_close((uv_handle_t *)&u->proc, proc_closed_cb);
 }
+
+static void pidfile_retry_cb(uv_timer_t *t);
 
 static void timeout_cb(uv_timer_t *t) {
   struct upgrade *u = t->data;
@@ -176,6 +187,32 @@ static void on_frame(struct ipc_channel *ch, uint8_t type, const char *payload, 
     child_conn(u, payload, len);
 }
 
+/* New master: the pid file is ours once the old master has let go of it. Its lock goes before
+ * its channel closes, but a master that died leaves it to the kernel: try a few times. */
+static void take_pidfile(struct upgrade *u) {
+  struct master *m = u->m;
+  long other = 0;
+
+  if (m->cur == NULL || m->cur->cfg->pid_file == NULL || m->pidfile_fd >= 0 || m->stopping)
+    return;
+  m->pidfile_fd = pidfile_create(m->cur->cfg->pid_file, &other);
+  if (m->pidfile_fd >= 0) {
+    m->pidfile = strdup(m->cur->cfg->pid_file);
+    return;
+  }
+  if (m->pidfile_fd == UV_EBUSY && ++u->pid_tries < 50) {
+    m->pidfile_fd = -1;
+    uv_timer_start(&u->timer, pidfile_retry_cb, 100, 0);
+    return;
+  }
+  LBP_ERROR("pid file %s: %s", m->cur->cfg->pid_file, uv_strerror(m->pidfile_fd));
+  m->pidfile_fd = -1;
+}
+
+static void pidfile_retry_cb(uv_timer_t *t) {
+  take_pidfile(t->data);
+}
+
 static void on_error(struct ipc_channel *ch, int err) {
   struct upgrade *u = ch->data;
   struct master *m = u->m;
@@ -186,14 +223,7 @@ static void on_error(struct ipc_channel *ch, int err) {
   u->state = UP_IDLE;
   event_add(m, EV_UPGRADE, 0, (long)getpid(), m->cur != NULL ? m->cur->id : 0,
             "the previous master is gone: this one is on its own");
-  if (m->cur != NULL && m->cur->cfg->pid_file != NULL && m->pidfile_fd < 0) {
-    long other = 0;
-    m->pidfile_fd = pidfile_create(m->cur->cfg->pid_file, &other);
-    if (m->pidfile_fd >= 0)
-      m->pidfile = strdup(m->cur->cfg->pid_file);
-    else
-      LBP_ERROR("pid file %s: %s", m->cur->cfg->pid_file, uv_strerror(m->pidfile_fd));
-  }
+  take_pidfile(u);
 }
 
 static struct upgrade *upgrade_new(struct master *m) {
@@ -217,17 +247,14 @@ static struct upgrade *upgrade_new(struct master *m) {
 static int spawn_new(struct master *m, struct upgrade *u) {
   uv_stdio_container_t stdio[4 + 2 * LBP_MAX_LISTENERS * 2];
   int fds[2 * LBP_MAX_LISTENERS * 2];
-  char desc[8192], inherit[8300], secret[16 + 2 * LBP_SECRET_LEN + 1];
-  const char *extra[4] = {"LBPROXY_UPGRADE_FD=3", inherit, secret, NULL};
+  char desc[8192], inherit[8300];
+  const char *extra[3] = {"LBPROXY_UPGRADE_FD=3", inherit, NULL};
   char *args[4] = {m->exe, "-c", (char *)m->cfg_path, NULL};
   uv_process_options_t o;
   char **env;
   int n = lsock_export(m, fds, (int)(sizeof(fds) / sizeof(fds[0])), desc, sizeof(desc)), rc;
 
   snprintf(inherit, sizeof(inherit), "LBPROXY_INHERIT=%s", desc);
-  snprintf(secret, sizeof(secret), "LBPROXY_SECRET=");
-  for (int i = 0; i < LBP_SECRET_LEN; i++)
-    snprintf(secret + 15 + 2 * i, 3, "%02x", m->secret[i]);
   memset(&o, 0, sizeof(o));
   stdio[0].flags = UV_IGNORE;
   stdio[1].flags = UV_INHERIT_FD;
@@ -277,7 +304,9 @@ void upgrade_start(struct master *m) {
   u->pid = u->proc.pid;
   u->state = UP_STARTING;
   uv_timer_start(&u->timer, timeout_cb, UPGRADE_TIMEOUT_MS, 0);
-  if ((rc = ipc_channel_start(&u->ch)) != 0)
+  /* The master's secret (private ports) goes first on the channel, not in the environment. */
+  if ((rc = ipc_channel_start(&u->ch)) != 0 ||
+      (rc = ipc_send(&u->ch, IPC_UP_SECRET, m->secret, LBP_SECRET_LEN)) != 0)
     rollback(u, uv_strerror(rc));
 }
 
@@ -293,7 +322,7 @@ static void forwarded_cb(struct ipc_out *out, int status) {
 
 int upgrade_forward(struct master *m, struct mconn *c) {
   struct upgrade *u = up(m);
-  const char *name = c->ls->kind == LSOCK_PUBLIC ? c->ls->name : c->ls->group->name;
+  const char *name = c->ls->name;
   size_t namelen = strlen(name);
   unsigned char hdr = (unsigned char)namelen;
   char *buf;
@@ -335,6 +364,31 @@ void upgrade_close(struct master *m) {
 
 /* ---- new master ---- */
 
+/* New master, before its loop runs: the old master's first frame, UP_SECRET, read whole (it
+ * was written before we started). */
+static int read_secret(int fd, struct master *m) {
+  unsigned char buf[IPC_HDR_LEN + LBP_SECRET_LEN];
+  size_t got = 0;
+
+  while (got < sizeof(buf)) {
+    struct pollfd p = {fd, POLLIN, 0};
+    ssize_t n;
+    if (poll(&p, 1, 5000) <= 0)
+      return UV_ETIMEDOUT;
+    n = read(fd, buf + got, sizeof(buf) - got);
+    if (n == 0)
+      return UV_EOF;
+    if (n < 0 && errno != EAGAIN && errno != EINTR)
+      return -errno;
+    got += n > 0 ? (size_t)n : 0;
+  }
+  if (buf[4] != IPC_UP_SECRET || ipc_get_u32((const char *)buf) != LBP_SECRET_LEN)
+    return UV_EPROTO;
+  memcpy(m->secret, buf + IPC_HDR_LEN, LBP_SECRET_LEN);
+  m->have_secret = 1;
+  return 0;
+}
+
 int upgrade_child_init(struct master *m) {
   const char *fd = getenv("LBPROXY_UPGRADE_FD"), *inherit = getenv("LBPROXY_INHERIT");
   struct upgrade *u;
@@ -346,6 +400,10 @@ int upgrade_child_init(struct master *m) {
     return UV_ENOMEM;
   u->state = UP_CHILD;
   u->pid = (long)getppid();
+  if (fcntl(atoi(fd), F_SETFD, FD_CLOEXEC) != 0)
+    return -errno;
+  if ((rc = read_secret(atoi(fd), m)) != 0)
+    return rc;
   if ((rc = ipc_channel_open(&u->ch, atoi(fd))) != 0 || (rc = ipc_channel_start(&u->ch)) != 0)
     return rc;
   LBP_INFO("binary upgrade: taking over from master pid=%ld", u->pid);
@@ -358,6 +416,11 @@ void upgrade_child_ready(struct master *m) {
 
   if (u == NULL || u->state != UP_CHILD || u->told_ready)
     return;
+  /* Only a master whose every worker serves takes over: a degraded one would be handed
+   * everything; the old master times out and keeps serving instead. */
+  for (unsigned i = 0; i < m->cur->nslots; i++)
+    if (m->cur->by_slot[i] == NULL || !worker_serving(m->cur->by_slot[i]))
+      return;
   u->told_ready = 1;
   ipc_put_u32(p, (uint32_t)getpid());
   if (ipc_send(&u->ch, IPC_UP_READY, p, 4) == 0)

@@ -66,7 +66,7 @@ struct wproc {
   struct ipc_out status_out[STATUS_OUTS];
   uint8_t status_busy[STATUS_OUTS];
   struct ipc_out bye_out;
-  char bye_text[IPC_SMALL]; /* BYE's text: must live until the frame is written */
+  char bye_text[200]; /* BYE's text: must live until the frame is written */
   void *shm;
   size_t shm_len;
   uint8_t draining, orphan, leaving, stopping;
@@ -217,6 +217,16 @@ static void socket_close_cb(uv_handle_t *h) {
   free(h->data);
 }
 
+/* Closes one listening socket copy (and forgets it). */
+static void close_socket(struct wproc *w, struct wlisten *l) {
+  for (int i = 0; i < w->got_sockets; i++)
+    if (w->socks[i] == l) {
+      w->socks[i] = NULL;
+      if (!uv_is_closing((uv_handle_t *)&l->tcp))
+        uv_close((uv_handle_t *)&l->tcp, socket_close_cb);
+    }
+}
+
 static void close_sockets(struct wproc *w) {
   for (int i = 0; i < w->got_sockets; i++)
     if (w->socks[i] != NULL)
@@ -330,6 +340,12 @@ static void on_listen_conn(uv_stream_t *server, int status) {
   uv_tcp_t *tcp;
 
   if (status < 0) {
+    /* EINVAL: the socket no longer listens (the master shut it for a graceful stop). libuv
+     * would call us again at once, for ever: this copy is closed instead. */
+    if (status == UV_EINVAL) {
+      close_socket(w, l);
+      return;
+    }
     LBP_WARN("accept: %s", uv_strerror(status));
     return;
   }
@@ -392,14 +408,17 @@ static void take_socket(struct wproc *w, const char *p, uint32_t len) {
 
 /* ---- the generation ---- */
 
-/* LBPROXY_TEST_CRASH=N[@G] (a test hook): the worker of slot N (of generation G only, if
- * given) exits with code 3 at start-up, before READY. */
+/* LBPROXY_TEST_CRASH=N[@G][:bye] (a test hook): the worker of slot N (of generation G only, if
+ * given) exits with code 3 at start-up, before READY; with ":bye" it leaves the way a worker
+ * that cannot go on does (BYE fatal). Returns 0 (no), 1 (exit) or 2 (bye). */
 static int test_crash(unsigned slot, uint32_t gen) {
   const char *v = getenv("LBPROXY_TEST_CRASH"), *at;
   if (v == NULL || (unsigned)atoi(v) != slot + 1)
     return 0;
   at = strchr(v, '@');
-  return at == NULL || (uint32_t)atol(at + 1) == gen;
+  if (at != NULL && (uint32_t)atol(at + 1) != gen)
+    return 0;
+  return strstr(v, ":bye") != NULL ? 2 : 1;
 }
 
 struct config_frame {
@@ -480,9 +499,16 @@ static void take_config(struct wproc *w, const char *p, uint32_t len) {
     return;
   }
   close(fd);
-  if (test_crash(w->slot, w->gen)) {
+  switch (test_crash(w->slot, w->gen)) {
+  case 1:
     LBP_ERROR("LBPROXY_TEST_CRASH: crashing at start-up as asked");
     exit(3);
+  case 2:
+    cfg_free(cfg);
+    fail(w, "test hook: a fatal error at start-up");
+    return;
+  default:
+    break;
   }
   memset(&pg, 0, sizeof(pg));
   pg.id = w->gen;
@@ -509,8 +535,10 @@ static void refuse(struct wproc *w, uint32_t seq, int reason) {
 static void take_conn(struct wproc *w, const char *payload, uint32_t len) {
   uint32_t seq = len >= 4 ? ipc_get_u32(payload) : 0;
   unsigned listener = len >= 6 ? ipc_get_u16(payload + 4) : ~0u;
-  struct px_accept a = {listener, PX_CLIENT_FD_SHARED, len > 6 ? payload + 6 : NULL,
-                        len > 6 ? len - 6 : 0};
+  unsigned flags = len >= 7 ? (uint8_t)payload[6] : 0;
+  struct px_accept a = {listener,
+                        PX_CLIENT_FD_SHARED | ((flags & IPC_CONN_HANDED) ? PX_CLIENT_HANDED : 0),
+                        len > 7 ? payload + 7 : NULL, len > 7 ? len - 7 : 0};
   uv_tcp_t *tcp;
 
   if (!w->ch.fd_here) {

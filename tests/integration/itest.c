@@ -1,6 +1,7 @@
 /* Integration-test fixture: starts backends and lbproxy, checks clean exits and logs. */
 #include "itest.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -147,7 +148,32 @@ void it_stop(void) {
   T.nbe = 0;
 }
 
+/* Kills every process running a binary from `dir` (a copied lbproxy a failed upgrade test may
+ * have left behind: the new master is not our child). */
+static void kill_strays(const char *dir) {
+  size_t n = strlen(dir);
+  struct dirent *e;
+  DIR *d;
+
+  if (n == 0 || (d = opendir("/proc")) == NULL)
+    return;
+  while ((e = readdir(d)) != NULL) {
+    char path[300], exe[1024];
+    ssize_t k;
+    if (e->d_name[0] < '0' || e->d_name[0] > '9')
+      continue;
+    snprintf(path, sizeof(path), "/proc/%s/exe", e->d_name);
+    if ((k = readlink(path, exe, sizeof(exe) - 1)) <= 0)
+      continue;
+    exe[k] = '\0';
+    if (strncmp(exe, dir, n) == 0 && exe[n] == '/')
+      kill((pid_t)atoi(e->d_name), SIGKILL);
+  }
+  closedir(d);
+}
+
 void it_fini(void) {
+  kill_strays(T.dir);
   if (T.started)
     h_proxy_stop(&T.px);
   for (int i = 0; i < T.nbe; i++)

@@ -241,3 +241,26 @@ Test(cli, signal_reload_reaches_the_master_through_the_pid_file) {
   cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
   cr_assert_eq(access(pid, F_OK), -1, "the pid file was left behind");
 }
+
+Test(cli, signal_refuses_a_stale_pid_file) {
+  char path[600], yaml[700], out[4096], pid[64];
+  const char *args[] = {"-s", "stop", "-c", path, NULL};
+  pid_t child = fork();
+
+  if (child == 0) { /* a process whose pid a stale file might name: it must survive */
+    pause();
+    _exit(0);
+  }
+  snprintf(pid, sizeof(pid), "%d\n", (int)child);
+  h_write_file(dir, "stale.pid", pid, NULL, 0);
+  snprintf(yaml, sizeof(yaml),
+           "pid_file: %s/stale.pid\nupstreams:\n  a:\n    servers: "
+           "[127.0.0.1:1]\n",
+           dir);
+  h_write_file(dir, "c.yaml", yaml, path, sizeof(path));
+  cr_assert_eq(run(args, out, sizeof(out)), 1, "%s", out);
+  cr_assert(strstr(out, "is stale") != NULL, "%s", out);
+  cr_assert_eq(kill(child, 0), 0, "an unrelated process was signalled");
+  kill(child, SIGKILL);
+  waitpid(child, NULL, 0);
+}

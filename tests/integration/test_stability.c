@@ -332,7 +332,7 @@ IT_EACH_STRATEGY(stability, a_kill_storm_fails_only_requests_in_flight_and_leaks
   int64_t t0, end;
   char needle[64];
 
-  it_start(dispatch, 3, 2, "restart:\n  delay: 10ms\n  max_delay: 50ms\n  max_exits: 1000\n");
+  it_start(dispatch, 3, 2, "restart:\n  delay: 10ms\n  max_delay: 50ms\n  max_exits: 100\n");
   base = h_fd_count(T.px.proc.pid);
   start_load(&nc, 0, 3, NULL);
   srand(7);
@@ -420,6 +420,8 @@ IT_EACH_STRATEGY(stability, sigquit_lets_a_request_in_flight_finish_then_exits_z
   cr_assert_eq(q.status, 200);
   cr_assert(hc_wait_closed(q.fd, 10000), "the connection stayed open after the last response");
   close(q.fd);
+  /* New clients were refused from the QUIT on, not queued to be reset at the end. */
+  cr_assert_eq(hc_connect(T.px.port, NULL), -ECONNREFUSED);
   status = h_stop(&T.px.proc, 0, 20000);
   T.started = 0;
   cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
@@ -492,13 +494,14 @@ IT_TEST(stability, usr1_reopens_the_error_log_in_the_master_and_the_workers) {
   }
   cr_assert_eq(rename(path, moved), 0);
   cr_assert_eq(kill(T.px.proc.pid, SIGUSR1), 0);
-  cr_assert_gt(h_wait_line(path, "SIGUSR1: reopened", 0, 10000, NULL, 0), 0, "master");
+  cr_assert_gt(h_wait_line(path, "master info: reopen: ", 0, 10000, NULL, 0), 0, "master");
   cr_assert_gt(h_wait_line(path, "worker 1 info: error log reopened", 0, 10000, NULL, 0), 0);
   cr_assert_eq(it_get("/dead", &R), 0);
   cr_assert_eq(R.status, 502);
   cr_assert_gt(h_wait_line(path, "worker 1 warn: upstream 127.0.0.1:1", 0, 10000, NULL, 0), 0,
                "the worker still writes to the old file");
-  cr_assert_eq(h_count_lines(moved, "SIGUSR1"), 0, "nothing new went to the rotated file");
+  cr_assert_eq(h_count_lines(moved, "upstream 127.0.0.1:1"), 0, "a worker wrote to the old file");
+  cr_assert_eq(h_count_lines(moved, "reopen: "), 0, "the master wrote to the old file");
   /* it_stop checks this log */
   cr_assert_lt(snprintf(T.px.proc.log, sizeof(T.px.proc.log), "%s", path),
                (int)sizeof(T.px.proc.log));
@@ -532,6 +535,8 @@ static void start_copied(const char *dispatch, char *bin, size_t cap, char *pidf
     cr_assert_eq(h_backend_start(&T.be[i], T.dir, name, NULL), 0);
     T.nbe = i + 1;
   }
+  T.workers = 2;
+  T.dispatch = dispatch;
   snprintf(bin, cap, "%s/lbproxy", T.dir);
   snprintf(pidfile, pcap, "%s/lbproxy.pid", T.dir);
   copy_file(LBP_PROXY_BIN, bin);
@@ -656,7 +661,7 @@ IT_EACH_STRATEGY(stability, a_second_lbproxy_on_the_same_port_refuses_to_start) 
 
 IT_TEST(stability, reuseport_with_a_crash_looping_slot_answers_every_connection_at_once) {
   setenv("LBPROXY_TEST_CRASH", "2", 1);
-  it_start("reuseport", 3, 1, "restart:\n  delay: 20ms\n  max_exits: 1000\n");
+  it_start("reuseport", 3, 1, "restart:\n  delay: 20ms\n  max_exits: 100\n");
   unsetenv("LBPROXY_TEST_CRASH");
   /* Each new connection hashes to one of three sockets; the crash-looping slot's is accepted
    * on by the master meanwhile. Each must be answered well within 2 s. */
@@ -715,5 +720,181 @@ IT_TEST(stability, a_restarted_worker_does_not_resolve_names_again) {
     cr_assert_eq(R.status, 200, "the new worker cannot reach the server by its old address");
   }
   cr_assert_eq(h_count_lines(T.px.proc.log, "errored"), 0);
+  it_stop();
+}
+
+/* ---- regressions from the review ---- */
+
+IT_TEST(stability, a_worker_that_says_bye_at_start_up_is_backed_off_and_errored_like_a_crash) {
+  char line[1024];
+
+  setenv("LBPROXY_TEST_CRASH", "2:bye", 1);
+  it_start("handoff", 2, 1,
+           "restart:\n  delay: 50ms\n  max_delay: 400ms\n  max_exits: 3\n  window: 1m\n");
+  unsetenv("LBPROXY_TEST_CRASH");
+  cr_assert_gt(h_wait_line(T.px.proc.log, "worker 2 errored", 0, 30000, line, sizeof(line)), 0);
+  cr_assert(strstr(line, "test hook: a fatal error") != NULL, "%s", line);
+  cr_assert_gt(it_wait_log("restart in 100 ms", 0, 1000), 0, "no backoff");
+  cr_assert_eq(h_count_lines(T.px.proc.log, "worker 2 fork"), 4, "3 restarts, then errored");
+  cr_assert_eq(it_get("/", &R), 0);
+  cr_assert_eq(R.status, 200);
+  it_stop();
+}
+
+IT_TEST(stability, a_reload_whose_new_worker_says_bye_fails_at_once_with_its_reason) {
+  char yaml[8192], line[1024];
+  int64_t t0;
+
+  setenv("LBPROXY_TEST_CRASH", "1@2:bye", 1);
+  it_start("handoff", 2, 1, NULL);
+  unsetenv("LBPROXY_TEST_CRASH");
+  it_yaml(yaml, sizeof(yaml), "handoff", 2, NULL);
+  cr_assert_eq(h_write_file(T.dir, "lbproxy.yaml", yaml, NULL, 0), 0);
+  t0 = h_now_ms();
+  cr_assert_eq(kill(T.px.proc.pid, SIGHUP), 0);
+  cr_assert_gt(h_wait_line(T.px.proc.log, "reload-failed", 0, 30000, line, sizeof(line)), 0);
+  cr_assert_lt(h_now_ms() - t0, 10000, "the reload waited for its start timeout");
+  cr_assert(strstr(line, "test hook: a fatal error") != NULL, "%s", line);
+  cr_assert_eq(it_get("/", &R), 0);
+  cr_assert_eq(R.status, 200);
+  it_stop();
+}
+
+/* Listening sockets (inodes of state LISTEN in /proc/net/tcp*) among the fds of `pid`. */
+static int listening_fds(pid_t pid) {
+  static const char *const tables[] = {"/proc/net/tcp", "/proc/net/tcp6"};
+  unsigned long inodes[256];
+  int ninodes = 0, n = 0;
+  char path[64], link[64], line[512];
+  struct dirent *e;
+  DIR *d;
+
+  for (int t = 0; t < 2; t++) {
+    FILE *f = fopen(tables[t], "r");
+    while (f != NULL && fgets(line, sizeof(line), f) != NULL && ninodes < 256) {
+      unsigned st;
+      unsigned long ino;
+      if (sscanf(line, "%*d: %*s %*s %x %*s %*s %*s %*s %*s %lu", &st, &ino) == 2 && st == 0x0A)
+        inodes[ninodes++] = ino;
+    }
+    if (f != NULL)
+      fclose(f);
+  }
+  snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+  if ((d = opendir(path)) == NULL)
+    return -1;
+  while ((e = readdir(d)) != NULL) {
+    char fdpath[400];
+    ssize_t k;
+    unsigned long ino;
+    snprintf(fdpath, sizeof(fdpath), "%s/%s", path, e->d_name);
+    if ((k = readlink(fdpath, link, sizeof(link) - 1)) <= 0)
+      continue;
+    link[k] = '\0';
+    if (sscanf(link, "socket:[%lu]", &ino) == 1)
+      for (int i = 0; i < ninodes; i++)
+        n += inodes[i] == ino;
+  }
+  closedir(d);
+  return n;
+}
+
+IT_TEST(stability, after_a_binary_upgrade_each_worker_holds_only_its_own_socket) {
+  char bin[600], pidfile[600], needle[64];
+  long newpid = 0;
+  pid_t kids[16];
+  int n, zombies;
+
+  start_copied("reuseport", bin, sizeof(bin), pidfile, sizeof(pidfile));
+  cr_assert_eq(kill(T.px.proc.pid, SIGUSR2), 0);
+  for (int64_t deadline = h_now_ms() + 40000; !h_exited(&T.px.proc);) {
+    cr_assert_lt(h_now_ms(), deadline, "the old master never left");
+    poll(NULL, 0, 10);
+  }
+  for (int64_t deadline = h_now_ms() + 10000;
+       pidfile_read_pid(pidfile, &newpid) != 0 || newpid == T.px.proc.pid || newpid <= 0;) {
+    cr_assert_lt(h_now_ms(), deadline, "no new master in the pid file");
+    poll(NULL, 0, 10);
+  }
+  snprintf(needle, sizeof(needle), "lbproxy[%ld] master info: ready", newpid);
+  cr_assert_gt(it_wait_log(needle, 0, 10000), 0);
+  n = children_of((pid_t)newpid, kids, 16, &zombies);
+  cr_assert_eq(n, 2);
+  for (int i = 0; i < n; i++)
+    cr_assert_eq(listening_fds(kids[i]), 1, "worker %d holds %d listening sockets", (int)kids[i],
+                 listening_fds(kids[i]));
+  kill((pid_t)newpid, SIGTERM);
+  for (int64_t deadline = h_now_ms() + 20000; kill((pid_t)newpid, 0) == 0;) {
+    cr_assert_lt(h_now_ms(), deadline, "the new master did not stop");
+    poll(NULL, 0, 10);
+  }
+  T.started = 0;
+  it_stop();
+}
+
+IT_TEST(stability, a_new_master_lost_during_the_handover_is_replaced_from_memory) {
+  char bin[600], pidfile[600], line[1024];
+  struct slow_req q = {0};
+  pthread_t th;
+  long newpid = 0;
+
+  start_copied("handoff", bin, sizeof(bin), pidfile, sizeof(pidfile));
+  /* A slow request keeps an old worker (and so the old master) in the handover a while. */
+  q.fd = hc_connect(T.px.port, NULL);
+  cr_assert_geq(q.fd, 0);
+  cr_assert_eq(hc_send_all(q.fd, "GET /delay?ms=3000 HTTP/1.1\r\nHost: t\r\n\r\n", 40), 0);
+  cr_assert_eq(pthread_create(&th, NULL, read_slow, &q), 0);
+  {
+    uint64_t one = 1, acc[IT_MAX_WORKERS], act[IT_MAX_WORKERS];
+    cr_assert(it_wait_stats(0, 10000, active_at_least, &one, acc, act));
+  }
+  cr_assert_eq(kill(T.px.proc.pid, SIGUSR2), 0);
+  cr_assert_gt(h_wait_line(T.px.proc.log, "is ready: handing over", 0, 30000, line, sizeof(line)),
+               0);
+  cr_assert_eq(sscanf(strstr(line, "pid=") + 4, "%ld", &newpid), 1);
+  /* The file now says what only the new binary would understand: the rollback must not read
+   * it, but start workers again from what the old master already validated. */
+  cr_assert_eq(h_write_file(T.dir, "lbproxy.yaml", "bogus_key: 1\n", NULL, 0), 0);
+  cr_assert_eq(kill((pid_t)newpid, SIGKILL), 0);
+  cr_assert_gt(it_wait_log("upgrade-failed", 0, 20000), 0);
+  cr_assert_gt(it_wait_log("generation: 2 active", 0, 30000), 0, "no workers again");
+  for (int i = 0; i < 5; i++) {
+    cr_assert_eq(it_get("/", &R), 0);
+    cr_assert_eq(R.status, 200);
+  }
+  pthread_join(th, NULL);
+  cr_assert_eq(q.rc, 0);
+  cr_assert_eq(q.status, 200);
+  close(q.fd);
+  it_stop();
+}
+
+IT_TEST(stability, a_draining_worker_that_never_finishes_is_killed_after_the_deadline) {
+  char yaml[8192];
+  pid_t w1;
+
+  it_start("handoff", 1, 1, "shutdown_timeout: 500ms\n");
+  w1 = it_worker_pid(1);
+  cr_assert_eq(kill(w1, SIGSTOP), 0);
+  it_yaml(yaml, sizeof(yaml), "handoff", 1, "shutdown_timeout: 500ms\n");
+  cr_assert_gt(it_reload(yaml, 2, 30000), 0);
+  cr_assert_gt(it_wait_log("still draining after", 0, 20000), 0, "the stuck worker was left");
+  cr_assert_gt(it_wait_log("generation: 1 retired", 0, 20000), 0);
+  it_stop();
+}
+
+IT_TEST(stability, quit_during_a_reload_exits_cleanly) {
+  char yaml[8192];
+  int status;
+
+  it_start("reuseport", 2, 1, NULL);
+  it_yaml(yaml, sizeof(yaml), "reuseport", 4, NULL);
+  cr_assert_eq(h_write_file(T.dir, "lbproxy.yaml", yaml, NULL, 0), 0);
+  cr_assert_eq(kill(T.px.proc.pid, SIGHUP), 0);
+  cr_assert_eq(kill(T.px.proc.pid, SIGQUIT), 0);
+  status = h_stop(&T.px.proc, 0, 30000);
+  T.started = 0;
+  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
+  it_assert_log_clean(T.px.proc.log);
   it_stop();
 }

@@ -353,10 +353,9 @@ IT_TEST(workers, a_private_port_refuses_proxy_headers_without_the_masters_secret
   /* Any local process can connect to a worker's private loopback port. A PROXY v2 header that
    * claims a client address (here 6.6.6.6) must not become X-Forwarded-For unless it carries
    * the master's per-generation secret: the worker closes the connection without a response. */
-  static const unsigned char forged[28] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55,
-                                           0x49, 0x54, 0x0A, 0x21, 0x11, 0x00, 0x0C, 6,    6,
-                                           6,    6,    127,  0,    0,    1,    0x30, 0x39, 0x1F,
-                                           0x90};
+  static const unsigned char forged[28] = {
+      0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A, 0x21, 0x11,
+      0x00, 0x0C, 6,    6,    6,    6,    127,  0,    0,    1,    0x30, 0x39, 0x1F, 0x90};
   static const unsigned char local[16] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51,
                                           0x55, 0x49, 0x54, 0x0A, 0x20, 0x00, 0x00, 0x00};
   const unsigned char *hdrs[2] = {forged, local};

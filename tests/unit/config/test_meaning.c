@@ -117,8 +117,13 @@ Test(meaning, proxy_port_base_must_leave_a_port_for_every_worker) {
   cfg_free(cfg);
 
   expect_error(ONE_UPSTREAM "workers: 2\nproxy_port_base: 65535\n",
-               "t.yaml:5:18: proxy_port_base: 65535 leaves no room for 2 workers (base + workers - "
-               "1 must be <= 65535)");
+               "t.yaml:5:18: proxy_port_base: 65535 leaves no room for 2 workers x 1 listeners "
+               "(base + workers x listeners - 1 must be <= 65535)");
+  /* One private port per worker and listener: 3 x 2 from 65531 would wrap. */
+  expect_error("workers: 3\nproxy_port_base: 65531\nlisteners:\n  - listen: 127.0.0.1:1\n"
+               "  - listen: 127.0.0.1:2\n" ONE_UPSTREAM,
+               "t.yaml:2:18: proxy_port_base: 65531 leaves no room for 3 workers x 2 listeners "
+               "(base + workers x listeners - 1 must be <= 65535)");
 }
 
 /* ---- upstreams: cross-key rules of balancing, retries and health checks ---- */
