@@ -17,11 +17,12 @@ static uv_tcp_t listener;
 static uint16_t port;
 static struct px_ctx *ctx;
 static int closed_done;
+static unsigned accept_flags; /* how the next connections "reached" the worker */
 
 /* Every connection to `listener` is given to the data plane. */
 static void on_conn(uv_stream_t *s, int status) {
   uv_tcp_t *tcp = px_client_new(ctx);
-  struct px_accept a = {0, 0, NULL, 0};
+  struct px_accept a = {0, accept_flags, NULL, 0};
 
   cr_assert_not_null(tcp);
   cr_assert_eq(uv_accept(s, (uv_stream_t *)tcp), 0);
@@ -45,6 +46,7 @@ static void start(const char *yaml) {
   uv_tcp_getsockname(&listener, (struct sockaddr *)&sa, &len);
   port = ntohs(sa.sin_port);
   closed_done = 0;
+  accept_flags = 0;
 }
 
 static void ctx_closed(void *arg) {
@@ -114,6 +116,28 @@ Test(ctx, is_full_at_max_connections_and_says_when_there_is_room_again) {
   cr_assert_eq(px_ctx_full(ctx), 0);
   cr_assert_eq(rooms, 1);
   close(b);
+  stop();
+}
+
+/* ---- a connection handed over between requests ---- */
+
+static int none_left(void) {
+  return px_ctx_counters(ctx)->active == 0;
+}
+
+Test(ctx, a_handed_over_connection_is_not_a_new_client_and_waits_as_idle) {
+  char yaml[256];
+  int fd;
+
+  snprintf(yaml, sizeof(yaml), "%stimeouts:\n  client_header: 1h\n  client_idle: 50ms\n",
+           base_yaml);
+  start(yaml);
+  accept_flags = PX_CLIENT_FD_SHARED | PX_CLIENT_HANDED;
+  fd = client();
+  run_until(one_active);
+  cr_assert_eq(px_ctx_counters(ctx)->accepted, 0, "counted as a new client");
+  run_until(none_left); /* the idle timeout, not the 1 h head timeout, ends it */
+  close(fd);
   stop();
 }
 
