@@ -468,10 +468,17 @@ static void client_handover(struct px_client *c) {
     c->req = NULL;
   }
   c->state = C_HANDOVER;
+  /* The fd is in a write the worker queued: the client (its handle) must outlive that write,
+   * even if the context closes first (a stop right after a drain); px_client_handed_over
+   * drops this reference when the write is done, cancelled or failed. */
+  c->refs++;
   rc = ctx->handover(ctx->handover_arg, &c->tcp, c->listener, c->in.b ? c->in.b->data : NULL,
                      c->in.len);
-  if (rc < 0 && c->state == C_HANDOVER)
-    client_finish(c, 0);
+  if (rc < 0) {
+    c->refs--;
+    if (c->state == C_HANDOVER)
+      client_finish(c, 0);
+  }
 }
 
 /* Has the client sent bytes we have not read yet? (A request on its way: not idle.) */
@@ -633,6 +640,8 @@ void px_client_handed_over(uv_tcp_t *tcp) {
   /* The fd lives on in another process: no FIN, no shutdown, only our handle goes. */
   c->fd_shared = 0;
   client_close(c, 0);
+  if (--c->refs == 0)
+    client_free(c);
 }
 
 /* Takes bytes another worker read already, as if just read. 0, or -1 if they do not fit. */

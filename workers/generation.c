@@ -48,7 +48,7 @@ void gen_unref(struct generation *g) {
 static int bind_listeners(struct generation *g, char *why, size_t whycap) {
   for (size_t i = 0; i < g->cfg->nlisteners; i++) {
     const struct cfg_addr *a = &g->cfg->listeners[i].addr;
-    int rc = lsock_public(g->m, a, &g->listeners[i]);
+    int rc = lsock_public(g->m, a, (unsigned)i, &g->listeners[i]);
     if (rc != 0) {
       snprintf(why, whycap, "%s:%d:%d: listen %s:%u: %s%s", g->cfg->file, a->line, a->col,
                a->any ? "*" : a->host, a->port, uv_strerror(rc),

@@ -161,13 +161,14 @@ static int lsock_fd(const struct lsock *ls) {
 
 /* Is `ls` the socket for configured address `a`? The same resolved address and port (so
  * "localhost:80" and "127.0.0.1:80" are one socket); for port 0 (any free port, tests), the
- * same written host with port 0: the socket bound for that line at start. */
-static int same_address(const struct lsock *ls, const struct cfg_addr *a) {
+ * same written host with port 0 in the same place of the listener list: the socket bound for
+ * that line at start. */
+static int same_address(const struct lsock *ls, const struct cfg_addr *a, unsigned a_index) {
   const struct sockaddr_in *x4 = (const void *)&a->sa, *y4 = (const void *)&ls->addr.sa;
   const struct sockaddr_in6 *x6 = (const void *)&a->sa, *y6 = (const void *)&ls->addr.sa;
 
   if (a->port == 0 || ls->addr.port == 0)
-    return a->port == ls->addr.port && strcmp(ls->addr.host, a->host) == 0;
+    return a->port == ls->addr.port && strcmp(ls->addr.host, a->host) == 0 && ls->index == a_index;
   if (a->any || ls->addr.any)
     return a->any && ls->addr.any && a->port == ls->addr.port;
   if (a->sa.ss_family != ls->addr.sa.ss_family)
@@ -183,7 +184,7 @@ static int matches(const struct lsock *ls, enum lsock_kind kind, const struct cf
   if (ls->kind != kind)
     return 0;
   if (kind == LSOCK_PUBLIC)
-    return same_address(ls, a);
+    return same_address(ls, a, slot); /* for public sockets, `slot` is the listener index */
   return ls->group == group && ls->slot == slot;
 }
 
@@ -211,8 +212,10 @@ static struct lsock *adopt(struct master *m, enum lsock_kind kind, const struct 
     ls->inherited = 0;
     if (group != NULL)
       set_group(ls, group);
-    if (kind == LSOCK_PUBLIC)
+    if (kind == LSOCK_PUBLIC) {
       ls->addr = *a;
+      ls->index = slot;
+    }
     return ls;
   }
   return NULL;
@@ -226,12 +229,12 @@ static int take(struct lsock *ls, struct lsock **out) {
   return 0;
 }
 
-int lsock_public(struct master *m, const struct cfg_addr *a, struct lsock **out) {
-  struct lsock *ls = find(m, LSOCK_PUBLIC, a, NULL, 0);
+int lsock_public(struct master *m, const struct cfg_addr *a, unsigned index, struct lsock **out) {
+  struct lsock *ls = find(m, LSOCK_PUBLIC, a, NULL, index);
   int fd, rc;
 
   if (ls == NULL)
-    ls = adopt(m, LSOCK_PUBLIC, a, NULL, 0);
+    ls = adopt(m, LSOCK_PUBLIC, a, NULL, index);
   if (ls != NULL)
     return take(ls, out);
   if ((rc = probe(a)) != 0)
@@ -241,6 +244,7 @@ int lsock_public(struct master *m, const struct cfg_addr *a, struct lsock **out)
   if ((ls = lsock_new(m, LSOCK_PUBLIC, fd)) == NULL)
     return UV_ENOMEM;
   ls->addr = *a;
+  ls->index = index;
   return take(ls, out);
 }
 
@@ -527,8 +531,8 @@ int lsock_export(struct master *m, int *fds, int max, char *desc, size_t cap) {
     if (ls->retiring || ls->inherited)
       continue;
     addr_key(ls->group != NULL ? &ls->group->addr : &ls->addr, key, sizeof(key));
-    w = snprintf(desc + off, cap - off, "%s%s:%u:%s", n ? ";" : "", kind_names[ls->kind], ls->slot,
-                 key);
+    w = snprintf(desc + off, cap - off, "%s%s:%u:%s", n ? ";" : "", kind_names[ls->kind],
+                 ls->kind == LSOCK_PUBLIC ? ls->index : ls->slot, key);
     if (w < 0 || (size_t)w >= cap - off)
       break;
     off += (size_t)w;

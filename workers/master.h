@@ -52,6 +52,7 @@ struct lsock {
   char name[80];        /* the bound address, "host:port" */
   struct lsock *group;  /* member, private: the public socket it belongs to */
   unsigned slot;        /* member, private */
+  unsigned index;       /* public: its place in the listener list (tells port-0 ones apart) */
   unsigned refs;        /* generations using it (starting, current, draining) */
   unsigned pollers;     /* ready, non-draining workers accepting on it */
   uint8_t polling;      /* master: uv_poll_start'ed */
@@ -64,9 +65,10 @@ struct lsock {
   struct lsock *next;
 };
 
-/* Finds or creates the public socket for `a` (bound once; later calls return the same socket
- * with one more reference). Refuses an address another process already listens on. */
-int lsock_public(struct master *m, const struct cfg_addr *a, struct lsock **out);
+/* Finds or creates the public socket for `a`, listener `index` of its config (bound once; later
+ * calls return the same socket with one more reference). Refuses an address another process
+ * already listens on. */
+int lsock_public(struct master *m, const struct cfg_addr *a, unsigned index, struct lsock **out);
 /* Finds or creates the reuseport member of `pub`'s group for `slot`. */
 int lsock_member(struct master *m, struct lsock *pub, unsigned slot, struct lsock **out);
 /* Finds or creates slot `slot`'s private port for `pub`: 127.0.0.1 on `port` (0: any). */

@@ -898,3 +898,34 @@ IT_TEST(stability, quit_during_a_reload_exits_cleanly) {
   it_assert_log_clean(T.px.proc.log);
   it_stop();
 }
+
+IT_TEST(stability, a_stop_right_after_a_drain_with_handovers_in_flight_is_clean) {
+  enum { N = 600 };
+  static int fds[N];
+  char yaml[8192];
+  int status;
+  long from;
+
+  it_start("handoff", 1, 1, NULL);
+  for (int i = 0; i < N; i++) {
+    fds[i] = hc_connect(T.px.port, NULL);
+    cr_assert_geq(fds[i], 0);
+    cr_assert_eq(hc_roundtrip(fds[i], "GET / HTTP/1.1\r\nHost: t\r\n\r\n", &R), 0);
+  }
+  it_yaml(yaml, sizeof(yaml), "handoff", 1, NULL);
+  from = it_log_size();
+  cr_assert_eq(h_write_file(T.dir, "lbproxy.yaml", yaml, NULL, 0), 0);
+  cr_assert_eq(kill(T.px.proc.pid, SIGHUP), 0);
+  /* The old worker is handing 600 connections back: stop everything in the middle of it. */
+  cr_assert_gt(it_wait_log("generation: 2 active", from, 30000), 0);
+  cr_assert_eq(kill(T.px.proc.pid, SIGTERM), 0);
+  status = h_stop(&T.px.proc, 0, 30000);
+  T.started = 0;
+  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
+  cr_assert_eq(h_count_lines(T.px.proc.log, "signal=11"), 0, "a worker crashed");
+  cr_assert_eq(h_count_lines(T.px.proc.log, "signal=6"), 0, "a worker aborted");
+  it_assert_log_clean(T.px.proc.log);
+  for (int i = 0; i < N; i++)
+    close(fds[i]);
+  it_stop();
+}
