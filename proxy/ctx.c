@@ -24,29 +24,52 @@ static void settings_from_config(struct px_settings *s, const struct lbp_config 
   s->forwarded = (uint8_t)cfg->forwarded;
 }
 
-/* "host:port" or "[v6]:port", as configured: the server's name in logs and its stable id. */
-static void addr_name(const struct cfg_addr *a, char *out, size_t cap) {
+uint64_t px_server_ident(const struct cfg_upstream *up, size_t k, char *name, size_t cap) {
+  const struct cfg_addr *a = &up->servers[k].addr;
+
   if (strchr(a->host, ':') != NULL)
-    snprintf(out, cap, "[%.256s]:%u", a->host, a->port);
+    snprintf(name, cap, "[%.256s]:%u", a->host, a->port);
   else
-    snprintf(out, cap, "%.256s:%u", a->host, a->port);
+    snprintf(name, cap, "%.256s:%u", a->host, a->port);
+  return bal_server_id(up->name, name);
 }
 
 static void pools_free(struct px_pool *pools, size_t n) {
   for (size_t i = 0; i < n; i++) {
     bal_pool_free(&pools[i].bal);
     free(pools[i].servers);
+    free(pools[i].sst);
+    free(pools[i].own_sst);
+    free(pools[i].own_mine);
   }
   free(pools);
 }
 
-/* A server's stable id: its upstream's name and its address as configured (balancer.h). */
-static uint64_t server_id(const struct cfg_upstream *up, const char *name) {
-  return bal_server_id(up->name, name);
+/* Where each server's counters go: the generation's block for it, or one of the pool's own. */
+static int pool_stats(struct px_pool *p, const struct px_gen *gen, size_t upstream,
+                      const struct bal_server_conf *sc) {
+  size_t own = p->nservers * sizeof(*p->own_sst); /* a multiple of its 64-byte alignment */
+
+  p->sst = calloc(p->nservers, sizeof(*p->sst));
+  p->own_sst = aligned_alloc(_Alignof(struct px_server_stats), own);
+  p->own_mine = calloc(p->nservers, sizeof(*p->own_mine));
+  if (p->sst == NULL || p->own_sst == NULL || p->own_mine == NULL)
+    return UV_ENOMEM;
+  memset(p->own_sst, 0, own);
+  for (unsigned k = 0; k < p->nservers; k++) {
+    if (gen->server_lookup == NULL ||
+        gen->server_lookup(gen->lookup_arg, upstream, sc[k].id, &p->sst[k]) != 0) {
+      p->sst[k].st = &p->own_sst[k];
+      p->sst[k].mine = &p->own_mine[k];
+    }
+  }
+  return 0;
 }
 
-/* One pool: its servers (keep-alive settings from the upstream), its balancer, its retries. */
-static int pool_init(struct px_pool *p, const struct cfg_upstream *up, _Atomic uint64_t *counter) {
+/* One pool: its servers (keep-alive settings from the upstream), its balancer, its retries,
+ * its counters. */
+static int pool_init(struct px_pool *p, const struct px_gen *gen, size_t i) {
+  const struct cfg_upstream *up = &gen->cfg->upstreams[i];
   struct bal_server_conf sc[BAL_MAX_SERVERS];
   struct bal_conf bc = {.panic = up->panic,
                         .slow_start_ms = up->slow_start_ms,
@@ -68,23 +91,35 @@ static int pool_init(struct px_pool *p, const struct cfg_upstream *up, _Atomic u
   if ((p->servers = calloc(up->nservers, sizeof(*p->servers))) == NULL)
     return UV_ENOMEM;
   for (size_t k = 0; k < up->nservers; k++) {
-    addr_name(&up->servers[k].addr, name, sizeof(name));
-    px_server_init(&p->servers[k], (const struct sockaddr *)&up->servers[k].addr.sa, name,
-                   up->keepalive, up->keepalive_timeout_ms);
-    sc[k] = (struct bal_server_conf){.id = server_id(up, name),
+    sc[k] = (struct bal_server_conf){.id = px_server_ident(up, k, name, sizeof(name)),
                                      .weight = up->servers[k].weight,
                                      .backup = up->servers[k].backup};
+    px_server_init(&p->servers[k], (const struct sockaddr *)&up->servers[k].addr.sa, name,
+                   up->keepalive, up->keepalive_timeout_ms);
   }
-  rc = bal_pool_init(&p->bal, ops, &bc, sc, p->nservers, counter);
+  if ((rc = pool_stats(p, gen, i, sc)) == 0) {
+    /* The in-flight counts every worker sees (least_conn, random2), when the generation
+     * provides them. */
+    for (unsigned k = 0; k < p->nservers; k++)
+      sc[k].shared = p->sst[k].st != &p->own_sst[k] ? &p->sst[k].st->active : NULL;
+    rc = bal_pool_init(&p->bal, ops, &bc, sc, p->nservers,
+                       gen->rr_counters ? &gen->rr_counters[i] : NULL);
+  }
   if (rc != 0) {
     free(p->servers);
+    free(p->sst);
+    free(p->own_sst);
+    free(p->own_mine);
     p->servers = NULL;
+    p->sst = NULL;
+    p->own_sst = NULL;
+    p->own_mine = NULL;
   }
   return rc;
 }
 
-static int pools_init(struct px_ctx *ctx, const struct lbp_config *cfg,
-                      _Atomic uint64_t *rr_counters) {
+static int pools_init(struct px_ctx *ctx, const struct px_gen *gen) {
+  const struct lbp_config *cfg = gen->cfg;
   struct px_pool *pools = calloc(cfg->nupstreams, sizeof(*pools));
   size_t i;
   int rc = 0;
@@ -92,7 +127,7 @@ static int pools_init(struct px_ctx *ctx, const struct lbp_config *cfg,
   if (pools == NULL)
     return UV_ENOMEM;
   for (i = 0; i < cfg->nupstreams; i++)
-    if ((rc = pool_init(&pools[i], &cfg->upstreams[i], rr_counters ? &rr_counters[i] : NULL)) != 0)
+    if ((rc = pool_init(&pools[i], gen, i)) != 0)
       goto fail_pool;
   ctx->pools = pools;
   ctx->npools = cfg->nupstreams;
@@ -186,7 +221,6 @@ static void debug_line(struct px_ctx *ctx, const struct px_gen *gen) {
 int px_ctx_new(uv_loop_t *loop, const struct px_gen *gen, struct px_ctx **out) {
   struct px_ctx *ctx = calloc(1, sizeof(*ctx));
   const struct lbp_config *cfg = gen->cfg;
-  _Atomic uint64_t *rr_counters = gen->rr_counters;
   size_t bufsize = PX_BUF_MIN;
   int rc;
 
@@ -194,6 +228,8 @@ int px_ctx_new(uv_loop_t *loop, const struct px_gen *gen, struct px_ctx **out) {
     return UV_ENOMEM;
   ctx->loop = loop;
   ctx->gen = *gen;
+  ctx->st = gen->stats != NULL ? gen->stats : &ctx->own_stats;
+  atomic_store_explicit(&ctx->st->active, 0, memory_order_relaxed); /* a new process: none yet */
   settings_from_config(&ctx->set, cfg);
   if (cfg->debug_header)
     debug_line(ctx, gen);
@@ -207,7 +243,7 @@ int px_ctx_new(uv_loop_t *loop, const struct px_gen *gen, struct px_ctx **out) {
   ctx->up.data = ctx;
   px_list_init(&ctx->clients);
   ctx->release = ctx_free;
-  if ((rc = pools_init(ctx, cfg, rr_counters)) != 0)
+  if ((rc = pools_init(ctx, gen)) != 0)
     goto fail_pools;
   if ((rc = listeners_init(ctx, cfg)) != 0)
     goto fail_listeners;
@@ -256,4 +292,18 @@ void px_ctx_on_request(struct px_ctx *ctx, px_request_log_fn fn, void *arg) {
 
 const struct px_counters *px_ctx_counters(const struct px_ctx *ctx) {
   return &ctx->counters;
+}
+
+void px__ctx_count_request(struct px_ctx *ctx, const struct px_request_log *l) {
+  struct px_stats *st = ctx->st;
+  int status = l->status != 0 ? l->status : 499; /* no answer: the client left first */
+  unsigned cls = status >= 100 && status < 600 ? (unsigned)status / 100 - 1 : 4;
+
+  px_stat_add(&st->c[PX_ST_REQUESTS], 1);
+  px_stat_add(&st->c[PX_ST_STATUS_1XX + cls], 1);
+  px_stat_add(&st->c[PX_ST_BYTES_IN], l->bytes_in);
+  px_stat_add(&st->c[PX_ST_BYTES_OUT], l->bytes_out);
+  px_hist_add(&st->request_time, l->time_us);
+  if (l->upstream_status != 0)
+    px_hist_add(&st->upstream_time, l->upstream_time_us);
 }

@@ -8,6 +8,7 @@
 #include "io.h"
 #include "list.h"
 #include "proxy.h"
+#include "stats.h"
 #include "upstream.h"
 
 #include <llhttp.h>
@@ -41,8 +42,11 @@ struct px_pool {
   unsigned retries;         /* further attempts after a failure */
   unsigned retry_on;        /* 1 << enum bal_failure (config's enum cfg_retry_on, same order) */
   unsigned retry_budget_pct;
-  enum cfg_hash_key hash_key; /* what a `hash` balancer hashes */
-  const char *hash_header;    /* hash_key header:<Name>: the name */
+  enum cfg_hash_key hash_key;      /* what a `hash` balancer hashes */
+  const char *hash_header;         /* hash_key header:<Name>: the name */
+  struct px_server_slot *sst;      /* per server: its counters (shared memory, or own_sst) */
+  struct px_server_stats *own_sst; /* counters of servers the generation has no block for */
+  _Atomic uint32_t *own_mine;
 };
 
 /* A route as the data plane uses it. */
@@ -79,6 +83,8 @@ struct px_ctx {
   struct px_request *free_reqs;
   unsigned nfree_reqs;
   struct px_counters counters;
+  struct px_stats *st; /* this worker's counters: gen.stats, or own_stats */
+  struct px_stats own_stats;
   uint8_t closing;
   uint8_t draining;
   uint8_t full; /* active reached max_connections: room_cb runs when it drops */
@@ -108,6 +114,9 @@ int px_pool_uses_key(const struct px_pool *pool);
  * or a header of the head `h` (NULL for a TCP connection); BAL_NO_KEY if there is none. */
 uint64_t px_pool_key(const struct px_pool *pool, const char *peer, size_t peer_len,
                      const struct px_head *h);
+
+/* A request ended: the worker's counters (ctx.c). */
+void px__ctx_count_request(struct px_ctx *ctx, const struct px_request_log *l);
 
 /* A client connection struct or an upstream connection was freed: free the context if it was
  * the last one and the context is closing. */

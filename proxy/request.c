@@ -101,20 +101,31 @@ static void release_upstream(struct px_request *r) {
   release_server(r, server_outcome(r));
 }
 
+/* Counts the request, and gives its record to the access log. */
 static void request_log(struct px_request *r, int complete) {
   struct px_ctx *ctx = r->ctx;
   struct px_request_log *l = &r->log;
+  const struct px_buf *b = r->in->b;
 
+  l->end_ms = uv_now(ctx->loop);
+  l->time_us = (uv_hrtime() - r->t_start_ns) / 1000;
+  l->complete = (uint8_t)complete;
+  if (!complete && r->resp_started)
+    px_stat_add(&ctx->st->c[PX_ST_CUT], 1);
+  px__ctx_count_request(ctx, l);
   if (ctx->log_fn == NULL)
     return;
   l->listener = r->listener;
   l->client = r->peer + 2;
   l->tries = r->tries;
-  l->end_ms = uv_now(ctx->loop);
-  l->complete = (uint8_t)complete;
+  if (b != NULL && r->head.start <= r->in->len) {
+    l->head = b->data + r->head.start;
+    l->head_len = ((r->head.flags & PX_HEAD_DONE) ? r->head.end : r->in->len) - r->head.start;
+  }
   if (r->head.flags & PX_HEAD_DONE) {
     l->method = llhttp_method_name((llhttp_method_t)r->parser.method);
-    l->target = r->in->b != NULL ? r->in->b->data + r->head.url.off : NULL;
+    l->http_minor = r->parser.http_minor;
+    l->target = b != NULL ? b->data + r->head.url.off : NULL;
     l->target_len = l->target != NULL ? r->head.url.len : 0;
   }
   ctx->log_fn(ctx->log_arg, l);
@@ -225,6 +236,16 @@ static void rewind_request(struct px_request *r) {
   r->ops->wait(r, PX_WAIT_NONE);
 }
 
+/* The worker's counters of upstream failures. */
+static void count_failure(struct px_stats *st, int ft, enum px_next_do what) {
+  if (ft == PX_UP_CONNECT || ft == PX_UP_CONNECT_TIMEOUT)
+    px_stat_add(&st->c[PX_ST_CONNECT_ERRORS], 1);
+  else if (ft == PX_UP_TIMEOUT)
+    px_stat_add(&st->c[PX_ST_UPSTREAM_TIMEOUTS], 1);
+  if (what == PX_DO_RETRY_NEXT)
+    px_stat_add(&st->c[PX_ST_RETRIES], 1);
+}
+
 /* nginx's ngx_http_upstream_next: every failure of an exchange comes here (and a 502, 503 or 504
  * the upstream's retry_on names, as PX_NEXT_HTTP_5XX with its status). The connection that
  * failed is the caller's to close (upstream.c closed it already for a failure). Returns 0 if
@@ -252,6 +273,7 @@ static int request_next(struct px_request *r, int ft, int err, int http_status) 
   int status;
   enum px_next_do what = px_request_decide(&in, &status);
 
+  count_failure(r->ctx->st, ft, what);
   if (what == PX_DO_PASS)
     return 0;
   r->up = NULL;
@@ -342,6 +364,7 @@ static int response_final(struct px_request *r, const struct px_up_response *p,
                           enum px_conn_line *conn) {
   r->log.upstream_status = p->status;
   r->log.upstream_ms = uv_now(r->ctx->loop);
+  r->log.upstream_time_us = (uv_hrtime() - r->t_attempt_ns) / 1000;
   r->log.status = p->status;
   if (p->status == 101) {
     *conn = PX_CONN_UPGRADE;
@@ -519,6 +542,7 @@ static void connect_server(struct px_request *r, int fresh) {
       bal_budget_request(&r->pool->budget, now); /* the budget counts requests, not attempts */
   }
   r->log.upstream = r->pool->servers[r->server].name;
+  r->t_attempt_ns = uv_hrtime();
   flags |= fresh ? PX_UP_FRESH : 0;
   /* A request that could not be sent twice only goes on a connection not known to be
    * closing. */
@@ -737,6 +761,7 @@ static void start_head(struct px_request *r) {
   r->up = NULL;
   memset(&r->log, 0, sizeof(r->log));
   r->log.start_ms = uv_now(r->ctx->loop);
+  r->t_start_ns = uv_hrtime();
   r->phase = PX_PHASE_HEAD;
   llhttp_init(&r->parser, HTTP_REQUEST, &px_request_settings);
   r->parser.data = &r->head;
@@ -815,6 +840,7 @@ void px_request_eof(struct px_request *r) {
 }
 
 void px_request_timeout(struct px_request *r) {
+  px_stat_add(&r->ctx->st->c[PX_ST_CLIENT_TIMEOUTS], 1);
   if (r->phase == PX_PHASE_HEAD) {
     request_error(r, 408);
     return;

@@ -82,6 +82,8 @@ struct px_request {
   uint8_t up_sending;       /* a write to the upstream is pending */
   uint8_t host_from_target; /* absolute-form target: its authority replaces the Host line */
   uint8_t tries;            /* servers tried */
+  uint64_t t_start_ns;      /* uv_hrtime at the request's first byte */
+  uint64_t t_attempt_ns;    /* uv_hrtime when the current attempt started */
   int server;               /* selected server index in pool (pick.idx), -1 if none */
   struct bal_pick pick;     /* the attempt, for px_pool_release */
   struct px_span authority; /* the absolute-form target's authority */

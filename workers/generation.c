@@ -5,6 +5,7 @@
 #include "dispatch.h"
 #include "log.h"
 #include "shm.h"
+#include "totals.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,8 +24,10 @@ static void gen_destroy(struct generation *g) {
   for (size_t i = 0; i < LBP_MAX_LISTENERS; i++)
     if (g->listeners[i] != NULL)
       lsock_unref(g->listeners[i]);
-  if (g->shm != NULL)
+  if (g->shm != NULL) {
+    totals_fold(g->m, g); /* its counters live on in the master's totals */
     lbp_shm_unmap(g->shm, g->shm_len);
+  }
   if (g->shm_fd >= 0)
     close(g->shm_fd);
   free(g->addrs);
@@ -62,6 +65,7 @@ static int bind_listeners(struct generation *g, char *why, size_t whycap) {
 int gen_build(struct master *m, struct lbp_config *cfg, char *bytes, size_t len,
               struct generation **out, char *why, size_t whycap) {
   struct generation *g = calloc(1, sizeof(*g));
+  struct lbp_shm_layout layout;
   int rc;
 
   if (g == NULL) {
@@ -82,12 +86,14 @@ int gen_build(struct master *m, struct lbp_config *cfg, char *bytes, size_t len,
   g->next = m->gens;
   m->gens = g;
   memcpy(g->secret, m->secret, sizeof(g->secret));
-  g->shm_len = lbp_shm_size(cfg);
+  lbp_shm_layout(cfg, &layout);
+  g->shm_len = layout.len;
   if ((rc = lbp_shm_create(g->shm_len, &g->shm_fd, &g->shm)) != 0 ||
       (rc = lbp_addrs_encode(cfg, &g->addrs, &g->addrs_len)) != 0) {
     snprintf(why, whycap, "shared memory: %s", uv_strerror(rc));
     goto fail;
   }
+  lbp_shm_init(g->shm, &layout, cfg);
   if ((rc = bind_listeners(g, why, whycap)) != 0)
     goto fail;
   if ((rc = g->dispatch->gen_init(g)) != 0) {

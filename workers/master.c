@@ -22,8 +22,10 @@
  */
 #include "master.h"
 
+#include "admin.h"
 #include "dispatch.h"
 #include "log.h"
+#include "totals.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -32,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 #define START_TIMEOUT_MS     60000 /* a reload whose workers are not all ready by then is abandoned */
@@ -118,6 +121,7 @@ static void stats_cb(uv_timer_t *t) {
 
 static void apply_settings(struct master *m, const struct lbp_config *cfg) {
   lbp_log_set_level((enum lbp_log_level)cfg->log_level);
+  admin_apply(m, cfg);
   if (cfg->stats_interval_ms > 0)
     uv_timer_start(&m->stats_timer, stats_cb, cfg->stats_interval_ms, cfg->stats_interval_ms);
   else
@@ -158,6 +162,7 @@ static void master_finish(struct master *m) {
   }
   lsock_close_all(m); /* what no generation holds any more (retiring ones) */
   upgrade_close(m);
+  admin_stop(m);
   for (size_t i = 0; i < sizeof(m->sig) / sizeof(m->sig[0]); i++)
     close_if_open((uv_handle_t *)&m->sig[i]);
   close_if_open((uv_handle_t *)&m->stats_timer);
@@ -342,9 +347,10 @@ static void announce(struct master *m) {
   for (size_t i = 1; i < g->cfg->nlisteners && off < sizeof(names) - 100; i++)
     off += (size_t)snprintf(names + off, sizeof(names) - off, "%s%s",
                             i > 1 ? "," : " listeners=", g->listeners[i]->name);
-  LBP_INFO("ready listen=%s workers=%u dispatch=%s pid=%ld generation=%u%s%s",
+  /* admin= stays last: scripts read listen= and admin= from this line. */
+  LBP_INFO("ready listen=%s workers=%u dispatch=%s pid=%ld generation=%u%s%s admin=%s",
            g->listeners[0]->name, g->nslots, g->dispatch->name, (long)getpid(), g->id, names,
-           ready < g->nslots ? " (some workers are failing: see above)" : "");
+           ready < g->nslots ? " (some workers are failing: see above)" : "", admin_address(m));
   upgrade_child_ready(m);
 }
 
@@ -364,6 +370,7 @@ void master_worker_gone(struct master *m, struct worker *w) {
   struct generation *g = w->gen;
   unsigned left = 0;
 
+  totals_worker_gone(m, w);
   for (struct worker *o = m->workers; o != NULL; o = o->next)
     left += o->gen == g;
   if (g->state == GEN_DRAINING && left == 0)
@@ -635,6 +642,7 @@ static int master_init(struct master *m, const char *cfg_path) {
 
   memset(m, 0, sizeof(*m));
   m->loop = uv_default_loop();
+  m->t_start_ms = (uint64_t)time(NULL) * 1000;
   m->cfg_path = cfg_path;
   m->pidfile_fd = -1;
   uv_timer_init(m->loop, &m->stats_timer);
@@ -710,6 +718,7 @@ int master_run(const char *cfg_path) {
     uv_run(m->loop, UV_RUN_DEFAULT);
     pidfile_remove(m->pidfile, m->pidfile_fd);
     free(m->pidfile);
+    totals_free(m);
     uv_loop_close(m->loop);
     free(m);
     return 1;
@@ -731,6 +740,7 @@ int master_run(const char *cfg_path) {
   uv_walk(m->loop, walk_close_cb, NULL);
   uv_run(m->loop, UV_RUN_DEFAULT);
   handoff_free(m);
+  totals_free(m);
   uv_loop_close(m->loop);
   rc = m->exit_code;
   free(m);

@@ -34,6 +34,8 @@ struct master;
 struct generation;
 struct worker;
 struct dispatch_ops;
+struct totals;
+struct admin;
 
 /* ---- listening sockets (lsock.c) ---- */
 
@@ -216,7 +218,8 @@ struct slot {
   uint64_t delay_ms;  /* next restart delay */
   uint64_t exits[64]; /* recent unplanned exit times (uv_now), a ring */
   unsigned nexits, exits_pos;
-  uint64_t restarts;
+  uint64_t restarts;    /* workers spawned in it (the first, reloads, restarts) */
+  uint64_t crashes;     /* its workers that exited without being asked to */
   char last_cause[160]; /* why its last worker ended, for logs and the final error */
 };
 
@@ -328,6 +331,9 @@ struct master {
    * overlap; a binary upgrade passes it on (LBPROXY_SECRET). */
   uint8_t secret[LBP_SECRET_LEN];
   uint8_t have_secret;
+  struct totals *totals; /* counters of generations already gone (totals.c) */
+  struct admin *admin;   /* the admin listener (admin.c), NULL when off */
+  uint64_t t_start_ms;   /* wall clock at start, for uptime */
   int exit_code;
   char fatal[256]; /* why the master gave up (exit non-zero) */
 };

@@ -490,6 +490,7 @@ static void slot_exited(struct master *m, struct slot *s, struct worker *w, cons
   if (s->delay_ms == 0)
     s->delay_ms = r->delay_ms;
   n = recent_exits(m, s);
+  s->crashes++;
   if (n > r->max_exits) {
     s->errored = 1;
     event_add(m, EV_EXIT, (int)s->id + 1, (long)w->pid, w->gen->id, "%s", how);

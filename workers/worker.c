@@ -264,8 +264,11 @@ static void handed_cb(struct ipc_out *out, int status) {
   struct wproc *w = h->w;
 
   w->handing--;
-  if (status == 0)
+  if (status == 0) {
     w->handed++;
+    if (w->shm != NULL)
+      px_stat_add(&lbp_shm_worker(w->shm, w->slot)->c[PX_ST_HANDED_OVER], 1);
+  }
   px_client_handed_over(h->tcp); /* the fd has left (or the channel is gone): close ours */
   free(h);
 }
@@ -421,6 +424,12 @@ static int test_crash(unsigned slot, uint32_t gen) {
   return strstr(v, ":bye") != NULL ? 2 : 1;
 }
 
+/* Where a server's counters are: its block in the generation's shared memory. */
+static int lookup_server(void *arg, size_t up, uint64_t id, struct px_server_slot *out) {
+  struct wproc *w = arg;
+  return lbp_shm_server_find(w->shm, (unsigned)up, id, w->slot, out);
+}
+
 struct config_frame {
   uint32_t gen, shm_len;
   unsigned slot, nsock, flags;
@@ -493,7 +502,8 @@ static void take_config(struct wproc *w, const char *p, uint32_t len) {
   fd = env != NULL ? atoi(env) : -1;
   /* The size the master laid out for this generation, never one computed here. */
   w->shm_len = f.shm_len;
-  if (fd < 0 || f.shm_len < lbp_shm_size(cfg) || lbp_shm_map(fd, w->shm_len, &w->shm) != 0) {
+  if (fd < 0 || lbp_shm_map(fd, w->shm_len, &w->shm) != 0 ||
+      lbp_shm_check(w->shm, w->shm_len, (unsigned)cfg->nupstreams, w->slot) != 0) {
     cfg_free(cfg);
     fail(w, "cannot map the generation's shared memory");
     return;
@@ -515,6 +525,9 @@ static void take_config(struct wproc *w, const char *p, uint32_t len) {
   pg.slot = w->slot;
   pg.cfg = cfg;
   pg.rr_counters = lbp_shm_rr(w->shm);
+  pg.stats = lbp_shm_worker(w->shm, w->slot);
+  pg.server_lookup = lookup_server;
+  pg.lookup_arg = w;
   memcpy(pg.secret, f.secret, sizeof(pg.secret));
   if ((rc = px_ctx_new(w->loop, &pg, &w->px)) != 0) {
     LBP_ERROR("data plane: %s", uv_strerror(rc));

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -231,4 +232,53 @@ pid_t it_worker_pid(int slot) {
   pid_t pids[IT_MAX_WORKERS + 2] = {0};
   h_proxy_worker_pids(&T.px, pids, IT_MAX_WORKERS + 1);
   return pids[slot] > 0 ? pids[slot] : -1;
+}
+
+int it_admin_raw(const char *raw, char **body, char *head, size_t headcap) {
+  size_t len = 0, cap = 65536;
+  char *buf = malloc(cap + 1), *end;
+  int fd = hc_connect(T.px.admin_port, NULL), status = -1;
+  ssize_t n;
+
+  if (body != NULL)
+    *body = NULL;
+  if (fd < 0 || buf == NULL || hc_send_all(fd, raw, strlen(raw)) != 0) {
+    if (fd >= 0)
+      close(fd);
+    free(buf);
+    return -1;
+  }
+  while ((n = recv(fd, buf + len, cap - len, 0)) > 0) {
+    len += (size_t)n;
+    if (len == cap) {
+      char *more = realloc(buf, cap * 2 + 1);
+      if (more == NULL)
+        break;
+      buf = more;
+      cap *= 2;
+    }
+  }
+  close(fd);
+  buf[len] = '\0';
+  if (sscanf(buf, "HTTP/1.1 %d ", &status) != 1)
+    status = -1;
+  end = strstr(buf, "\r\n\r\n");
+  if (head != NULL)
+    snprintf(head, headcap, "%.*s", end != NULL ? (int)(end - buf) : (int)len, buf);
+  if (body != NULL && end != NULL) {
+    memmove(buf, end + 4, len - (size_t)(end + 4 - buf) + 1);
+    *body = buf;
+  } else {
+    free(buf);
+  }
+  return status;
+}
+
+char *it_admin_get(const char *path, int *status) {
+  char req[1024];
+  char *body;
+
+  snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: admin\r\n\r\n", path);
+  *status = it_admin_raw(req, &body, NULL, 0);
+  return body;
 }
