@@ -422,3 +422,57 @@ IT_TEST(admin, is_off_when_asked_and_never_public_by_accident) {
   snprintf(cmd, sizeof(cmd), "%s -t -c %s > /dev/null 2>&1", LBP_PROXY_BIN, path);
   cr_assert_eq(system(cmd), 0, "allow_public: true loads");
 }
+
+/* The sum of the servers' in-flight counts, polled until it is `want` (or the deadline). */
+static uint64_t wait_active(uint64_t want) {
+  int64_t deadline = h_now_ms() + 10000;
+  uint64_t sum;
+
+  for (;;) {
+    json_t *j = get_json("/stats");
+    sum = num(find_server(j, T.be[0].port), "active") + num(find_server(j, T.be[1].port), "active");
+    json_decref(j);
+    if (sum == want || h_now_ms() > deadline)
+      return sum;
+    usleep(20000);
+  }
+}
+
+static int send_slow(void) {
+  static const char req[] = "GET /delay?ms=3000 HTTP/1.1\r\nHost: t\r\n\r\n";
+  int fd = hc_connect(T.px.port, NULL);
+
+  cr_assert_geq(fd, 0);
+  cr_assert_eq(hc_send_all(fd, req, sizeof(req) - 1), 0);
+  return fd;
+}
+
+IT_TEST(admin, server_active_counts_requests_in_flight_of_every_worker_and_a_crash_gives_them_back) {
+  struct hc_resp r;
+  int a, b;
+  long from;
+
+  it_start_yaml("handoff", 2, 2,
+                "admin:\n  listen: 127.0.0.1:0\nupstreams:\n  app:\n    balance: least_conn\n"
+                "    servers: [127.0.0.1:%1$u, 127.0.0.1:%2$u]\n");
+  a = send_slow(); /* one per worker (handoff takes turns) */
+  b = send_slow();
+  cr_assert_eq(wait_active(2), 2, "both workers' requests are in the shared counts");
+  cr_assert_eq(hc_read_response(a, &r, 0), 0);
+  cr_assert_eq(hc_read_response(b, &r, 0), 0);
+  close(a);
+  close(b);
+  cr_assert_eq(wait_active(0), 0);
+  /* A worker killed with a request in flight: what it held is given back. */
+  from = it_log_size();
+  a = send_slow();
+  b = send_slow();
+  cr_assert_eq(wait_active(2), 2);
+  cr_assert_eq(kill(it_worker_pid(1), SIGKILL), 0);
+  cr_assert_gt(it_wait_log("worker 1 ready", from, 20000), 0);
+  cr_assert_eq(wait_active(1), 1, "the killed worker's request is still counted in flight");
+  close(a);
+  close(b);
+  cr_assert_eq(wait_active(0), 0);
+  it_stop();
+}
