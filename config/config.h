@@ -37,9 +37,11 @@ enum cfg_mode {
 };
 
 struct cfg_server {
-  struct cfg_addr addr;
-  unsigned weight; /* 1..1000, default 1 */
-  int backup;      /* gets traffic only when no other server is usable; default false */
+  struct cfg_addr addr; /* an IP address: sa is set at load; a host name (dns): sa is empty */
+  unsigned weight;      /* 1..1000, default 1 */
+  int backup;           /* gets traffic only when no other server is usable; default false */
+  int dns;              /* addr.host is a name: the master resolves it at run time, each
+                           address it yields becomes a server (never resolved at load) */
 };
 
 /* How an upstream spreads requests over its servers (see README, "Balancing"). */

@@ -363,12 +363,22 @@ static int resolve(struct cfg__ctx *ctx, struct cfg_addr *a, const char *path) {
                     cfg__show(shown, sizeof(shown), a->host), uv_strerror(rc));
 }
 
-/* Resolves every listener and server once, now, so a typo fails the load rather than a request.
- * Servers that move (compose DNS) are re-resolved at run time by the master, not here. */
+/* Resolves every listener now, so a typo fails the load rather than the start; reads every
+ * server that is an IP address (numeric: never blocks, also with CFG_NO_RESOLVE). A server that
+ * is a host name is never resolved here: the master resolves it at run time and keeps
+ * re-resolving it (a compose service may start after the proxy, and scale). */
 static int resolve_all(struct cfg__ctx *ctx, struct lbp_config *cfg) {
-  char path[CFG__PATH_MAX], shown[64];
+  char path[CFG__PATH_MAX];
   int rc;
 
+  for (size_t i = 0; i < cfg->nupstreams; i++) {
+    struct cfg_upstream *u = &cfg->upstreams[i];
+    for (size_t j = 0; j < u->nservers; j++) {
+      struct cfg_server *s = &u->servers[j];
+      if (!(s->dns = !is_ip(s->addr.host)) && cfg_resolve(&s->addr) != 0)
+        return UV_EINVAL; /* is_ip said numeric: cannot happen */
+    }
+  }
   if (ctx->flags & CFG_NO_RESOLVE)
     return 0;
   for (size_t i = 0; i < cfg->nlisteners; i++) {
@@ -377,15 +387,6 @@ static int resolve_all(struct cfg__ctx *ctx, struct lbp_config *cfg) {
       return rc;
   }
   cfg->listen = cfg->listeners[0].addr;
-  for (size_t i = 0; i < cfg->nupstreams; i++) {
-    struct cfg_upstream *u = &cfg->upstreams[i];
-    for (size_t j = 0; j < u->nservers; j++) {
-      snprintf(path, sizeof(path), "upstreams.%s.servers[%zu]",
-               cfg__show(shown, sizeof(shown), u->name), j);
-      if ((rc = resolve(ctx, &u->servers[j].addr, path)) != 0)
-        return rc;
-    }
-  }
   return 0;
 }
 

@@ -6,10 +6,12 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <uv.h>
 
 struct lbp_config;
 struct cfg_upstream;
+struct bal_server_state;
 struct px_ctx;
 struct px_stats;
 struct px_server_slot;
@@ -127,5 +129,42 @@ typedef void (*px_request_log_fn)(void *arg, const struct px_request_log *log);
 void px_ctx_on_request(struct px_ctx *ctx, px_request_log_fn fn, void *arg);
 
 const struct px_counters *px_ctx_counters(const struct px_ctx *ctx);
+
+/* ---- servers and their states (the master's, pushed over IPC) ---- */
+
+/* One server of an upstream as the master knows it: a server written as an IP address in the
+ * config, or one address a host name resolved to. */
+struct px_server_spec {
+  uint64_t id;                  /* bal_server_id(upstream name, name) */
+  struct sockaddr_storage addr; /* where to connect (port included) */
+  char name[64];                /* "host:port" as configured, or "ip:port" for a name's address:
+                                   logs, the access log's upstream, the debug header */
+  uint16_t weight;              /* 1..1000 */
+  uint8_t backup;
+  _Atomic uint32_t *active;     /* its in-flight counter shared by every worker, or NULL */
+};
+
+/* The spec of server k of upstream `up` when it is written as an IP address: 0, or UV_EAGAIN
+ * when it is a host name (only the master resolves names). The one place a server's id and
+ * name are made from the config (master and data plane both call it). */
+int px_server_spec_literal(const struct cfg_upstream *up, size_t k, struct px_server_spec *out);
+
+/* Replaces the servers of upstream `upstream` (index into cfg->upstreams) with `n` servers
+ * (0..BAL_MAX_SERVERS; 0: every request answered 503). Servers whose id stays keep their
+ * balancer state and idle connections; requests and tunnels on a server that left finish
+ * normally (its connections are closed when done, never pooled). 0, UV_EINVAL or UV_ENOMEM
+ * (then the old servers stay). px_ctx_new starts each pool with its literal servers. */
+int px_ctx_set_servers(struct px_ctx *ctx, size_t upstream, const struct px_server_spec *servers,
+                       unsigned n);
+
+/* Applies the master's server states (health, admin state, weight, failing) to every pool;
+ * records for ids no pool has are ignored. */
+void px_ctx_apply_states(struct px_ctx *ctx, const struct bal_server_state *states, size_t n);
+
+/* Called when passive health (max_fails within fail_timeout) made a server failing in this
+ * worker: `st` is its state record (failing_until_ms set), for the master to broadcast. */
+typedef void (*px_failing_fn)(void *arg, const struct bal_server_state *st);
+void px_ctx_on_failing(struct px_ctx *ctx, px_failing_fn fn, void *arg);
+
 
 #endif

@@ -1,7 +1,6 @@
 /* Generations: one validated config and everything derived from it, owned by reference. */
 #include "master.h"
 
-#include "addrs.h"
 #include "dispatch.h"
 #include "log.h"
 #include "shm.h"
@@ -30,7 +29,6 @@ static void gen_destroy(struct generation *g) {
   }
   if (g->shm_fd >= 0)
     close(g->shm_fd);
-  free(g->addrs);
   free(g->bytes);
   cfg_free(g->cfg);
   free(g);
@@ -88,8 +86,7 @@ int gen_build(struct master *m, struct lbp_config *cfg, char *bytes, size_t len,
   memcpy(g->secret, m->secret, sizeof(g->secret));
   lbp_shm_layout(cfg, &layout);
   g->shm_len = layout.len;
-  if ((rc = lbp_shm_create(g->shm_len, &g->shm_fd, &g->shm)) != 0 ||
-      (rc = lbp_addrs_encode(cfg, &g->addrs, &g->addrs_len)) != 0) {
+  if ((rc = lbp_shm_create(g->shm_len, &g->shm_fd, &g->shm)) != 0) {
     snprintf(why, whycap, "shared memory: %s", uv_strerror(rc));
     goto fail;
   }

@@ -24,9 +24,9 @@
  *
  * 4. Start-up. worker: HELLO(u32 pid) -> master: CONFIG(u32 generation | u16 slot | u8 number
  *    of LISTEN frames that follow | u8 flags | u32 shared-memory size | 16-byte generation
- *    secret | u16 name length | file name | u32 address-table length | resolved server
- *    addresses | the exact config bytes the master validated) -> worker parses them without
- *    resolving anything, maps the generation's shared memory at the size given (never one it
+ *    secret | u16 name length | file name | the exact config bytes the master validated) ->
+ *    worker parses them without resolving anything (servers given as IP addresses are read as
+ *    such; those given as host names come in SERVERS frames, see 10), maps the generation's shared memory at the size given (never one it
  *    computed), builds its data plane -> master: LISTEN(u8 kind | u16 listener index, fd) for
  *    each socket the strategy gives this slot -> worker: READY. The master counts a worker as
  *    serving only after READY, and switches a reload to a new generation only once every one of

@@ -172,8 +172,6 @@ struct generation {
   struct lbp_config *cfg;
   char *bytes; /* the exact file bytes validated */
   size_t len;
-  unsigned char *addrs; /* resolved server addresses, as sent in CONFIG */
-  size_t addrs_len;
   int shm_fd;
   void *shm;
   size_t shm_len;

@@ -146,9 +146,11 @@ void lbp_shm_init(void *shm, const struct lbp_shm_layout *l, const struct lbp_co
     ups[i].first = first;
     ups[i].count = reserve(up->nservers);
     first += ups[i].count;
-    for (size_t k = 0; k < up->nservers; k++)
-      atomic_store(&server_block(shm, ups[i].first + (unsigned)k)->id,
-                   px_server_ident(up, k, name, sizeof(name)));
+    /* Servers written as IP addresses; a host name's addresses are claimed once resolved. */
+    for (size_t k = 0, b = 0; k < up->nservers; k++)
+      if (!up->servers[k].dns)
+        atomic_store(&server_block(shm, ups[i].first + (unsigned)b++)->id,
+                     px_server_ident(up, k, name, sizeof(name)));
   }
 }
 

@@ -182,7 +182,7 @@ static int sockets_with_config(const struct worker *w) {
 static void send_config(struct worker *w) {
   struct generation *g = w->gen;
   size_t namelen = strlen(g->cfg->file);
-  size_t fixed = 4 + 2 + 1 + 1 + 4 + LBP_SECRET_LEN + 2 + namelen + 4 + g->addrs_len;
+  size_t fixed = 4 + 2 + 1 + 1 + 4 + LBP_SECRET_LEN + 2 + namelen;
   unsigned char *p = malloc(fixed + g->len), *q = p;
   int n = sockets_with_config(w);
 
@@ -199,8 +199,6 @@ static void send_config(struct worker *w) {
   memcpy(q, g->secret, LBP_SECRET_LEN), q += LBP_SECRET_LEN;
   ipc_put_u16(q, (uint16_t)namelen), q += 2;
   memcpy(q, g->cfg->file, namelen), q += namelen;
-  ipc_put_u32(q, (uint32_t)g->addrs_len), q += 4;
-  memcpy(q, g->addrs, g->addrs_len), q += g->addrs_len;
   memcpy(q, g->bytes, g->len);
   if (ipc_send(&w->ch, IPC_CONFIG, p, (uint32_t)(fixed + g->len)) == 0 && n > 0)
     worker_give_sockets(w);

@@ -131,14 +131,15 @@ static struct totals_server *srvset_get(struct srvset *s, uint64_t id, const cha
   return e;
 }
 
-/* The name of block k of upstream u in g: the configured server it was given to, else its id
- * (a server found later, by DNS). */
-static void block_name(const struct generation *g, unsigned u, unsigned k, uint64_t id, char *out,
+/* The name of server `id` of upstream u in g: a configured server's address, else its id (an
+ * address a host name resolved to). */
+static void block_name(const struct generation *g, unsigned u, uint64_t id, char *out,
                        size_t cap) {
   const struct cfg_upstream *up = &g->cfg->upstreams[u];
 
-  if (k < up->nservers && px_server_ident(up, k, out, cap) == id)
-    return;
+  for (size_t k = 0; k < up->nservers; k++)
+    if (!up->servers[k].dns && px_server_ident(up, k, out, cap) == id)
+      return;
   snprintf(out, cap, "id:%016llx", (unsigned long long)id);
 }
 
@@ -154,7 +155,7 @@ static int servers_add(struct srvset *s, const struct generation *g, uint64_t no
       struct totals_server *e;
       if (id == 0)
         continue;
-      block_name(g, u, k, id, name, sizeof(name));
+      block_name(g, u, id, name, sizeof(name));
       if ((e = srvset_get(s, id, g->cfg->upstreams[u].name, name)) == NULL)
         return UV_ENOMEM;
       e->requests += load64(&b[k].requests);
@@ -300,7 +301,7 @@ void totals_fold(struct master *m, const struct generation *g) {
       struct base_server *e;
       if (id == 0 || (e = base_server(t, id)) == NULL)
         continue;
-      block_name(g, u, k, id, name, sizeof(name));
+      block_name(g, u, id, name, sizeof(name));
       snprintf(e->upstream, sizeof(e->upstream), "%s", g->cfg->upstreams[u].name);
       snprintf(e->address, sizeof(e->address), "%.127s", name);
       e->requests += load64(&b[k].requests);

@@ -20,7 +20,6 @@
  */
 #include "master.h"
 
-#include "addrs.h"
 #include "log.h"
 #include "proxy.h"
 #include "shm.h"
@@ -434,8 +433,8 @@ struct config_frame {
   uint32_t gen, shm_len;
   unsigned slot, nsock, flags;
   const uint8_t *secret;
-  const char *name, *addrs, *bytes;
-  size_t namelen, addrslen, len;
+  const char *name, *bytes;
+  size_t namelen, len;
 };
 
 static int parse_config_frame(const char *p, uint32_t len, struct config_frame *f) {
@@ -451,17 +450,12 @@ static int parse_config_frame(const char *p, uint32_t len, struct config_frame *
   f->secret = (const uint8_t *)p + 12;
   f->namelen = ipc_get_u16(p + off);
   off += 2;
-  if (len < off + f->namelen + 4)
+  if (len < off + f->namelen)
     return -1;
   f->name = p + off;
   off += f->namelen;
-  f->addrslen = ipc_get_u32(p + off);
-  off += 4;
-  if (len < off + f->addrslen)
-    return -1;
-  f->addrs = p + off;
-  f->bytes = p + off + f->addrslen;
-  f->len = len - off - f->addrslen;
+  f->bytes = p + off;
+  f->len = len - off;
   return 0;
 }
 
@@ -485,18 +479,13 @@ static void take_config(struct wproc *w, const char *p, uint32_t len) {
   name[f.namelen] = '\0';
   snprintf(role, sizeof(role), "worker %u", w->slot + 1);
   lbp_log_init(role, LBP_LOG_INFO);
-  /* Parse only: the master resolved and checked everything, and sends the addresses. */
+  /* Parse only: the master checked everything; it sends the servers host names yield. */
   if (cfg_parse_ex(name, f.bytes, f.len, CFG_NO_RESOLVE, &cfg, &err) != 0) {
     LBP_ERROR("config: %s", err.msg);
     fail(w, "config does not parse");
     return;
   }
   lbp_log_set_level(getenv("LBPROXY_DEBUG") ? LBP_LOG_DEBUG : (enum lbp_log_level)cfg->log_level);
-  if (lbp_addrs_apply(cfg, (const unsigned char *)f.addrs, f.addrslen) != 0) {
-    cfg_free(cfg);
-    fail(w, "bad address table");
-    return;
-  }
   w->nlisteners = (unsigned)cfg->nlisteners;
   env = getenv("LBPROXY_SHM_FD");
   fd = env != NULL ? atoi(env) : -1;

@@ -63,12 +63,18 @@ Test(meaning, a_route_to_a_missing_upstream_is_an_error_at_its_value) {
                "t.yaml:6:15: routes[1].upstream: no upstream named 'zzzzzz'");
 }
 
-Test(meaning, an_unresolvable_server_is_an_error_at_its_address) {
-  /* The end of the message is the resolver's own words (uv_strerror), which vary by system. */
-  expect_error_start("upstreams:\n  app:\n    servers: [1.2.3.4:80, nohost.invalid:80]\n",
-                     "t.yaml:3:27: upstreams.app.servers[1]: cannot resolve 'nohost.invalid': ");
-  expect_error_start("upstreams:\n  app:\n    servers:\n      - address: nohost.invalid:80\n",
-                     "t.yaml:4:18: upstreams.app.servers[0]: cannot resolve 'nohost.invalid': ");
+Test(meaning, a_server_host_name_is_not_resolved_at_load) {
+  /* The master resolves names at run time (a compose service may start after the proxy):
+   * loading never fails on one, and never blocks on DNS. */
+  struct lbp_config *cfg = parse_ok("upstreams:\n  app:\n    servers: [1.2.3.4:80, nohost.invalid:80]\n");
+
+  cr_expect_eq(cfg->upstreams[0].servers[0].dns, 0);
+  cr_expect_eq(cfg->upstreams[0].servers[0].addr.sa.ss_family, AF_INET);
+  cr_expect_eq(cfg->upstreams[0].servers[1].dns, 1);
+  cr_expect_eq(cfg->upstreams[0].servers[1].addr.sa.ss_family, AF_UNSPEC);
+  cr_expect_str_eq(cfg->upstreams[0].servers[1].addr.host, "nohost.invalid");
+  cr_expect_eq(cfg->upstreams[0].servers[1].addr.port, 80);
+  cfg_free(cfg);
 }
 
 Test(meaning, an_unresolvable_listen_host_is_an_error_at_its_value) {
