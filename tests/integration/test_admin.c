@@ -447,7 +447,8 @@ static int send_slow(void) {
   return fd;
 }
 
-IT_TEST(admin, server_active_counts_requests_in_flight_of_every_worker_and_a_crash_gives_them_back) {
+IT_TEST(admin,
+        server_active_counts_requests_in_flight_of_every_worker_and_a_crash_gives_them_back) {
   struct hc_resp r;
   int a, b;
   long from;
