@@ -101,43 +101,13 @@ static void release_upstream(struct px_request *r) {
   release_server(r, server_outcome(r));
 }
 
-/* Counts the request, and gives its record to the access log. */
-static void request_log(struct px_request *r, int complete) {
-  struct px_ctx *ctx = r->ctx;
-  struct px_request_log *l = &r->log;
-  const struct px_buf *b = r->in->b;
-
-  l->end_ms = uv_now(ctx->loop);
-  l->time_us = (uv_hrtime() - r->t_start_ns) / 1000;
-  l->complete = (uint8_t)complete;
-  if (!complete && r->resp_started)
-    px_stat_add(&ctx->st->c[PX_ST_CUT], 1);
-  px__ctx_count_request(ctx, l);
-  if (ctx->log_fn == NULL)
-    return;
-  l->listener = r->listener;
-  l->client = r->peer + 2;
-  l->tries = r->tries;
-  if (b != NULL && r->head.start <= r->in->len) {
-    l->head = b->data + r->head.start;
-    l->head_len = ((r->head.flags & PX_HEAD_DONE) ? r->head.end : r->in->len) - r->head.start;
-  }
-  if (r->head.flags & PX_HEAD_DONE) {
-    l->method = llhttp_method_name((llhttp_method_t)r->parser.method);
-    l->http_minor = r->parser.http_minor;
-    l->target = b != NULL ? b->data + r->head.url.off : NULL;
-    l->target_len = l->target != NULL ? r->head.url.len : 0;
-  }
-  ctx->log_fn(ctx->log_arg, l);
-}
-
 /* The one place a request ends: it lets go of the upstream, is logged, and tells the
  * connection how to go on. */
 static void request_end(struct px_request *r, enum px_next next) {
   const struct px_request_ops *ops = r->ops;
 
   release_upstream(r);
-  request_log(r, next != PX_NEXT_CUT);
+  px__request_log(r, next != PX_NEXT_CUT);
   r->phase = next == PX_NEXT_TUNNEL ? PX_PHASE_TUNNEL : PX_PHASE_DONE;
   ops->end(r, next);
 }
@@ -152,7 +122,7 @@ void px_request_abort(struct px_request *r) {
     return;
   release_upstream(r);
   if (phase != PX_PHASE_HEAD) /* a head never completed is nothing to log (or handed over) */
-    request_log(r, 0);
+    px__request_log(r, 0);
 }
 
 /* ---- writing to the client ---- */
@@ -210,6 +180,8 @@ static void request_error(struct px_request *r, int status) {
     request_end(r, PX_NEXT_CUT);
     return;
   }
+  if (status < 500)
+    px__request_log_client(r, status);
   release_upstream(r);
   ka = (status == 404 || status == 502 || status == 503 || status == 504) && may_keep(r) &&
        finish_bodyless(r);
@@ -234,16 +206,6 @@ static void rewind_request(struct px_request *r) {
   r->sent_any = 0;
   r->up_sending = 0;
   r->ops->wait(r, PX_WAIT_NONE);
-}
-
-/* The worker's counters of upstream failures. */
-static void count_failure(struct px_stats *st, int ft, enum px_next_do what) {
-  if (ft == PX_UP_CONNECT || ft == PX_UP_CONNECT_TIMEOUT)
-    px_stat_add(&st->c[PX_ST_CONNECT_ERRORS], 1);
-  else if (ft == PX_UP_TIMEOUT)
-    px_stat_add(&st->c[PX_ST_UPSTREAM_TIMEOUTS], 1);
-  if (what == PX_DO_RETRY_NEXT)
-    px_stat_add(&st->c[PX_ST_RETRIES], 1);
 }
 
 /* nginx's ngx_http_upstream_next: every failure of an exchange comes here (and a 502, 503 or 504
@@ -273,16 +235,13 @@ static int request_next(struct px_request *r, int ft, int err, int http_status) 
   int status;
   enum px_next_do what = px_request_decide(&in, &status);
 
-  count_failure(r->ctx->st, ft, what);
+  px__request_count_failure(r->ctx->st, ft, what);
   if (what == PX_DO_PASS)
     return 0;
   r->up = NULL;
   r->server_failed = what != PX_DO_RETRY_FRESH;
-  if (ft == PX_NEXT_HTTP_5XX)
-    LBP_WARN("upstream %s: answered %d: retrying", srv->name, http_status);
-  else if (what != PX_DO_RETRY_FRESH)
-    LBP_WARN("upstream %s: %s: %s", srv->name, px_up_fail_name((enum px_up_fail)ft),
-             why != NULL ? why : uv_strerror(err));
+  px__request_log_failure(r, srv->name, ft, http_status, why != NULL ? why : uv_strerror(err), what,
+                          status);
   switch (what) {
   case PX_DO_RETRY_FRESH:
     r->retried_fresh = 1;
@@ -532,9 +491,11 @@ static void connect_server(struct px_request *r, int fresh) {
     rc = px_pool_select(r->pool, &r->tried, key, now, &r->pick);
     if (rc < 0) {
       /* None usable: 503; all tried: the last failure's answer. */
-      request_error(r, rc == UV_EALREADY && r->log.status != 0 ? r->log.status
-                       : rc == UV_EALREADY                     ? 502
-                                                               : 503);
+      int status = rc == UV_EALREADY && r->log.status != 0 ? r->log.status
+                   : rc == UV_EALREADY                     ? 502
+                                                           : 503;
+      px__request_log_unserved(r, rc, status);
+      request_error(r, status);
       return;
     }
     r->server = r->pick.idx;
@@ -586,6 +547,7 @@ static int parse_body(struct px_request *r) {
     r->req_done = 1;
     return 0;
   }
+  r->why = r->head.why != NULL ? r->head.why : px_hpe_why(err);
   return (r->head.flags & PX_HEAD_BODY_LIMIT) ? 413 : 400;
 }
 
@@ -690,20 +652,28 @@ static int check_request(struct px_request *r, uint32_t end) {
   const char *u = r->in->b->data + r->head.url.off;
   uint64_t max_body = r->ctx->set.max_body_bytes;
 
-  if (px_head_complete(&r->head, end) < 0 || (r->head.flags & PX_HEAD_DUP_HOST))
+  if (px_head_complete(&r->head, end) < 0 || (r->head.flags & PX_HEAD_DUP_HOST)) {
+    r->why = r->head.why != NULL ? r->head.why : "two Host lines";
     return 400; /* obs-fold, too many hop-by-hop lines, two Host lines */
+  }
   r->http10 = r->parser.http_major == 1 && r->parser.http_minor == 0;
   if (r->parser.method == HTTP_CONNECT)
     return 405;
   if (r->head.url.len > 0 && u[0] != '/' && !(r->head.url.len == 1 && u[0] == '*')) {
-    if (px_head_absolute_target(&r->head, &r->authority) < 0)
+    if (px_head_absolute_target(&r->head, &r->authority) < 0) {
+      r->why = "a malformed absolute-form target";
       return 400;
+    }
     r->host_from_target = 1;
   }
-  if (!(r->head.flags & PX_HEAD_HAS_HOST) && !r->http10 && !r->host_from_target)
+  if (!(r->head.flags & PX_HEAD_HAS_HOST) && !r->http10 && !r->host_from_target) {
+    r->why = "an HTTP/1.1 request without Host";
     return 400; /* RFC 9112 3.2: HTTP/1.1 requires Host */
-  if (r->http10 && (r->parser.flags & (F_CHUNKED | F_TRANSFER_ENCODING)))
+  }
+  if (r->http10 && (r->parser.flags & (F_CHUNKED | F_TRANSFER_ENCODING))) {
+    r->why = "Transfer-Encoding in an HTTP/1.0 request";
     return 400; /* RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 is faulty framing */
+  }
   if (max_body > 0 && (r->parser.flags & F_CONTENT_LENGTH) && r->parser.content_length > max_body)
     return 413; /* at once: no body byte is read for nothing, no 100 Continue is sent */
   r->head.body_max = max_body;
@@ -788,6 +758,7 @@ static void parse_head(struct px_request *r) {
     return;
   }
   if (err != HPE_PAUSED) {
+    r->why = r->head.why != NULL ? r->head.why : px_hpe_why(err);
     request_error(r, 400);
     return;
   }

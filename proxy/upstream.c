@@ -233,6 +233,8 @@ static void up_parse(struct px_up *u) {
       return;
     }
     if (err != HPE_PAUSED) {
+      if (u->head.why == NULL)
+        u->head.why = px_hpe_why(err); /* the strict checks did not say: llhttp's code */
       up_fail(u, PX_UP_BAD_RESPONSE, UV_EPROTO);
       return;
     }

@@ -492,10 +492,10 @@ static void logfd_sent(struct ipc_out *out, int status) {
   uv_close((uv_handle_t *)&o->pipe, logfd_free); /* closes the dup; o goes with it */
 }
 
-static void send_logfd(struct master *m, struct worker *w) {
+void master_send_logfd(struct master *m, struct worker *w, unsigned which, int src) {
   struct logfd_out *o = malloc(sizeof(*o));
-  unsigned char which = 0;
-  int fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+  unsigned char kind = (unsigned char)which;
+  int fd = fcntl(src, F_DUPFD_CLOEXEC, 3);
 
   if (o == NULL || fd < 0 || uv_pipe_init(m->loop, &o->pipe, 0) != 0) {
     free(o);
@@ -509,7 +509,7 @@ static void send_logfd(struct master *m, struct worker *w) {
     uv_close((uv_handle_t *)&o->pipe, logfd_free);
     return;
   }
-  if (ipc_send_out(&w->ch, &o->out, IPC_LOGFD, &which, 1, NULL, 0, (uv_stream_t *)&o->pipe,
+  if (ipc_send_out(&w->ch, &o->out, IPC_LOGFD, &kind, 1, NULL, 0, (uv_stream_t *)&o->pipe,
                    logfd_sent) != 0)
     uv_close((uv_handle_t *)&o->pipe, logfd_free);
 }
@@ -532,7 +532,25 @@ void master_reopen_logs(struct master *m) {
   LBP_INFO("reopen: %s reopened", path);
   for (struct worker *w = m->workers; w != NULL; w = w->next)
     if (w->ch_open && !w->ch.failed && w->state != W_STARTING)
-      send_logfd(m, w);
+      master_send_logfd(m, w, IPC_LOGFD_ERROR, STDERR_FILENO);
+}
+
+/* Every live generation's access log file is opened again and sent to its workers. */
+static void reopen_access_logs(struct master *m) {
+  for (struct generation *g = m->gens; g != NULL; g = g->next) {
+    int rc = gen_reopen_access_log(g);
+    if (rc != 0) {
+      LBP_ERROR("reopen: cannot open %s: %s (access logging goes on to the old file)",
+                g->cfg->access_log, uv_strerror(rc));
+      continue;
+    }
+    if (g->access_fd < 0 || strcmp(g->cfg->access_log, "stdout") == 0)
+      continue;
+    LBP_INFO("reopen: access log %s reopened (generation %u)", g->cfg->access_log, g->id);
+    for (struct worker *w = m->workers; w != NULL; w = w->next)
+      if (w->gen == g && w->ch_open && !w->ch.failed && w->state != W_STARTING)
+        master_send_logfd(m, w, IPC_LOGFD_ACCESS, g->access_fd);
+  }
 }
 
 /* ---- signals ---- */
@@ -548,7 +566,8 @@ static void signal_cb(uv_signal_t *h, int signum) {
     graceful_stop(m);
     break;
   case SIGUSR1:
-    LBP_INFO("SIGUSR1: reopening the error log");
+    LBP_INFO("SIGUSR1: reopening the logs");
+    reopen_access_logs(m);
     master_reopen_logs(m);
     break;
   case SIGUSR2:
@@ -586,6 +605,7 @@ static void watchdog_cb(uv_timer_t *t) {
   struct master *m = t->data;
   uint64_t now = uv_now(m->loop);
 
+  lbp_log_flush(0);
   for (struct worker *w = m->workers; w != NULL; w = w->next) {
     uint64_t limit = w->drain_limit_ms + KILL_GRACE_MS;
     struct mconn *oldest = w->hp.unacked.head;
@@ -731,6 +751,7 @@ int master_run(const char *cfg_path) {
     slot_get(m, i);
   slots_fill(m);
   uv_run(m->loop, UV_RUN_DEFAULT);
+  lbp_log_flush(1);
   if (m->fatal[0])
     LBP_ERROR("stopped: %s", m->fatal);
   else

@@ -173,6 +173,7 @@ struct generation {
   char *bytes; /* the exact file bytes validated */
   size_t len;
   int shm_fd;
+  int access_fd; /* its access log (a file, or a copy of stdout), -1 when off */
   void *shm;
   size_t shm_len;
   const struct dispatch_ops *dispatch;
@@ -196,6 +197,9 @@ void gen_unref(struct generation *g);
 int gen_listener_index(const struct generation *g, const struct lsock *ls);
 /* Finds g's listener whose bound address is `name` ("host:port"); -1 if none. */
 int gen_listener_by_name(const struct generation *g, const char *name);
+/* SIGUSR1: opens g's access log file again (a rotated file is left to its rotator). 0 (also
+ * when it is off or stdout: nothing to reopen), or a negative UV error (the old fd stays). */
+int gen_reopen_access_log(struct generation *g);
 
 /* ---- workers and slots (supervise.c) ---- */
 
@@ -356,8 +360,11 @@ void master_maybe_finish(struct master *m);
 /* A handed-back connection to place (from a draining worker or an old master). */
 void master_handover(struct master *m, struct mconn *c);
 void master_log_stats(struct master *m);
-/* SIGUSR1: reopens the error log here and in every worker. */
+/* SIGUSR1: reopens the error log here and in every worker, and every generation's access log
+ * (sent to its workers). */
 void master_reopen_logs(struct master *m);
+/* Sends a worker a log file (IPC LOGFD; `which` is enum ipc_logfd_which): a copy of `fd`. */
+void master_send_logfd(struct master *m, struct worker *w, unsigned which, int fd);
 
 /* ---- pid file (pidfile.c) ---- */
 

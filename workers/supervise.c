@@ -300,6 +300,8 @@ static void on_frame(struct ipc_channel *ch, uint8_t type, const char *payload, 
     w->state = W_ONLINE;
     event_add(m, EV_ONLINE, (int)w->slot->id + 1, (long)w->pid, w->gen->id, "%s", "");
     send_config(w);
+    if (w->gen->access_fd >= 0)
+      master_send_logfd(m, w, IPC_LOGFD_ACCESS, w->gen->access_fd);
     break;
   case IPC_READY:
     on_ready(w);

@@ -20,11 +20,13 @@
  */
 #include "master.h"
 
+#include "accesslog.h"
 #include "log.h"
 #include "proxy.h"
 #include "shm.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,7 +58,8 @@ struct wproc {
   int expect_sockets, got_sockets;
   struct wlisten *socks[MAX_SOCKETS];
   uv_check_t check;
-  uv_timer_t status_timer, drain_timer;
+  uv_timer_t status_timer, drain_timer, log_timer;
+  struct alog alog; /* the access log (access_log), buffered */
   uv_signal_t sigterm;
   int least_loaded;
   /* what the master was told last */
@@ -207,6 +210,7 @@ static void close_walk_cb(uv_handle_t *h, void *arg) {
 static void px_closed(void *arg) {
   struct wproc *w = arg;
   w->px = NULL;
+  alog_close(&w->alog); /* after the last request the context ended was logged */
   /* Listener structs were malloc'ed; their close callbacks free them (close_sockets). */
   uv_walk(w->loop, close_walk_cb, NULL);
   signal(SIGTERM, SIG_IGN); /* closing our uv_signal_t restored the default: we are leaving */
@@ -244,6 +248,7 @@ static void stop_now(struct wproc *w, int code) {
   if (w->px != NULL) {
     px_ctx_close(w->px, px_closed, w);
   } else {
+    alog_close(&w->alog);
     uv_walk(w->loop, close_walk_cb, NULL);
     signal(SIGTERM, SIG_IGN);
   }
@@ -518,11 +523,18 @@ static void take_config(struct wproc *w, const char *p, uint32_t len) {
   pg.server_lookup = lookup_server;
   pg.lookup_arg = w;
   memcpy(pg.secret, f.secret, sizeof(pg.secret));
+  if (strcmp(cfg->access_log, "off") != 0 && alog_enable(&w->alog) != 0) {
+    cfg_free(cfg);
+    fail(w, "out of memory for the access log");
+    return;
+  }
   if ((rc = px_ctx_new(w->loop, &pg, &w->px)) != 0) {
     LBP_ERROR("data plane: %s", uv_strerror(rc));
     fail(w, "cannot build the data plane");
     return;
   }
+  if (w->alog.enabled)
+    px_ctx_on_request(w->px, alog_request, &w->alog);
   if (w->expect_sockets == 0)
     send_ready(w);
 }
@@ -567,18 +579,28 @@ static void take_conn(struct wproc *w, const char *payload, uint32_t len) {
   px_client_start(tcp, &a); /* the master keeps its copy until our ack */
 }
 
-/* The master reopened the error log: its fd becomes our stderr. */
-static void take_logfd(struct wproc *w) {
+/* A log file the master opened: the error log (which 0) becomes our stderr; the access log
+ * (which 1) is where our access log lines go from now on. */
+static void take_logfd(struct wproc *w, const char *payload, uint32_t len) {
+  unsigned which = len >= 1 ? (uint8_t)payload[0] : 0;
   uv_pipe_t *p = malloc(sizeof(*p));
   uv_os_fd_t fd;
+  int copy;
 
   if (p == NULL || uv_pipe_init(w->loop, p, 0) != 0) {
     free(p);
     return;
   }
-  if (ipc_channel_accept(&w->ch, (uv_stream_t *)p) == 0 && uv_fileno((uv_handle_t *)p, &fd) == 0 &&
-      dup2(fd, STDERR_FILENO) >= 0)
-    LBP_INFO("error log reopened");
+  if (ipc_channel_accept(&w->ch, (uv_stream_t *)p) == 0 && uv_fileno((uv_handle_t *)p, &fd) == 0) {
+    if (which == IPC_LOGFD_ERROR && dup2(fd, STDERR_FILENO) >= 0)
+      LBP_INFO("error log reopened");
+    if (which == IPC_LOGFD_ACCESS && w->alog.enabled &&
+        (copy = fcntl(fd, F_DUPFD_CLOEXEC, 3)) >= 0) {
+      if (w->alog.fd >= 0)
+        LBP_INFO("access log reopened");
+      alog_set_fd(&w->alog, copy);
+    }
+  }
   uv_close((uv_handle_t *)p, (uv_close_cb)free);
 }
 
@@ -600,7 +622,7 @@ static void on_frame(struct ipc_channel *ch, uint8_t type, const char *payload, 
       drain(w, ipc_get_u32(payload), payload[4] != 0);
     break;
   case IPC_LOGFD:
-    take_logfd(w);
+    take_logfd(w, payload, len);
     break;
   case IPC_STOP:
     stop_now(w, 0);
@@ -643,6 +665,10 @@ static void ignore_signals(void) {
     signal(ignored[i], SIG_IGN);
 }
 
+static void log_timer_cb(uv_timer_t *t) {
+  lbp_log_flush(0);
+}
+
 int worker_run(int channel_fd) {
   struct wproc w;
   unsigned char hello[4];
@@ -669,12 +695,18 @@ int worker_run(int channel_fd) {
   uv_timer_init(w.loop, &w.status_timer);
   uv_timer_init(w.loop, &w.drain_timer);
   w.status_timer.data = w.drain_timer.data = &w;
+  alog_init(&w.alog, w.loop);
+  /* Repeated error log lines are summarized once their window is over. */
+  uv_timer_init(w.loop, &w.log_timer);
+  uv_timer_start(&w.log_timer, log_timer_cb, 1000, 1000);
+  uv_unref((uv_handle_t *)&w.log_timer);
   uv_signal_init(w.loop, &w.sigterm);
   w.sigterm.data = &w;
   uv_signal_start(&w.sigterm, sigterm_cb, SIGTERM);
   ipc_put_u32(hello, (uint32_t)getpid());
   ipc_send(&w.ch, IPC_HELLO, hello, 4);
   uv_run(w.loop, UV_RUN_DEFAULT);
+  lbp_log_flush(1);
   if (w.shm != NULL)
     lbp_shm_unmap(w.shm, w.shm_len);
   uv_loop_close(w.loop);
