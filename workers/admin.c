@@ -3,8 +3,10 @@
 
 /*
  * 1. Listening: admin.listen (default 127.0.0.1:9900, "off" to disable). A non-loopback
- *    address needs admin.allow_public (and logs a warning). A bind that fails is retried every
- *    ADMIN_RETRY_MS: in a binary upgrade the old master holds the port until it leaves.
+ *    address needs admin.allow_public (and logs a warning). A bind that fails is logged and
+ *    the admin API stays off (the proxy serves on), except in the new master of a binary
+ *    upgrade: the old master holds the port until it leaves, so the bind is retried every
+ *    ADMIN_RETRY_MS until it works.
  * 2. Limits, so that no client can hurt the master: ADMIN_MAX_CONNS connections at once (more
  *    get a 503 and are closed), the whole head within ADMIN_HEAD_MS (else 408) and
  *    ADMIN_HEAD_MAX bytes (else 431), a target of at most ADMIN_URL_MAX bytes (414), a body only
@@ -590,7 +592,7 @@ static void retry_cb(uv_timer_t *t) {
   struct admin *a = t->data;
   int rc = try_bind(a);
 
-  if (rc == 0 || rc == UV_EACCES || rc == UV_EINVAL)
+  if (rc != UV_EADDRINUSE)
     uv_timer_stop(&a->retry);
 }
 
@@ -623,10 +625,11 @@ void admin_apply(struct master *m, const struct lbp_config *cfg) {
     LBP_ERROR("admin: %s is not a loopback address: set admin.allow_public: true to serve the "
               "admin API there (it stays off)",
               want);
+  else if (rc == UV_EADDRINUSE && m->upgrade != NULL)
+    LBP_INFO("admin: %s is still the old master's: trying again every second", want);
   else
-    LBP_ERROR("admin: cannot listen on %s: %s%s", want, uv_strerror(rc),
-              rc == UV_EINVAL ? "" : " (trying again every second)");
-  if (rc != UV_EACCES && rc != UV_EINVAL)
+    LBP_ERROR("admin: cannot listen on %s: %s (the admin API is off)", want, uv_strerror(rc));
+  if (rc == UV_EADDRINUSE && m->upgrade != NULL)
     uv_timer_start(&a->retry, retry_cb, ADMIN_RETRY_MS, ADMIN_RETRY_MS);
 }
 

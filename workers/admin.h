@@ -51,8 +51,9 @@ void admin_error(struct admin_resp *resp, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* Serves the admin API as `cfg` says (admin.listen): binds when it is new or changed, closes
- * when it is off. A bind that fails is logged and retried every second (the address may be held
- * by the master we are replacing, in a binary upgrade); the proxy serves on meanwhile. */
+ * when it is off. A bind that fails is logged and the API stays off (the proxy serves on); in
+ * the new master of a binary upgrade, whose predecessor holds the port until it leaves, it is
+ * retried every second. */
 void admin_apply(struct master *m, const struct lbp_config *cfg);
 /* Closes the listener and every admin connection (the master is stopping). */
 void admin_stop(struct master *m);
