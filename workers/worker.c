@@ -23,6 +23,7 @@
 #include "log.h"
 #include "proxy.h"
 #include "shm.h"
+#include "srvwire.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -450,6 +451,15 @@ static int parse_config_frame(const char *p, uint32_t len, struct config_frame *
   return 0;
 }
 
+/* The data plane made a server failing (passive health): the master tells every worker. */
+static void on_failing(void *arg, const struct bal_server_state *st) {
+  struct wproc *w = arg;
+  unsigned char rec[SRVWIRE_STATE_LEN];
+
+  srvwire_put_state(rec, st);
+  ipc_send(&w->ch, IPC_FAILING, rec, sizeof(rec));
+}
+
 static void take_config(struct wproc *w, const char *p, uint32_t len) {
   struct config_frame f;
   struct lbp_config *cfg;
@@ -510,6 +520,7 @@ static void take_config(struct wproc *w, const char *p, uint32_t len) {
     fail(w, "cannot build the data plane");
     return;
   }
+  px_ctx_on_failing(w->px, on_failing, w);
   if (w->expect_sockets == 0)
     send_ready(w);
 }
@@ -569,6 +580,51 @@ static void take_logfd(struct wproc *w) {
   uv_close((uv_handle_t *)p, (uv_close_cb)free);
 }
 
+/* SERVERS: an upstream's servers, as the master resolved its host names. */
+static void take_servers(struct wproc *w, const char *p, uint32_t len) {
+  struct px_server_spec *specs;
+  size_t off = 4, k;
+  unsigned n;
+  int rc;
+
+  if (w->px == NULL || len < 4)
+    return;
+  k = ipc_get_u16(p);
+  n = ipc_get_u16(p + 2);
+  if (n > BAL_MAX_SERVERS || (specs = calloc(n + 1, sizeof(*specs))) == NULL) {
+    LBP_ERROR("upstream %zu: cannot take a list of %u servers", k, n);
+    return;
+  }
+  for (unsigned i = 0; i < n; i++) {
+    size_t used = srvwire_get_spec(p + off, len - off, &specs[i]);
+    if (used == 0) {
+      LBP_ERROR("upstream %zu: a malformed server list", k);
+      free(specs);
+      return;
+    }
+    off += used;
+  }
+  if ((rc = px_ctx_set_servers(w->px, k, specs, n)) != 0)
+    LBP_ERROR("upstream %zu: cannot take its %u servers: %s", k, n, uv_strerror(rc));
+  free(specs);
+}
+
+/* STATES: server states the master pushes (health checks, admin, passive failures). */
+static void take_states(struct wproc *w, const char *p, uint32_t len) {
+  struct bal_server_state st[64];
+  size_t n = len / SRVWIRE_STATE_LEN, done = 0;
+
+  if (w->px == NULL)
+    return;
+  while (done < n) {
+    size_t batch = n - done < 64 ? n - done : 64;
+    for (size_t i = 0; i < batch; i++)
+      srvwire_get_state(p + (done + i) * SRVWIRE_STATE_LEN, &st[i]);
+    px_ctx_apply_states(w->px, st, batch);
+    done += batch;
+  }
+}
+
 static void on_frame(struct ipc_channel *ch, uint8_t type, const char *payload, uint32_t len) {
   struct wproc *w = ch->data;
 
@@ -588,6 +644,12 @@ static void on_frame(struct ipc_channel *ch, uint8_t type, const char *payload, 
     break;
   case IPC_LOGFD:
     take_logfd(w);
+    break;
+  case IPC_SERVERS:
+    take_servers(w, payload, len);
+    break;
+  case IPC_STATES:
+    take_states(w, payload, len);
     break;
   case IPC_STOP:
     stop_now(w, 0);
