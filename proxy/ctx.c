@@ -27,59 +27,70 @@ static void settings_from_config(struct px_settings *s, const struct lbp_config 
 /* "host:port" or "[v6]:port", as configured: the server's name in logs and its stable id. */
 static void addr_name(const struct cfg_addr *a, char *out, size_t cap) {
   if (strchr(a->host, ':') != NULL)
-    snprintf(out, cap, "[%.256s]:%u", a->host, a->port);
+    snprintf(out, cap, "[%.*s]:%u", (int)(cap - 10), a->host, a->port);
   else
-    snprintf(out, cap, "%.256s:%u", a->host, a->port);
+    snprintf(out, cap, "%.*s:%u", (int)(cap - 8), a->host, a->port);
+}
+
+int px_server_spec_literal(const struct cfg_upstream *up, size_t k, struct px_server_spec *out) {
+  const struct cfg_server *s = &up->servers[k];
+
+  if (s->dns)
+    return UV_EAGAIN; /* a host name: the master resolves it and sends its addresses */
+  memset(out, 0, sizeof(*out));
+  addr_name(&s->addr, out->name, sizeof(out->name));
+  out->id = bal_server_id(up->name, out->name);
+  memcpy(&out->addr, &s->addr.sa, sizeof(out->addr));
+  out->weight = (uint16_t)s->weight;
+  out->backup = (uint8_t)(s->backup != 0);
+  out->active = NULL;
+  return 0;
 }
 
 static void pools_free(struct px_pool *pools, size_t n) {
-  for (size_t i = 0; i < n; i++) {
-    bal_pool_free(&pools[i].bal);
-    free(pools[i].servers);
-  }
+  for (size_t i = 0; i < n; i++)
+    px_pool_free(&pools[i]);
   free(pools);
 }
 
-/* A server's stable id: its upstream's name and its address as configured (balancer.h). */
-static uint64_t server_id(const struct cfg_upstream *up, const char *name) {
-  return bal_server_id(up->name, name);
+/* The specs of the upstream's servers written as IP addresses (names come later, from the
+ * master, through px_ctx_set_servers); their count. */
+static unsigned literal_specs(const struct cfg_upstream *up, struct px_server_spec *specs) {
+  unsigned n = 0;
+
+  for (size_t k = 0; k < up->nservers && n < BAL_MAX_SERVERS; k++)
+    if (px_server_spec_literal(up, k, &specs[n]) == 0)
+      n++;
+  return n;
 }
 
-/* One pool: its servers (keep-alive settings from the upstream), its balancer, its retries. */
-static int pool_init(struct px_pool *p, const struct cfg_upstream *up, _Atomic uint64_t *counter) {
-  struct bal_server_conf sc[BAL_MAX_SERVERS];
+/* One pool: its balancer, its literal servers (keep-alive settings from the upstream), its
+ * retries. */
+static int pool_init(struct px_ctx *ctx, struct px_pool *p, const struct cfg_upstream *up,
+                     _Atomic uint64_t *counter) {
+  struct px_server_spec specs[BAL_MAX_SERVERS];
   struct bal_conf bc = {.panic = up->panic,
                         .slow_start_ms = up->slow_start_ms,
                         .max_fails = up->max_fails,
                         .fail_timeout_ms = up->fail_timeout_ms};
   const struct bal_ops *ops = bal_find(cfg_balance_name(up->balance));
-  char name[300];
   int rc;
 
-  if (up->nservers == 0 || up->nservers > BAL_MAX_SERVERS || ops == NULL)
+  if (up->nservers > BAL_MAX_SERVERS || ops == NULL)
     return UV_EINVAL;
   p->name = up->name;
-  p->nservers = (unsigned)up->nservers;
+  p->ctx = ctx;
+  p->max_idle = up->keepalive;
+  p->idle_ms = up->keepalive_timeout_ms;
   p->retries = up->retries;
   p->retry_on = up->retry_on;
   p->retry_budget_pct = up->retry_budget_pct;
   p->hash_key = up->hash_key;
   p->hash_header = up->hash_header;
-  if ((p->servers = calloc(up->nservers, sizeof(*p->servers))) == NULL)
-    return UV_ENOMEM;
-  for (size_t k = 0; k < up->nservers; k++) {
-    addr_name(&up->servers[k].addr, name, sizeof(name));
-    px_server_init(&p->servers[k], (const struct sockaddr *)&up->servers[k].addr.sa, name,
-                   up->keepalive, up->keepalive_timeout_ms);
-    sc[k] = (struct bal_server_conf){.id = server_id(up, name),
-                                     .weight = up->servers[k].weight,
-                                     .backup = up->servers[k].backup};
-  }
-  rc = bal_pool_init(&p->bal, ops, &bc, sc, p->nservers, counter);
-  if (rc != 0) {
-    free(p->servers);
-    p->servers = NULL;
-  }
+  if ((rc = bal_pool_init(&p->bal, ops, &bc, NULL, 0, counter)) != 0)
+    return rc;
+  if ((rc = px_pool_set_servers(p, specs, literal_specs(up, specs))) != 0)
+    px_pool_free(p);
   return rc;
 }
 
@@ -92,7 +103,8 @@ static int pools_init(struct px_ctx *ctx, const struct lbp_config *cfg,
   if (pools == NULL)
     return UV_ENOMEM;
   for (i = 0; i < cfg->nupstreams; i++)
-    if ((rc = pool_init(&pools[i], &cfg->upstreams[i], rr_counters ? &rr_counters[i] : NULL)) != 0)
+    if ((rc = pool_init(ctx, &pools[i], &cfg->upstreams[i],
+                        rr_counters ? &rr_counters[i] : NULL)) != 0)
       goto fail_pool;
   ctx->pools = pools;
   ctx->npools = cfg->nupstreams;
@@ -256,4 +268,29 @@ void px_ctx_on_request(struct px_ctx *ctx, px_request_log_fn fn, void *arg) {
 
 const struct px_counters *px_ctx_counters(const struct px_ctx *ctx) {
   return &ctx->counters;
+}
+
+/* ---- servers and their states, from the master ---- */
+
+int px_ctx_set_servers(struct px_ctx *ctx, size_t upstream, const struct px_server_spec *servers,
+                       unsigned n) {
+  if (upstream >= ctx->npools)
+    return UV_EINVAL;
+  return px_pool_set_servers(&ctx->pools[upstream], servers, n);
+}
+
+void px_ctx_apply_states(struct px_ctx *ctx, const struct bal_server_state *states, size_t n) {
+  uint64_t now = uv_now(ctx->loop);
+
+  /* Ids hash their upstream's name: each record matches in one pool at most. */
+  for (size_t i = 0; i < ctx->npools; i++)
+    if (bal_pool_apply(&ctx->pools[i].bal, states, n, now) < 0)
+      LBP_WARN("upstream %s: out of memory applying server states: selection is less even "
+               "until the next change",
+               ctx->pools[i].name);
+}
+
+void px_ctx_on_failing(struct px_ctx *ctx, px_failing_fn fn, void *arg) {
+  ctx->failing_fn = fn;
+  ctx->failing_arg = arg;
 }

@@ -1,18 +1,107 @@
-/* Server selection for requests and TCP sessions: the pool's balancer, with a tried set, and
- * the balancing key a hashing pool needs. */
+/* Upstream pools in the data plane: server selection for requests and TCP sessions (the pool's
+ * balancer, with a tried set, and the balancing key a hashing pool needs), the one release of
+ * a pick, and the server set the master replaces at run time. */
 #include "px.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 int px_pool_select(struct px_pool *pool, struct bal_tried *tried, uint64_t key, uint64_t now_ms,
-                   struct bal_pick *pick) {
-  return bal_select(&pool->bal, tried, key, now_ms, pick); /* negative errno: UV_E* */
+                   struct bal_pick *pick, struct px_server **srv) {
+  int rc = bal_select(&pool->bal, tried, key, now_ms, pick); /* negative errno: UV_E* */
+
+  if (rc == 0)
+    *srv = pool->servers[pick->idx]; /* a pick's index is of the pool's current version */
+  return rc;
 }
 
 void px_pool_release(struct px_pool *pool, const struct bal_pick *pick, enum bal_outcome outcome,
                      uint64_t now_ms) {
-  bal_release(&pool->bal, pick, outcome, now_ms);
+  struct px_ctx *ctx = pool->ctx;
+  struct bal_server_state st;
+  int i;
+
+  if (bal_release(&pool->bal, pick, outcome, now_ms) != 1)
+    return;
+  /* It became failing here: the master makes every other worker skip it too. */
+  if (ctx->failing_fn == NULL || (i = bal_pool_find(&pool->bal, pick->id)) < 0)
+    return;
+  bal_pool_state(&pool->bal, (unsigned)i, &st);
+  ctx->failing_fn(ctx->failing_arg, &st);
+}
+
+/* ---- the server set ---- */
+
+/* The pool's current server with this id (taking a reference), else a new one from `spec`. */
+static struct px_server *server_for(struct px_pool *pool, const struct px_server_spec *spec) {
+  int i = bal_pool_find(&pool->bal, spec->id);
+
+  if (i >= 0) {
+    px_server_ref(pool->servers[i]);
+    return pool->servers[i];
+  }
+  return px_server_new((const struct sockaddr *)&spec->addr, spec->name, pool->max_idle,
+                       pool->idle_ms);
+}
+
+static int holds(struct px_server *const *v, unsigned n, const struct px_server *srv) {
+  for (unsigned k = 0; k < n; k++)
+    if (v[k] == srv)
+      return 1;
+  return 0;
+}
+
+static void servers_unref(struct px_server **v, unsigned n) {
+  for (unsigned k = 0; k < n; k++)
+    px_server_unref(v[k]);
+  free(v);
+}
+
+int px_pool_set_servers(struct px_pool *pool, const struct px_server_spec *specs, unsigned n) {
+  struct bal_server_conf sc[BAL_MAX_SERVERS];
+  struct px_server **next, **old = pool->servers;
+  unsigned k, nold = pool->bal.n;
+  int rc;
+
+  if (n > BAL_MAX_SERVERS)
+    return UV_EINVAL;
+  for (k = 0; k < n; k++) {
+    int af = specs[k].addr.ss_family;
+    if (af != AF_INET && af != AF_INET6)
+      return UV_EINVAL;
+  }
+  /* Weights and ids are checked by the balancer's rebuild, before anything changes. */
+  if ((next = calloc(n > 0 ? n : 1, sizeof(*next))) == NULL)
+    return UV_ENOMEM;
+  for (k = 0; k < n; k++) {
+    if ((next[k] = server_for(pool, &specs[k])) == NULL) {
+      servers_unref(next, k);
+      return UV_ENOMEM;
+    }
+    sc[k] = (struct bal_server_conf){.id = specs[k].id,
+                                     .weight = specs[k].weight,
+                                     .backup = specs[k].backup,
+                                     .shared = specs[k].active};
+  }
+  if ((rc = bal_pool_rebuild(&pool->bal, n > 0 ? sc : NULL, n)) != 0) {
+    servers_unref(next, n);
+    return rc;
+  }
+  pool->servers = next;
+  for (k = 0; k < nold; k++)
+    if (!holds(next, n, old[k]))
+      px_server_retire(old[k]);
+  if (old != NULL)
+    servers_unref(old, nold);
+  return 0;
+}
+
+void px_pool_free(struct px_pool *pool) {
+  if (pool->servers != NULL)
+    servers_unref(pool->servers, pool->bal.n);
+  pool->servers = NULL;
+  bal_pool_free(&pool->bal);
 }
 
 int px_pool_uses_key(const struct px_pool *pool) {

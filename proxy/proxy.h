@@ -121,7 +121,7 @@ struct px_server_spec {
                                    logs, the access log's upstream, the debug header */
   uint16_t weight;              /* 1..1000 */
   uint8_t backup;
-  _Atomic uint32_t *active;     /* its in-flight counter shared by every worker, or NULL */
+  _Atomic uint32_t *active; /* its in-flight counter shared by every worker, or NULL */
 };
 
 /* The spec of server k of upstream `up` when it is written as an IP address: 0, or UV_EAGAIN
@@ -145,6 +145,5 @@ void px_ctx_apply_states(struct px_ctx *ctx, const struct bal_server_state *stat
  * worker: `st` is its state record (failing_until_ms set), for the master to broadcast. */
 typedef void (*px_failing_fn)(void *arg, const struct bal_server_state *st);
 void px_ctx_on_failing(struct px_ctx *ctx, px_failing_fn fn, void *arg);
-
 
 #endif

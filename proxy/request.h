@@ -82,7 +82,8 @@ struct px_request {
   uint8_t up_sending;       /* a write to the upstream is pending */
   uint8_t host_from_target; /* absolute-form target: its authority replaces the Host line */
   uint8_t tries;            /* servers tried */
-  int server;               /* selected server index in pool (pick.idx), -1 if none */
+  struct px_server *srv;    /* the attempt's server, referenced while `pick` is held; NULL if
+                               none (the pool may drop the server meanwhile: it lives on) */
   struct bal_pick pick;     /* the attempt, for px_pool_release */
   struct px_span authority; /* the absolute-form target's authority */
   uint32_t strip;           /* path prefix bytes dropped (route strip_prefix) */
@@ -94,6 +95,8 @@ struct px_request {
   struct px_up *up;
   struct px_tunnel *tunnel;
   struct px_request_log log;
+  char upstream[64];            /* the last server tried, for log.upstream (it may be freed
+                                   before the request is logged) */
   struct px_request *next_free; /* the context's free list */
 };
 
