@@ -207,6 +207,8 @@ static int apply_one(struct bal_server *v, const struct bal_server_state *st, ui
   uint16_t weight = st->weight == 0 ? v->cfg_weight : st->weight > 1000 ? 1000 : st->weight;
 
   changed = v->health != health || v->admin != admin || v->weight != weight;
+  if (v->health == BAL_HEALTH_DOWN && health == BAL_HEALTH_UP)
+    memset(&v->fails, 0, sizeof(v->fails)); /* the checks say it is back: a fresh start */
   v->health = health;
   v->admin = admin;
   v->weight = weight;

@@ -243,7 +243,9 @@ void bal_pool_seed(struct bal_pool *p, uint64_t seed);
 
 /* Applies the master's states. Records whose id is not in the pool are ignored (another
  * pool's, or a server already gone). A record turning a server usable with up_since_ms 0
- * starts its slow start at now_ms. failing_until_ms only ever extends this worker's own.
+ * starts its slow start at now_ms. failing_until_ms only ever extends this worker's own,
+ * except that a record bringing a server's health from down to up clears its passive failures
+ * (the active checks say it is back).
  * Returns how many records matched, or -ENOMEM (states applied; see bal_ops.update). */
 int bal_pool_apply(struct bal_pool *p, const struct bal_server_state *states, size_t n,
                    uint64_t now_ms);

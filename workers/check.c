@@ -88,16 +88,18 @@ static void check_done(struct ucheck *k, int ok, const char *fmt, ...) {
   hc = &up->health_check;
   if (bal_check_record(&u->chk, ok, hc->rise, hc->fall)) {
     u->st.health = u->chk.health;
-    if (u->st.health == BAL_HEALTH_UP)
+    if (u->st.health == BAL_HEALTH_UP) {
       u->st.up_since_ms = uv_now(m->loop);
+      u->st.failing_until_ms = 0; /* workers forget its passive failures too */
+    }
     snprintf(why, sizeof(why), "%s by the active check after %u %s in a row (%s)",
              u->st.health == BAL_HEALTH_UP ? "up" : "down",
              u->st.health == BAL_HEALTH_UP ? hc->rise : hc->fall,
              u->st.health == BAL_HEALTH_UP ? "passes" : "failures", u->detail);
     servers_state_changed(u, why);
   }
-  uv_timer_start(&k->next, on_next,
-                 bal_check_delay(hc->interval_ms, hc->jitter_pct, rng_next(m)), 0);
+  uv_timer_start(&k->next, on_next, bal_check_delay(hc->interval_ms, hc->jitter_pct, rng_next(m)),
+                 0);
 }
 
 static uint64_t elapsed(const struct ucheck *k) {
@@ -296,6 +298,5 @@ void check_sync(struct userver *u) {
   u->probe = k;
   /* The first check comes within one interval, at a random point, so that servers (and a
    * reload's new ones) do not all check at once. */
-  uv_timer_start(&k->next, on_next,
-                 rng_next(u->m) % (up->health_check.interval_ms + 1), 0);
+  uv_timer_start(&k->next, on_next, rng_next(u->m) % (up->health_check.interval_ms + 1), 0);
 }

@@ -230,7 +230,7 @@ struct userver {
   struct ucheck *probe;       /* active checks running for it, or NULL */
   char detail[128];           /* the last check's outcome, or why it changed state */
   uint64_t checks, checks_failed, last_check_ms, last_change_ms; /* uv_now */
-  uint64_t passive_fails;     /* FAILING reports */
+  uint64_t passive_fails;                                        /* FAILING reports */
 };
 
 /* A server as one generation lists it: the configured weight and backup are per config. */
@@ -277,10 +277,10 @@ struct dnsname {
   char host[256];
   unsigned refs; /* generations naming it */
   uv_getaddrinfo_t req;
-  uv_timer_t timer; /* the first answer's deadline, then the next lookup */
+  uv_timer_t timer;               /* the first answer's deadline, then the next lookup */
   struct sockaddr_storage *addrs; /* the last answer, sorted, port 0 */
   unsigned naddrs;
-  int err;             /* the last lookup's error, 0 */
+  int err;              /* the last lookup's error, 0 */
   uint64_t interval_ms; /* re-resolve this often (the smallest resolve_interval using it) */
   uint64_t lookups, t_answer;
   uint8_t answered; /* a lookup finished (or the start-up deadline passed) */

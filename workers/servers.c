@@ -134,7 +134,8 @@ static int list_add(struct list_builder *b, const struct px_server_spec *spec,
   u = userver_ref(b->m, b->up->name, spec, cs->dns ? cs->addr.host : NULL, cs->addr.port);
   if (u == NULL)
     return UV_ENOMEM;
-  b->s[b->n++] = (struct gserver){.u = u, .weight = (uint16_t)cs->weight, .backup = cs->backup != 0};
+  b->s[b->n++] =
+      (struct gserver){.u = u, .weight = (uint16_t)cs->weight, .backup = cs->backup != 0};
   return 0;
 }
 
@@ -179,8 +180,7 @@ static int list_build(struct generation *g, size_t k, struct gen_upstream *out) 
     return rc;
   }
   if (b.full)
-    LBP_WARN("upstream %s: more than %d servers: the rest are left out", up->name,
-             BAL_MAX_SERVERS);
+    LBP_WARN("upstream %s: more than %d servers: the rest are left out", up->name, BAL_MAX_SERVERS);
   return 0;
 }
 

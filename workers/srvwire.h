@@ -10,7 +10,7 @@
 
 /* SERVERS: u16 upstream index | u16 n | n x (u64 id | u8 family 4/6 | u16 port | 16 address
  * bytes | u16 weight | u8 backup | u8 name length | name). */
-#define SRVWIRE_SPEC_MAX (8 + 1 + 2 + 16 + 2 + 1 + 1 + 63)
+#define SRVWIRE_SPEC_MAX    (8 + 1 + 2 + 16 + 2 + 1 + 1 + 63)
 #define SRVWIRE_SERVERS_MAX (4 + BAL_MAX_SERVERS * SRVWIRE_SPEC_MAX)
 
 /* Writes one spec at p (room for SRVWIRE_SPEC_MAX bytes); returns the bytes written. */

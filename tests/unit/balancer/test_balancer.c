@@ -385,3 +385,28 @@ Test(balancer, tried_servers_are_skipped_by_every_algorithm) {
     bal_pool_free(&p);
   }
 }
+
+Test(balancer, coming_back_up_by_the_checks_clears_passive_failures) {
+  struct bal_server_state st = {.id = sid('a'), .failing_until_ms = T0 + 10000};
+  struct bal_pool p;
+  unsigned w[] = {1, 1};
+
+  pool_make(&p, &bal_round_robin, NULL, w, 2, "", NULL, NULL);
+  cr_assert_eq(bal_pool_apply(&p, &st, 1, T0), 1);
+  cr_assert_eq(pick1(&p, BAL_NO_KEY, T0, BAL_OK), 'b', "a is failing");
+  st.health = BAL_HEALTH_DOWN;
+  cr_assert_eq(bal_pool_apply(&p, &st, 1, T0), 1);
+  /* Back up with no failing time of its own: the worker's passive verdict goes too. */
+  st.health = BAL_HEALTH_UP;
+  st.failing_until_ms = 0;
+  cr_assert_eq(bal_pool_apply(&p, &st, 1, T0 + 1), 1);
+  cr_assert_eq(p.servers[0].fails.until_ms, 0);
+  cr_assert_eq(p.servers[0].fails.count, 0);
+  /* A record that leaves health as it is only ever extends failing. */
+  st.failing_until_ms = T0 + 5000;
+  cr_assert_eq(bal_pool_apply(&p, &st, 1, T0 + 2), 1);
+  st.failing_until_ms = 0;
+  cr_assert_eq(bal_pool_apply(&p, &st, 1, T0 + 3), 1);
+  cr_assert_eq(p.servers[0].fails.until_ms, T0 + 5000);
+  bal_pool_free(&p);
+}
