@@ -177,14 +177,22 @@ static void on_conn(uv_stream_t *s, int status) {
   px_client_start(tcp, &a);
 }
 
+static uv_timer_t guard; /* wakes the loop at run_until's deadline when nothing else would */
+
+static void guard_cb(uv_timer_t *t) {
+  (void)t;
+}
+
 /* Runs the loop until `done` or 5 s of loop time. */
 static void run_until(int (*done)(void)) {
   uint64_t deadline = uv_now(&loop) + 5000;
 
+  uv_timer_start(&guard, guard_cb, 5000, 0);
   while (!done() && uv_now(&loop) < deadline) {
     uv_run(&loop, UV_RUN_ONCE);
     uv_update_time(&loop);
   }
+  uv_timer_stop(&guard);
   cr_assert(done(), "timed out");
 }
 
@@ -217,6 +225,7 @@ static void start(const char *fmt, const char *order) {
   uint16_t p[2] = {0, 0};
 
   uv_loop_init(&loop);
+  uv_timer_init(&loop, &guard);
   be_start(&be_a, "a");
   be_start(&be_b, "b");
   for (int i = 0; i < 2 && order[i] != '\0'; i++)
@@ -235,6 +244,7 @@ static void stop(void) {
   uv_close((uv_handle_t *)&listener, NULL);
   uv_close((uv_handle_t *)&be_a.tcp, NULL);
   uv_close((uv_handle_t *)&be_b.tcp, NULL);
+  uv_close((uv_handle_t *)&guard, NULL);
   uv_run(&loop, UV_RUN_DEFAULT); /* backend connections close at the proxy's EOF */
   cr_assert(closed_done, "the context never finished closing");
   cr_assert_eq(uv_loop_close(&loop), 0, "handles left open");
@@ -310,6 +320,8 @@ static const char *const one_server = "listen: 127.0.0.1:0\nupstreams:\n  app:\n
 static const char *const two_servers = "listen: 127.0.0.1:0\nupstreams:\n  app:\n"
                                        "    keepalive_timeout: 1h\n"
                                        "    servers: [127.0.0.1:%u, 127.0.0.1:%u]\n";
+
+TestSuite(pool, .timeout = 30);
 
 /* ---- server lists ---- */
 
