@@ -44,6 +44,7 @@ struct wlisten {
   uv_tcp_t tcp;
   struct wproc *w;
   uint8_t kind;
+  uint8_t held; /* a connection waits un-accepted: the data plane was full (on_room) */
   uint16_t listener;
 };
 
@@ -332,12 +333,36 @@ static void orphaned(struct wproc *w, const char *why) {
 
 /* ---- sockets from the master ---- */
 
-static void on_listen_conn(uv_stream_t *server, int status) {
-  struct wlisten *l = server->data;
+/* Takes the connection waiting on l and serves it. */
+static void accept_one(struct wlisten *l) {
   struct wproc *w = l->w;
   struct px_accept a = {l->listener, l->kind == IPC_LISTEN_PRIVATE ? PX_CLIENT_PROXY_PROTOCOL : 0,
                         NULL, 0};
-  uv_tcp_t *tcp;
+  uv_tcp_t *tcp = w->px != NULL ? px_client_new(w->px) : NULL;
+
+  if (tcp == NULL) {
+    /* Closing or out of memory. Left un-accepted, libuv would stop polling this socket for
+     * good: take the connection and close it. */
+    uv_tcp_t *sink = malloc(sizeof(*sink));
+    if (sink == NULL || uv_tcp_init(w->loop, sink) != 0) {
+      free(sink);
+      fail(w, "out of memory accepting a connection");
+      return;
+    }
+    uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)sink);
+    uv_close((uv_handle_t *)sink, (uv_close_cb)free);
+    return;
+  }
+  if (uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)tcp) != 0) {
+    px_client_discard(tcp);
+    return;
+  }
+  px_client_start(tcp, &a);
+}
+
+static void on_listen_conn(uv_stream_t *server, int status) {
+  struct wlisten *l = server->data;
+  struct wproc *w = l->w;
 
   if (status < 0) {
     /* EINVAL: the socket no longer listens (the master shut it for a graceful stop). libuv
@@ -349,25 +374,27 @@ static void on_listen_conn(uv_stream_t *server, int status) {
     LBP_WARN("accept: %s", uv_strerror(status));
     return;
   }
-  tcp = w->px != NULL ? px_client_new(w->px) : NULL;
-  if (tcp == NULL) {
-    /* Closing or out of memory. Left un-accepted, libuv would stop polling this socket for
-     * good: take the connection and close it. */
-    uv_tcp_t *sink = malloc(sizeof(*sink));
-    if (sink == NULL || uv_tcp_init(w->loop, sink) != 0) {
-      free(sink);
-      fail(w, "out of memory accepting a connection");
-      return;
+  if (w->px != NULL && px_ctx_full(w->px)) {
+    /* At limits.max_connections: leave it un-accepted. libuv keeps the one connection it took
+     * and stops polling this socket (the kernel's backlog queues the others, or another worker
+     * of a shared socket takes them) until on_room accepts it. */
+    l->held = 1;
+    return;
+  }
+  accept_one(l);
+}
+
+/* A client connection closed below max_connections: serve what the full data plane held. */
+static void on_room(void *arg) {
+  struct wproc *w = arg;
+
+  for (int i = 0; i < w->got_sockets && !px_ctx_full(w->px); i++) {
+    struct wlisten *l = w->socks[i];
+    if (l != NULL && l->held && !uv_is_closing((uv_handle_t *)&l->tcp)) {
+      l->held = 0;
+      accept_one(l);
     }
-    uv_accept(server, (uv_stream_t *)sink);
-    uv_close((uv_handle_t *)sink, (uv_close_cb)free);
-    return;
   }
-  if (uv_accept(server, (uv_stream_t *)tcp) != 0) {
-    px_client_discard(tcp);
-    return;
-  }
-  px_client_start(tcp, &a);
 }
 
 static void send_ready(struct wproc *w) {
@@ -521,6 +548,7 @@ static void take_config(struct wproc *w, const char *p, uint32_t len) {
     return;
   }
   px_ctx_on_failing(w->px, on_failing, w);
+  px_ctx_on_room(w->px, on_room, w);
   if (w->expect_sockets == 0)
     send_ready(w);
 }
