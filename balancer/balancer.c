@@ -45,8 +45,9 @@ uint64_t bal_hash_key(const void *data, size_t len) {
 
 /* ---- pool set-up ---- */
 
+/* 0 servers is a valid pool: an upstream whose names resolved to nothing (yet). */
 static int check_servers(const struct bal_server_conf *s, unsigned n) {
-  if (n == 0 || n > BAL_MAX_SERVERS)
+  if (n > BAL_MAX_SERVERS)
     return -EINVAL;
   for (unsigned i = 0; i < n; i++) {
     if (s[i].id == 0 || s[i].weight < 1 || s[i].weight > 1000)
@@ -83,14 +84,15 @@ static int pool_update(struct bal_pool *p) {
 int bal_pool_init(struct bal_pool *p, const struct bal_ops *ops, const struct bal_conf *conf,
                   const struct bal_server_conf *servers, unsigned n,
                   _Atomic uint64_t *shared_counter) {
+  size_t room = n > 0 ? n : 1; /* an empty pool still gets its arrays: never malloc(0) */
   struct timespec ts;
   int rc;
 
   memset(p, 0, sizeof(*p));
   if ((rc = check_servers(servers, n)) != 0)
     return rc;
-  p->servers = calloc(n, sizeof(*p->servers));
-  p->tiers[0].members = malloc((size_t)n * BAL_TIERS);
+  p->servers = calloc(room, sizeof(*p->servers));
+  p->tiers[0].members = malloc(room * BAL_TIERS);
   if (p->servers == NULL || p->tiers[0].members == NULL) {
     rc = -ENOMEM;
     goto fail_alloc;
@@ -109,7 +111,7 @@ int bal_pool_init(struct bal_pool *p, const struct bal_ops *ops, const struct ba
   p->conf = *conf;
   p->counter = shared_counter != NULL ? shared_counter : &p->own_counter;
   clock_gettime(CLOCK_MONOTONIC, &ts);
-  bal_pool_seed(p, (uint64_t)getpid() << 32 ^ (uint64_t)ts.tv_nsec ^ servers[0].id);
+  bal_pool_seed(p, (uint64_t)getpid() << 32 ^ (uint64_t)ts.tv_nsec ^ (n > 0 ? servers[0].id : 0));
   if (ops->init != NULL && (rc = ops->init(p)) != 0)
     goto fail_alloc;
   if ((rc = pool_update(p)) != 0)
@@ -205,6 +207,8 @@ static int apply_one(struct bal_server *v, const struct bal_server_state *st, ui
   uint16_t weight = st->weight == 0 ? v->cfg_weight : st->weight > 1000 ? 1000 : st->weight;
 
   changed = v->health != health || v->admin != admin || v->weight != weight;
+  if (v->health == BAL_HEALTH_DOWN && health == BAL_HEALTH_UP)
+    memset(&v->fails, 0, sizeof(v->fails)); /* the checks say it is back: a fresh start */
   v->health = health;
   v->admin = admin;
   v->weight = weight;

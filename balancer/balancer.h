@@ -16,7 +16,8 @@
  *    to the master, which broadcasts it (failing_until_ms) so the other workers skip it too.
  * 3. DNS changes (a name now has other addresses) rebuild a pool in place with
  *    bal_pool_rebuild: servers whose id stays keep every per-server state; picks made before
- *    the rebuild are still released correctly (by id).
+ *    the rebuild are still released correctly (by id). A pool may have no server at all (its
+ *    names resolve to nothing yet, or any more): every selection is then -EHOSTDOWN.
  *
  * Selection, for every algorithm (balancer.c drives it, the algorithm picks within a tier):
  *   - the primary tier: servers without `backup`, health up, admin enabled, not failing here;
@@ -217,18 +218,21 @@ struct bal_pool {
   void *priv;
 };
 
-/* Builds a pool of n servers (1..BAL_MAX_SERVERS, copied) using `ops`, every server up and
- * enabled. `shared_counter` may be NULL. 0, -EINVAL (n out of range, weight not 1..1000, id
- * 0 or repeated) or -ENOMEM; on error the pool is left zeroed. The pool may point into
- * itself: keep it where it was built (embed it, do not copy it). Not thread-safe: one pool
- * belongs to one worker's loop; only the shared counters are touched by other processes. */
+/* Builds a pool of n servers (0..BAL_MAX_SERVERS, copied; `servers` may be NULL when n is 0)
+ * using `ops`, every server up and enabled. An empty pool is valid (an upstream whose host
+ * names resolve to nothing yet): bal_select then returns -EHOSTDOWN, whatever the algorithm
+ * and even with panic. `shared_counter` may be NULL. 0, -EINVAL (n over BAL_MAX_SERVERS,
+ * weight not 1..1000, id 0 or repeated) or -ENOMEM; on error the pool is left zeroed. The pool may
+ * point into itself: keep it where it was built (embed it, do not copy it). Not thread-safe: one
+ * pool belongs to one worker's loop; only the shared counters are touched by other processes. */
 int bal_pool_init(struct bal_pool *p, const struct bal_ops *ops, const struct bal_conf *conf,
                   const struct bal_server_conf *servers, unsigned n,
                   _Atomic uint64_t *shared_counter);
 
-/* Replaces the server set (DNS changes). Servers whose id stays keep their state (health,
- * admin, runtime weight, passive failures, slow start, counters, own in-flight count); new
- * ones start up and enabled; `version` changes. Errors as bal_pool_init; on error the pool
+/* Replaces the server set (DNS changes), with 0..BAL_MAX_SERVERS servers. Servers whose id
+ * stays keep their state (health, admin, runtime weight, passive failures, slow start,
+ * counters, own in-flight count); new ones start up and enabled; `version` changes. A server
+ * that leaves and comes back later starts afresh. Errors as bal_pool_init; on error the pool
  * is unchanged. */
 int bal_pool_rebuild(struct bal_pool *p, const struct bal_server_conf *servers, unsigned n);
 
@@ -239,7 +243,9 @@ void bal_pool_seed(struct bal_pool *p, uint64_t seed);
 
 /* Applies the master's states. Records whose id is not in the pool are ignored (another
  * pool's, or a server already gone). A record turning a server usable with up_since_ms 0
- * starts its slow start at now_ms. failing_until_ms only ever extends this worker's own.
+ * starts its slow start at now_ms. failing_until_ms only ever extends this worker's own,
+ * except that a record bringing a server's health from down to up clears its passive failures
+ * (the active checks say it is back).
  * Returns how many records matched, or -ENOMEM (states applied; see bal_ops.update). */
 int bal_pool_apply(struct bal_pool *p, const struct bal_server_state *states, size_t n,
                    uint64_t now_ms);

@@ -24,97 +24,74 @@ static void settings_from_config(struct px_settings *s, const struct lbp_config 
   s->forwarded = (uint8_t)cfg->forwarded;
 }
 
-uint64_t px_server_ident(const struct cfg_upstream *up, size_t k, char *name, size_t cap) {
-  const struct cfg_addr *a = &up->servers[k].addr;
-
+/* "host:port", or "[host]:port" for an IPv6 address. */
+static void addr_name(const struct cfg_addr *a, char *out, size_t cap) {
   if (strchr(a->host, ':') != NULL)
-    snprintf(name, cap, "[%.256s]:%u", a->host, a->port);
+    snprintf(out, cap, "[%.*s]:%u", (int)(cap - 10), a->host, a->port);
   else
-    snprintf(name, cap, "%.256s:%u", a->host, a->port);
-  return bal_server_id(up->name, name);
+    snprintf(out, cap, "%.*s:%u", (int)(cap - 8), a->host, a->port);
 }
 
-static void pools_free(struct px_pool *pools, size_t n) {
-  for (size_t i = 0; i < n; i++) {
-    bal_pool_free(&pools[i].bal);
-    free(pools[i].servers);
-    free(pools[i].sst);
-    free(pools[i].own_sst);
-    free(pools[i].own_mine);
-  }
-  free(pools);
-}
+int px_server_spec_literal(const struct cfg_upstream *up, size_t k, struct px_server_spec *out) {
+  const struct cfg_server *s = &up->servers[k];
 
-/* Where each server's counters go: the generation's block for it, or one of the pool's own. */
-static int pool_stats(struct px_pool *p, const struct px_gen *gen, size_t upstream,
-                      const struct bal_server_conf *sc) {
-  size_t own = p->nservers * sizeof(*p->own_sst); /* a multiple of its 64-byte alignment */
-
-  p->sst = calloc(p->nservers, sizeof(*p->sst));
-  p->own_sst = aligned_alloc(_Alignof(struct px_server_stats), own);
-  p->own_mine = calloc(p->nservers, sizeof(*p->own_mine));
-  if (p->sst == NULL || p->own_sst == NULL || p->own_mine == NULL)
-    return UV_ENOMEM;
-  memset(p->own_sst, 0, own);
-  for (unsigned k = 0; k < p->nservers; k++) {
-    if (gen->server_lookup == NULL ||
-        gen->server_lookup(gen->lookup_arg, upstream, sc[k].id, &p->sst[k]) != 0) {
-      p->sst[k].st = &p->own_sst[k];
-      p->sst[k].mine = &p->own_mine[k];
-    }
-  }
+  if (s->dns)
+    return UV_EAGAIN; /* a host name: the master resolves it and sends its addresses */
+  memset(out, 0, sizeof(*out));
+  addr_name(&s->addr, out->name, sizeof(out->name));
+  out->id = bal_server_id(up->name, out->name);
+  memcpy(&out->addr, &s->addr.sa, sizeof(out->addr));
+  out->weight = (uint16_t)s->weight;
+  out->backup = (uint8_t)(s->backup != 0);
   return 0;
 }
 
-/* One pool: its servers (keep-alive settings from the upstream), its balancer, its retries,
- * its counters. */
-static int pool_init(struct px_pool *p, const struct px_gen *gen, size_t i) {
+static void pools_free(struct px_pool *pools, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    px_pool_free(&pools[i]);
+  free(pools);
+}
+
+/* The specs of the upstream's servers written as IP addresses (names come later, from the
+ * master, through px_ctx_set_servers); their count. */
+static unsigned literal_specs(const struct cfg_upstream *up, struct px_server_spec *specs) {
+  unsigned n = 0;
+
+  for (size_t k = 0; k < up->nservers && n < BAL_MAX_SERVERS; k++)
+    if (px_server_spec_literal(up, k, &specs[n]) == 0)
+      n++;
+  return n;
+}
+
+/* One pool: its balancer, its literal servers (keep-alive settings from the upstream), its
+ * retries. */
+static int pool_init(struct px_ctx *ctx, struct px_pool *p, const struct px_gen *gen, size_t i) {
   const struct cfg_upstream *up = &gen->cfg->upstreams[i];
-  struct bal_server_conf sc[BAL_MAX_SERVERS];
+  _Atomic uint64_t *counter = gen->rr_counters != NULL ? &gen->rr_counters[i] : NULL;
+  struct px_server_spec specs[BAL_MAX_SERVERS];
   struct bal_conf bc = {.panic = up->panic,
                         .slow_start_ms = up->slow_start_ms,
                         .max_fails = up->max_fails,
                         .fail_timeout_ms = up->fail_timeout_ms};
   const struct bal_ops *ops = bal_find(cfg_balance_name(up->balance));
-  char name[300];
   int rc;
 
-  if (up->nservers == 0 || up->nservers > BAL_MAX_SERVERS || ops == NULL)
+  if (up->nservers > BAL_MAX_SERVERS || ops == NULL)
     return UV_EINVAL;
   p->name = up->name;
-  p->nservers = (unsigned)up->nservers;
+  p->index = i;
+  p->ctx = ctx;
+  p->max_idle = up->keepalive;
+  p->idle_ms = up->keepalive_timeout_ms;
   p->retries = up->retries;
   p->retry_on = up->retry_on;
   p->retry_budget_pct = up->retry_budget_pct;
   p->hash_key = up->hash_key;
   p->hash_header = up->hash_header;
-  if ((p->servers = calloc(up->nservers, sizeof(*p->servers))) == NULL)
-    return UV_ENOMEM;
-  for (size_t k = 0; k < up->nservers; k++) {
-    sc[k] = (struct bal_server_conf){.id = px_server_ident(up, k, name, sizeof(name)),
-                                     .weight = up->servers[k].weight,
-                                     .backup = up->servers[k].backup};
-    px_server_init(&p->servers[k], (const struct sockaddr *)&up->servers[k].addr.sa, name,
-                   up->keepalive, up->keepalive_timeout_ms);
-  }
-  if ((rc = pool_stats(p, gen, i, sc)) == 0) {
-    /* The in-flight counts every worker sees (least_conn, random2), when the generation
-     * provides them. */
-    for (unsigned k = 0; k < p->nservers; k++)
-      sc[k].shared = p->sst[k].st != &p->own_sst[k] ? &p->sst[k].st->active : NULL;
-    rc = bal_pool_init(&p->bal, ops, &bc, sc, p->nservers,
-                       gen->rr_counters ? &gen->rr_counters[i] : NULL);
-  }
-  if (rc != 0) {
-    free(p->servers);
-    free(p->sst);
-    free(p->own_sst);
-    free(p->own_mine);
-    p->servers = NULL;
-    p->sst = NULL;
-    p->own_sst = NULL;
-    p->own_mine = NULL;
-  }
+  if ((rc = bal_pool_init(&p->bal, ops, &bc, NULL, 0, counter)) != 0)
+    return rc;
+  if ((rc = px_pool_set_servers(p, specs, literal_specs(up, specs))) != 0)
+    px_pool_free(p);
   return rc;
 }
 
@@ -127,7 +104,7 @@ static int pools_init(struct px_ctx *ctx, const struct px_gen *gen) {
   if (pools == NULL)
     return UV_ENOMEM;
   for (i = 0; i < cfg->nupstreams; i++)
-    if ((rc = pool_init(&pools[i], gen, i)) != 0)
+    if ((rc = pool_init(ctx, &pools[i], gen, i)) != 0)
       goto fail_pool;
   ctx->pools = pools;
   ctx->npools = cfg->nupstreams;
@@ -306,4 +283,29 @@ void px__ctx_count_request(struct px_ctx *ctx, const struct px_request_log *l) {
   px_hist_add(&st->request_time, l->time_us);
   if (l->upstream_status != 0)
     px_hist_add(&st->upstream_time, l->upstream_time_us);
+}
+
+/* ---- servers and their states, from the master ---- */
+
+int px_ctx_set_servers(struct px_ctx *ctx, size_t upstream, const struct px_server_spec *servers,
+                       unsigned n) {
+  if (upstream >= ctx->npools)
+    return UV_EINVAL;
+  return px_pool_set_servers(&ctx->pools[upstream], servers, n);
+}
+
+void px_ctx_apply_states(struct px_ctx *ctx, const struct bal_server_state *states, size_t n) {
+  uint64_t now = uv_now(ctx->loop);
+
+  /* Ids hash their upstream's name: each record matches in one pool at most. */
+  for (size_t i = 0; i < ctx->npools; i++)
+    if (bal_pool_apply(&ctx->pools[i].bal, states, n, now) < 0)
+      LBP_WARN("upstream %s: out of memory applying server states: selection is less even "
+               "until the next change",
+               ctx->pools[i].name);
+}
+
+void px_ctx_on_failing(struct px_ctx *ctx, px_failing_fn fn, void *arg) {
+  ctx->failing_fn = fn;
+  ctx->failing_arg = arg;
 }

@@ -44,12 +44,16 @@ uv_buf_t px_errpage(int status, int keep_alive) {
   if (e == NULL)
     e = find(500);
   if (e->len[ka] == 0) {
-    char body[96];
-    int blen = snprintf(body, sizeof(body), "%d %s\n", e->status, e->reason);
-    int n = snprintf(e->text[ka], sizeof(e->text[ka]),
-                     "HTTP/1.1 %d %s\r\nServer: lbproxy\r\nContent-Type: text/plain\r\n"
-                     "Content-Length: %d\r\nConnection: %s\r\n\r\n%s",
-                     e->status, e->reason, blen, ka ? "keep-alive" : "close", body);
+    char body[96], retry[32] = "";
+    int blen = snprintf(body, sizeof(body), "%d %s\n", e->status, e->reason), n;
+
+    /* No usable server (errpage.h): tell the client when to come back. */
+    if (e->status == 503)
+      snprintf(retry, sizeof(retry), "Retry-After: %d\r\n", PX_RETRY_AFTER_S);
+    n = snprintf(e->text[ka], sizeof(e->text[ka]),
+                 "HTTP/1.1 %d %s\r\nServer: lbproxy\r\nContent-Type: text/plain\r\n"
+                 "Content-Length: %d\r\n%sConnection: %s\r\n\r\n%s",
+                 e->status, e->reason, blen, retry, ka ? "keep-alive" : "close", body);
     e->len[ka] = (unsigned)n;
   }
   return uv_buf_init(e->text[ka], e->len[ka]);

@@ -1,16 +1,12 @@
-/* Server selection for requests and TCP sessions: the pool's balancer, with a tried set, and
- * the balancing key a hashing pool needs. */
+/* Upstream pools in the data plane: server selection for requests and TCP sessions (the pool's
+ * balancer, with a tried set, and the balancing key a hashing pool needs), the one release of
+ * a pick, and the server set the master replaces at run time. */
 #include "px.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
-
-/* The index of the server a pick went to; -1 if it is gone (a rebuild since). */
-static int pick_index(const struct px_pool *pool, const struct bal_pick *pick) {
-  int idx = pick->version == pool->bal.version ? pick->idx : bal_pool_find(&pool->bal, pick->id);
-  return idx >= 0 && (unsigned)idx < pool->nservers ? idx : -1;
-}
 
 /* Adds n (+1 or -1) to this worker's share of a server's in-flight count (single writer). */
 static void mine_add(_Atomic uint32_t *c, uint32_t n) {
@@ -18,20 +14,20 @@ static void mine_add(_Atomic uint32_t *c, uint32_t n) {
 }
 
 int px_pool_select(struct px_pool *pool, struct bal_tried *tried, uint64_t key, uint64_t now_ms,
-                   struct bal_pick *pick) {
+                   struct bal_pick *pick, struct px_server **srv) {
   int rc = bal_select(&pool->bal, tried, key, now_ms, pick); /* negative errno: UV_E* */
-  int idx;
 
-  if (rc == 0 && (idx = pick_index(pool, pick)) >= 0) {
-    atomic_fetch_add_explicit(&pool->sst[idx].st->requests, 1, memory_order_relaxed);
-    mine_add(pool->sst[idx].mine, 1);
+  if (rc == 0) {
+    *srv = pool->servers[pick->idx]; /* a pick's index is of the pool's current version */
+    atomic_fetch_add_explicit(&(*srv)->sst.st->requests, 1, memory_order_relaxed);
+    mine_add((*srv)->sst.mine, 1);
   }
   return rc;
 }
 
-/* A failure of server idx, for the admin page: when, and until when this worker skips it. */
-static void count_failure(struct px_pool *pool, int idx, int failing) {
-  struct px_server_stats *st = pool->sst[idx].st;
+/* A failure of srv, for the admin page: when, and until when this worker skips it. */
+static void count_failure(struct px_server *srv, uint64_t failing_until_ms) {
+  struct px_server_stats *st = srv->sst.st;
   struct timespec ts;
 
   atomic_fetch_add_explicit(&st->errors, 1, memory_order_relaxed);
@@ -39,21 +35,116 @@ static void count_failure(struct px_pool *pool, int idx, int failing) {
   atomic_store_explicit(&st->last_failure_ms,
                         (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000,
                         memory_order_relaxed);
-  if (failing)
-    atomic_store_explicit(&st->failing_until_ms, pool->bal.servers[idx].fails.until_ms,
-                          memory_order_relaxed);
+  if (failing_until_ms != 0)
+    atomic_store_explicit(&st->failing_until_ms, failing_until_ms, memory_order_relaxed);
 }
 
-void px_pool_release(struct px_pool *pool, const struct bal_pick *pick, enum bal_outcome outcome,
-                     uint64_t now_ms) {
-  int idx = pick_index(pool, pick);
+void px_pool_release(struct px_pool *pool, const struct bal_pick *pick, struct px_server *srv,
+                     enum bal_outcome outcome, uint64_t now_ms) {
+  struct px_ctx *ctx = pool->ctx;
+  struct bal_server_state st = {0};
   int failing = bal_release(&pool->bal, pick, outcome, now_ms);
+  int i = failing == 1 ? bal_pool_find(&pool->bal, pick->id) : -1;
 
-  if (idx < 0)
-    return;
-  mine_add(pool->sst[idx].mine, (uint32_t)-1);
+  mine_add(srv->sst.mine, (uint32_t)-1);
+  if (i >= 0)
+    bal_pool_state(&pool->bal, (unsigned)i, &st);
   if (outcome == BAL_FAILED)
-    count_failure(pool, idx, failing);
+    count_failure(srv, st.failing_until_ms);
+  /* It became failing here: the master makes every other worker skip it too. */
+  if (i >= 0 && ctx->failing_fn != NULL)
+    ctx->failing_fn(ctx->failing_arg, &st);
+}
+
+/* ---- the server set ---- */
+
+/* Where srv's counters go: the generation's block for it (shared by every worker, so that
+ * least_conn and random2 see every worker's in-flight count), else its own. */
+static void server_stats(struct px_pool *pool, struct px_server *srv, uint64_t id) {
+  const struct px_gen *gen = &pool->ctx->gen;
+
+  if (gen->server_lookup != NULL &&
+      gen->server_lookup(gen->lookup_arg, pool->index, id, &srv->sst) == 0) {
+    srv->shared = 1;
+    return;
+  }
+  srv->sst.st = &srv->own;
+  srv->sst.mine = &srv->own_mine;
+}
+
+/* The pool's current server with this id (taking a reference), else a new one from `spec`. */
+static struct px_server *server_for(struct px_pool *pool, const struct px_server_spec *spec) {
+  int i = bal_pool_find(&pool->bal, spec->id);
+  struct px_server *srv;
+
+  if (i >= 0) {
+    px_server_ref(pool->servers[i]);
+    return pool->servers[i];
+  }
+  srv = px_server_new((const struct sockaddr *)&spec->addr, spec->name, pool->max_idle,
+                      pool->idle_ms);
+  if (srv != NULL)
+    server_stats(pool, srv, spec->id);
+  return srv;
+}
+
+static int holds(struct px_server *const *v, unsigned n, const struct px_server *srv) {
+  for (unsigned k = 0; k < n; k++)
+    if (v[k] == srv)
+      return 1;
+  return 0;
+}
+
+static void servers_unref(struct px_server **v, unsigned n) {
+  for (unsigned k = 0; k < n; k++)
+    px_server_unref(v[k]);
+  free(v);
+}
+
+int px_pool_set_servers(struct px_pool *pool, const struct px_server_spec *specs, unsigned n) {
+  struct bal_server_conf sc[BAL_MAX_SERVERS];
+  struct px_server **next, **old = pool->servers;
+  unsigned k, nold = pool->bal.n;
+  int rc;
+
+  if (n > BAL_MAX_SERVERS)
+    return UV_EINVAL;
+  for (k = 0; k < n; k++) {
+    int af = specs[k].addr.ss_family;
+    if (af != AF_INET && af != AF_INET6)
+      return UV_EINVAL;
+  }
+  /* Weights and ids are checked by the balancer's rebuild, before anything changes. */
+  if ((next = calloc(n > 0 ? n : 1, sizeof(*next))) == NULL)
+    return UV_ENOMEM;
+  for (k = 0; k < n; k++) {
+    if ((next[k] = server_for(pool, &specs[k])) == NULL) {
+      servers_unref(next, k);
+      return UV_ENOMEM;
+    }
+    sc[k] = (struct bal_server_conf){.id = specs[k].id,
+                                     .weight = specs[k].weight,
+                                     .backup = specs[k].backup,
+                                     .shared = next[k]->shared ? &next[k]->sst.st->active : NULL};
+  }
+  if ((rc = bal_pool_rebuild(&pool->bal, n > 0 ? sc : NULL, n)) != 0) {
+    servers_unref(next, n);
+    return rc;
+  }
+  pool->servers = next;
+  for (k = 0; k < nold; k++)
+    if (!holds(next, n, old[k]))
+      px_server_retire(old[k]);
+  if (old != NULL)
+    servers_unref(old, nold);
+  return 0;
+}
+
+void px_pool_free(struct px_pool *pool) {
+  if (pool->servers != NULL)
+    servers_unref(pool->servers, pool->bal.n);
+  pool->servers = NULL;
+  bal_pool_free(&pool->bal);
 }
 
 int px_pool_uses_key(const struct px_pool *pool) {

@@ -49,10 +49,6 @@ struct px_gen {
   uint8_t secret[16]; /* what the master's PROXY headers carry (private ports) */
 };
 
-/* A server's name ("host:port" or "[v6]:port", as configured: logs, metrics) into `name`, and
- * its stable id (bal_server_id of the upstream's name and that name). The master and every
- * worker compute the same. */
-uint64_t px_server_ident(const struct cfg_upstream *up, size_t k, char *name, size_t cap);
 
 /* How a connection reached this worker. */
 struct px_accept {
@@ -141,19 +137,22 @@ struct px_server_spec {
                                    logs, the access log's upstream, the debug header */
   uint16_t weight;              /* 1..1000 */
   uint8_t backup;
-  _Atomic uint32_t *active;     /* its in-flight counter shared by every worker, or NULL */
 };
 
 /* The spec of server k of upstream `up` when it is written as an IP address: 0, or UV_EAGAIN
  * when it is a host name (only the master resolves names). The one place a server's id and
- * name are made from the config (master and data plane both call it). */
+ * name are made from the config (master and data plane both call it): name "host:port" (IPv6
+ * "[v6]:port"), id bal_server_id(up->name, name), addr the configured one. */
 int px_server_spec_literal(const struct cfg_upstream *up, size_t k, struct px_server_spec *out);
 
 /* Replaces the servers of upstream `upstream` (index into cfg->upstreams) with `n` servers
- * (0..BAL_MAX_SERVERS; 0: every request answered 503). Servers whose id stays keep their
- * balancer state and idle connections; requests and tunnels on a server that left finish
- * normally (its connections are closed when done, never pooled). 0, UV_EINVAL or UV_ENOMEM
- * (then the old servers stay). px_ctx_new starts each pool with its literal servers. */
+ * (0..BAL_MAX_SERVERS; 0: every request answered 503, a tcp client closed). Servers whose id
+ * stays keep their balancer state and idle connections (and their address: the id hashes
+ * it); requests, tunnels and tcp relays on a server that left finish normally (its idle
+ * connections are closed at once, busy ones when done, never pooled). The specs are copied.
+ * 0, UV_EINVAL (upstream out of range, n too big, an address not IPv4/IPv6, a weight not
+ * 1..1000, an id 0 or repeated) or UV_ENOMEM; on error the old servers stay. px_ctx_new
+ * starts each pool with its literal servers (px_server_spec_literal). */
 int px_ctx_set_servers(struct px_ctx *ctx, size_t upstream, const struct px_server_spec *servers,
                        unsigned n);
 
@@ -162,9 +161,10 @@ int px_ctx_set_servers(struct px_ctx *ctx, size_t upstream, const struct px_serv
 void px_ctx_apply_states(struct px_ctx *ctx, const struct bal_server_state *states, size_t n);
 
 /* Called when passive health (max_fails within fail_timeout) made a server failing in this
- * worker: `st` is its state record (failing_until_ms set), for the master to broadcast. */
+ * worker: `st` is its state record (failing_until_ms set), for the master to broadcast. It
+ * runs synchronously while a request or tcp session ends its attempt, once each time the
+ * server becomes failing; it must not close the context (send the record, nothing more). */
 typedef void (*px_failing_fn)(void *arg, const struct bal_server_state *st);
 void px_ctx_on_failing(struct px_ctx *ctx, px_failing_fn fn, void *arg);
-
 
 #endif

@@ -32,21 +32,23 @@ struct px_settings {
   uint8_t forwarded;         /* add an RFC 7239 Forwarded element */
 };
 
-/* One upstream in this worker: its servers, its balancer and its retry policy. */
+/* One upstream in this worker: its servers, its balancer and its retry policy. The server set
+ * changes at run time (px_pool_set_servers), so nothing outside pool.c keeps an index into it:
+ * a request or TCP session that picked a server holds a reference to the px_server. */
 struct px_pool {
   const char *name;
+  size_t index;       /* its upstream's place in the config (shared memory is laid out so) */
+  struct px_ctx *ctx; /* whose on_failing hears of servers this pool found failing */
   struct bal_pool bal;
-  struct px_server *servers; /* bal.servers[i] is servers[i] */
-  unsigned nservers;
-  struct bal_budget budget; /* retries over a sliding window (retry_budget) */
-  unsigned retries;         /* further attempts after a failure */
-  unsigned retry_on;        /* 1 << enum bal_failure (config's enum cfg_retry_on, same order) */
+  struct px_server **servers; /* servers[i] is bal.servers[i]; the pool holds a reference */
+  unsigned max_idle;          /* keep-alive settings of its servers (keepalive, */
+  uint64_t idle_ms;           /* keepalive_timeout) */
+  struct bal_budget budget;   /* retries over a sliding window (retry_budget) */
+  unsigned retries;           /* further attempts after a failure */
+  unsigned retry_on;          /* 1 << enum bal_failure (config's enum cfg_retry_on, same order) */
   unsigned retry_budget_pct;
   enum cfg_hash_key hash_key;      /* what a `hash` balancer hashes */
   const char *hash_header;         /* hash_key header:<Name>: the name */
-  struct px_server_slot *sst;      /* per server: its counters (shared memory, or own_sst) */
-  struct px_server_stats *own_sst; /* counters of servers the generation has no block for */
-  _Atomic uint32_t *own_mine;
 };
 
 /* A route as the data plane uses it. */
@@ -94,20 +96,35 @@ struct px_ctx {
   void *room_arg;
   px_request_log_fn log_fn;
   void *log_arg;
+  px_failing_fn failing_fn; /* px_ctx_on_failing */
+  void *failing_arg;
   void (*done)(void *arg);
   void *done_arg;
   void (*release)(struct px_ctx *ctx); /* ctx.c: frees the context once nothing is left */
 };
 
-/* A server of `pool` not in `tried` (its index in pool->servers, the pick for px_pool_release):
- * 0, UV_EHOSTDOWN (none usable: 503) or UV_EALREADY (every usable one was tried). `key` is the
- * request's balancing key (px_pool_uses_key) or BAL_NO_KEY. */
+/* A server of `pool` not in `tried`: 0 with *pick (for px_pool_release) and *srv set,
+ * UV_EHOSTDOWN (none usable, or no server at all: 503) or UV_EALREADY (every usable one was
+ * tried). *srv is the pool's: take a reference (px_server_ref) to use it past the current
+ * callback, since px_pool_set_servers may drop it. `key` is the request's balancing key
+ * (px_pool_uses_key) or BAL_NO_KEY. */
 int px_pool_select(struct px_pool *pool, struct bal_tried *tried, uint64_t key, uint64_t now_ms,
-                   struct bal_pick *pick);
+                   struct bal_pick *pick, struct px_server **srv);
 /* The attempt that `pick` started is over: BAL_OK, BAL_FAILED (the server could not serve it)
- * or BAL_CANCELLED (neither: the client went away). */
-void px_pool_release(struct px_pool *pool, const struct bal_pick *pick, enum bal_outcome outcome,
-                     uint64_t now_ms);
+ * or BAL_CANCELLED (neither: the client went away). The one place the data plane releases a
+ * pick: when the failure made the server failing here (max_fails within fail_timeout), the
+ * context's on_failing hears it. A pick of a server that has left the pool is released too. */
+void px_pool_release(struct px_pool *pool, const struct bal_pick *pick, struct px_server *srv,
+                     enum bal_outcome outcome, uint64_t now_ms);
+/* Replaces the pool's servers with `n` from the specs (0..BAL_MAX_SERVERS). A server whose id
+ * stays keeps its px_server (and so its idle connections) and its balancer state; a server
+ * that leaves is retired (px_server_retire: idle connections closed now, busy ones after their
+ * exchange) and freed with its last reference. 0, UV_EINVAL (too many, an address that is not
+ * IPv4/IPv6, a weight out of 1..1000, an id 0 or repeated) or UV_ENOMEM; on error the pool is
+ * unchanged. */
+int px_pool_set_servers(struct px_pool *pool, const struct px_server_spec *specs, unsigned n);
+/* Drops every server and the balancer (the context is freed: no connection is left). */
+void px_pool_free(struct px_pool *pool);
 /* 1 if the pool's balancer hashes a key (compute it only then). */
 int px_pool_uses_key(const struct px_pool *pool);
 /* The balancing key of the pool's hash_key: the client's address (`peer`), the request target

@@ -60,7 +60,6 @@ struct px_request *px_request_new(struct px_ctx *ctx) {
   r->up = NULL;
   r->pool = NULL;
   r->ctx = ctx;
-  r->server = -1;
   return r;
 }
 
@@ -88,9 +87,11 @@ static enum bal_outcome server_outcome(const struct px_request *r) {
 }
 
 static void release_server(struct px_request *r, enum bal_outcome outcome) {
-  if (r->pool != NULL && r->server >= 0)
-    px_pool_release(r->pool, &r->pick, outcome, uv_now(r->ctx->loop));
-  r->server = -1;
+  if (r->srv == NULL)
+    return;
+  px_pool_release(r->pool, &r->pick, r->srv, outcome, uv_now(r->ctx->loop));
+  px_server_unref(r->srv);
+  r->srv = NULL;
 }
 
 static void release_upstream(struct px_request *r) {
@@ -213,7 +214,6 @@ static void rewind_request(struct px_request *r) {
  * failed is the caller's to close (upstream.c closed it already for a failure). Returns 0 if
  * the server's answer is to be passed on after all (PX_DO_PASS), else 1. */
 static int request_next(struct px_request *r, int ft, int err, int http_status) {
-  struct px_server *srv = &r->pool->servers[r->server];
   struct px_pool *pool = r->pool;
   struct px_next_in in = {
       .ft = ft,
@@ -240,8 +240,8 @@ static int request_next(struct px_request *r, int ft, int err, int http_status) 
     return 0;
   r->up = NULL;
   r->server_failed = what != PX_DO_RETRY_FRESH;
-  px__request_log_failure(r, srv->name, ft, http_status, why != NULL ? why : uv_strerror(err), what,
-                          status);
+  px__request_log_failure(r, r->upstream, ft, http_status, why != NULL ? why : uv_strerror(err),
+                          what, status);
   switch (what) {
   case PX_DO_RETRY_FRESH:
     r->retried_fresh = 1;
@@ -488,7 +488,7 @@ static void connect_server(struct px_request *r, int fresh) {
     uint64_t key = px_pool_uses_key(r->pool)
                        ? px_pool_key(r->pool, r->peer + 2, r->peer_len - 2u, &r->head)
                        : BAL_NO_KEY;
-    rc = px_pool_select(r->pool, &r->tried, key, now, &r->pick);
+    rc = px_pool_select(r->pool, &r->tried, key, now, &r->pick, &r->srv);
     if (rc < 0) {
       /* None usable: 503; all tried: the last failure's answer. */
       int status = rc == UV_EALREADY && r->log.status != 0 ? r->log.status
@@ -498,11 +498,12 @@ static void connect_server(struct px_request *r, int fresh) {
       request_error(r, status);
       return;
     }
-    r->server = r->pick.idx;
+    px_server_ref(r->srv); /* held with the pick: a retry on a fresh connection needs it */
+    memcpy(r->upstream, r->srv->name, sizeof(r->upstream));
+    r->log.upstream = r->upstream;
     if (r->tries++ == 0)
       bal_budget_request(&r->pool->budget, now); /* the budget counts requests, not attempts */
   }
-  r->log.upstream = r->pool->servers[r->server].name;
   r->t_attempt_ns = uv_hrtime();
   flags |= fresh ? PX_UP_FRESH : 0;
   /* A request that could not be sent twice only goes on a connection not known to be
@@ -511,7 +512,7 @@ static void connect_server(struct px_request *r, int fresh) {
     flags |= PX_UP_CHECK;
   flags |= r->parser.method == HTTP_HEAD ? PX_UP_HEAD : 0;
   flags |= r->upgrade ? PX_UP_UPGRADE : 0;
-  rc = px_up_get(&r->ctx->up, &r->pool->servers[r->server], flags, &request_up_cbs, r, &u);
+  rc = px_up_get(&r->ctx->up, r->srv, flags, &request_up_cbs, r, &u);
   if (rc < 0) {
     request_next(r, PX_UP_CONNECT, rc, 0);
     return;
@@ -725,7 +726,6 @@ static void start_head(struct px_request *r) {
 
   /* The connection's fields stay; the request's own start over. */
   memset(&r->phase, 0, offsetof(struct px_request, parser) - offsetof(struct px_request, phase));
-  r->server = -1;
   r->pool = NULL;
   r->route = NULL;
   r->up = NULL;

@@ -85,7 +85,8 @@ struct px_request {
   uint64_t t_start_ns;      /* uv_hrtime at the request's first byte */
   uint64_t t_attempt_ns;    /* uv_hrtime when the current attempt started */
   const char *why;          /* why we answer the client with a 4xx, for the error log */
-  int server;               /* selected server index in pool (pick.idx), -1 if none */
+  struct px_server *srv;    /* the attempt's server, referenced while `pick` is held; NULL if
+                               none (the pool may drop the server meanwhile: it lives on) */
   struct bal_pick pick;     /* the attempt, for px_pool_release */
   struct px_span authority; /* the absolute-form target's authority */
   uint32_t strip;           /* path prefix bytes dropped (route strip_prefix) */
@@ -97,6 +98,8 @@ struct px_request {
   struct px_up *up;
   struct px_tunnel *tunnel;
   struct px_request_log log;
+  char upstream[64];            /* the last server tried, for log.upstream (it may be freed
+                                   before the request is logged) */
   struct px_request *next_free; /* the context's free list */
 };
 

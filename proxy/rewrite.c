@@ -14,6 +14,7 @@
  */
 #include "rewrite.h"
 
+#include <ctype.h>
 #include <string.h>
 
 #define LIT(s)   uv_buf_init((char *)(s), sizeof(s) - 1)
@@ -118,6 +119,42 @@ int px_rewrite_request(struct px_head *h, const struct px_fwd *f, uint32_t extra
   return px_head_iov_ins(h, ins, nins, tail, nt, extra, iov, max);
 }
 
+/* RFC 3986 3.2.2 host (a reg-name or IPv4: unreserved, sub-delims, %XX; or an IP-literal in
+ * brackets), then an optional ":" port of 1-5 digits. Userinfo is refused by the caller. */
+static int valid_authority(const char *a, size_t n) {
+  size_t i = 0, digits = 0;
+
+  if (n > 0 && a[0] == '[') {
+    while (++i < n && a[i] != ']')
+      if (!isxdigit((unsigned char)a[i]) && a[i] != ':' && a[i] != '.')
+        return 0;
+    if (i >= n || i == 1)
+      return 0;
+    i++;
+  } else {
+    for (; i < n && a[i] != ':'; i++) {
+      unsigned char c = (unsigned char)a[i];
+      if (c == '%') {
+        if (i + 2 >= n || !isxdigit((unsigned char)a[i + 1]) || !isxdigit((unsigned char)a[i + 2]))
+          return 0;
+        i += 2;
+      } else if (!isalnum(c) && strchr("-._~!$&'()*+,;=", c) == NULL) {
+        return 0;
+      }
+    }
+    if (i == 0)
+      return 0;
+  }
+  if (i == n)
+    return 1;
+  if (a[i++] != ':')
+    return 0;
+  for (; i < n; i++, digits++)
+    if (!isdigit((unsigned char)a[i]))
+      return 0;
+  return digits <= 5;
+}
+
 int px_head_absolute_target(struct px_head *h, struct px_span *authority) {
   const char *b = h->base, *u = b + h->url.off, *auth, *slash;
   const char *sep = memmem(u, h->url.len, "://", 3);
@@ -126,7 +163,7 @@ int px_head_absolute_target(struct px_head *h, struct px_span *authority) {
     return -1;
   auth = sep + 3;
   slash = memchr(auth, '/', (size_t)(u + h->url.len - auth));
-  if (slash == NULL || slash == auth || memchr(auth, '@', (size_t)(slash - auth)) != NULL)
+  if (slash == NULL || slash == auth || !valid_authority(auth, (size_t)(slash - auth)))
     return -1;
   authority->off = (uint32_t)(auth - b);
   authority->len = (uint32_t)(slash - auth);

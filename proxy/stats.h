@@ -68,8 +68,6 @@ struct px_server_stats {
   _Atomic uint64_t last_failure_ms;  /* wall clock (ms since the epoch), 0: never */
   _Atomic uint64_t failing_until_ms; /* monotonic (uv_now): a worker skips it until then */
   _Atomic uint32_t active;           /* attempts in flight now, all workers */
-  _Atomic uint8_t health;            /* enum bal_health, written by the master */
-  _Atomic uint8_t admin;             /* enum bal_admin, written by the master */
 };
 
 /* Where one server's counters live for one worker: its block, and the worker's own share of

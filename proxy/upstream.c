@@ -83,6 +83,7 @@ static void up_close_cb(uv_handle_t *h) {
   px_buf_put(env->bufs, u->b);
   px_list_remove(&u->link);
   env->nconns--;
+  px_server_unref(u->srv);
   free(u);
   if (env->gone != NULL)
     env->gone(env);
@@ -122,7 +123,7 @@ static void up_timer_update(struct px_up *u) {
 static void up_finish(struct px_up *u) {
   struct px_server *srv = u->srv;
   int keep = u->reusable && u->req_done && !u->writing && !u->send_failed && !u->env->closing &&
-             srv->nidle < srv->max_idle;
+             !srv->gone && srv->nidle < srv->max_idle;
 
   u->cbs = NULL;
   u->data = NULL;
@@ -464,6 +465,7 @@ int px_up_get(struct px_upenv *env, struct px_server *srv, unsigned flags,
     return UV_ENOMEM;
   u->env = env;
   u->srv = srv;
+  px_server_ref(srv);
   u->state = U_CONNECTING;
   px_list_init(&u->idle_link);
   uv_tcp_init(env->loop, &u->tcp);
@@ -525,15 +527,41 @@ int px_up_response_started(const struct px_up *u) {
 
 /* ---- servers and the environment ---- */
 
-void px_server_init(struct px_server *srv, const struct sockaddr *sa, const char *name,
-                    unsigned max_idle, uint64_t idle_ms) {
+struct px_server *px_server_new(const struct sockaddr *sa, const char *name, unsigned max_idle,
+                                uint64_t idle_ms) {
+  /* Its counters are a cache line of their own: the size is a multiple of the alignment. */
+  struct px_server *srv = aligned_alloc(_Alignof(struct px_server), sizeof(*srv));
+
+  if (srv == NULL)
+    return NULL;
   memset(srv, 0, sizeof(*srv));
+  srv->sst.st = &srv->own;
+  srv->sst.mine = &srv->own_mine;
   memcpy(&srv->addr, sa,
          sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
   snprintf(srv->name, sizeof(srv->name), "%.63s", name);
   px_list_init(&srv->idle);
   srv->max_idle = max_idle;
   srv->idle_ms = idle_ms;
+  srv->refs = 1;
+  return srv;
+}
+
+void px_server_ref(struct px_server *srv) {
+  srv->refs++;
+}
+
+void px_server_unref(struct px_server *srv) {
+  if (--srv->refs == 0)
+    free(srv);
+}
+
+void px_server_retire(struct px_server *srv) {
+  struct px_list *e;
+
+  srv->gone = 1;
+  while ((e = px_list_first(&srv->idle)) != NULL)
+    px_up_close(px_container_of(e, struct px_up, idle_link), 0); /* unlists it */
 }
 
 void px_upenv_init(struct px_upenv *env, uv_loop_t *loop, struct px_bufpool *bufs,

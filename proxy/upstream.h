@@ -6,6 +6,7 @@
 #include "http_head.h"
 #include "io.h"
 #include "list.h"
+#include "stats.h"
 
 #include <llhttp.h>
 #include <stdint.h>
@@ -27,19 +28,39 @@ enum px_up_fail {
 /* Returns the name of a failure type, for logs ("connect failed", ...). */
 const char *px_up_fail_name(enum px_up_fail ft);
 
-/* A server as the client sees it: where it is, and its idle keep-alive connections. */
+/* A server as the client sees it: where it is, and its idle keep-alive connections. Each one
+ * is allocated on its own and reference-counted, because its pool may drop it (the master's
+ * server list changed) while connections to it are still busy: the pool holds a reference
+ * while the server is in it, every connection to it holds one while the connection exists
+ * (pooled or busy), and a user may hold its own (a request between attempts). Freed when the
+ * last reference goes. */
 struct px_server {
+  struct px_server_stats own; /* its counters when the generation has no block for it */
+  struct px_server_slot sst;  /* where its counters go: a shared-memory block, or `own` */
+  _Atomic uint32_t own_mine;
+  uint8_t shared; /* sst is a block every worker of the generation counts in */
   struct sockaddr_storage addr;
-  char name[64];       /* "host:port", for logs */
+  char name[64];       /* "host:port" or "ip:port", for logs */
   struct px_list idle; /* idle connections, most recently used first */
   unsigned nidle;
   unsigned max_idle; /* idle connections kept at most (0: none) */
   uint64_t idle_ms;  /* an idle connection is closed after this long (keepalive_timeout) */
+  unsigned refs;
+  uint8_t gone; /* px_server_retire ran: no connection to it is pooled any more */
 };
 
-/* Initializes srv for `sa` (copied). */
-void px_server_init(struct px_server *srv, const struct sockaddr *sa, const char *name,
-                    unsigned max_idle, uint64_t idle_ms);
+/* A server for `sa` (copied; AF_INET or AF_INET6) named `name` (cut to 63 bytes), with one
+ * reference, the caller's. NULL when out of memory. */
+struct px_server *px_server_new(const struct sockaddr *sa, const char *name, unsigned max_idle,
+                                uint64_t idle_ms);
+void px_server_ref(struct px_server *srv);
+/* Drops a reference; the last one frees the server (it has no idle connection by then: each
+ * holds a reference). */
+void px_server_unref(struct px_server *srv);
+/* The server left its pool: its idle connections are closed now, and connections busy with it
+ * finish their exchange and are closed after it instead of pooled. References are untouched
+ * (the pool drops its own). */
+void px_server_retire(struct px_server *srv);
 
 /* What every connection shares: the loop, the buffer pool, the deadlines, the open set. */
 struct px_upenv {
@@ -104,7 +125,8 @@ enum px_up_flags {
 
 /* A connection to srv for one exchange: a pooled one (returns 1: ready now, send) or a new
  * one (returns 0: on_ready or on_error follows). A negative UV error if none could be
- * started (nothing to close). *out is set in both success cases. */
+ * started (nothing to close). *out is set in both success cases. The connection holds a
+ * reference to srv until it is freed (px_up_server stays valid as long as the connection). */
 int px_up_get(struct px_upenv *env, struct px_server *srv, unsigned flags,
               const struct px_up_cbs *cbs, void *data, struct px_up **out);
 

@@ -22,6 +22,8 @@ static const char *const names[] = {
     [EV_GENERATION] = "generation",
     [EV_UPGRADE] = "upgrade",
     [EV_UPGRADE_FAILED] = "upgrade-failed",
+    [EV_SERVER] = "server",
+    [EV_DNS] = "dns",
 };
 
 const char *event_name(enum event_type t) {

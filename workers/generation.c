@@ -14,7 +14,8 @@
 #include <unistd.h>
 
 static void gen_destroy(struct generation *g) {
-  struct generation **pp = &g->m->gens;
+  struct master *m = g->m;
+  struct generation **pp = &m->gens;
 
   while (*pp != NULL && *pp != g)
     pp = &(*pp)->next;
@@ -22,6 +23,7 @@ static void gen_destroy(struct generation *g) {
     *pp = g->next;
   if (g->dispatch != NULL)
     g->dispatch->gen_fini(g);
+  servers_gen_free(g);
   for (size_t i = 0; i < LBP_MAX_LISTENERS; i++)
     if (g->listeners[i] != NULL)
       lsock_unref(g->listeners[i]);
@@ -36,6 +38,7 @@ static void gen_destroy(struct generation *g) {
   free(g->bytes);
   cfg_free(g->cfg);
   free(g);
+  servers_sync(m); /* checks and name lookups follow the generations that are left */
 }
 
 void gen_ref(struct generation *g) {
@@ -126,6 +129,10 @@ int gen_build(struct master *m, struct lbp_config *cfg, char *bytes, size_t len,
              uv_strerror(rc));
     goto fail;
   }
+  if ((rc = servers_gen_init(g)) != 0) {
+    snprintf(why, whycap, "upstream servers: %s", uv_strerror(rc));
+    goto fail;
+  }
   if ((rc = bind_listeners(g, why, whycap)) != 0)
     goto fail;
   if ((rc = g->dispatch->gen_init(g)) != 0) {
@@ -134,6 +141,7 @@ int gen_build(struct master *m, struct lbp_config *cfg, char *bytes, size_t len,
   }
   g->t_created = uv_now(m->loop);
   *out = g;
+  servers_sync(m); /* its servers' checks start, its names' intervals apply */
   return 0;
 fail:
   gen_destroy(g);

@@ -68,6 +68,14 @@
  *    UP_CONN(u8 address length | listener address | bytes already read, fd); the new master maps
  *    the address to its own listener. The old master exits when its workers are gone; the
  *    channel's EOF tells the new master it is alone.
+ *
+ * 10. Upstream servers (workers/srvwire.h has the byte layouts). master: SERVERS(u16 upstream
+ *    index | u16 n | n server records) replaces the servers of one upstream that uses host
+ *    names: after CONFIG (before any LISTEN) and whenever a name's addresses change.
+ *    STATES(n state records: id, health, admin state, weight, slow-start origin, failing-until)
+ *    after CONFIG (all of the generation's servers) and at each change (the one server);
+ *    workers apply records by server id and ignore unknown ids. worker: FAILING(one state
+ *    record) when its passive health made a server failing; the master spreads it as STATES.
  */
 #include "ipc.h"
 
@@ -108,6 +116,12 @@ const char *ipc_type_name(uint8_t type) {
     return "up-conn";
   case IPC_UP_SECRET:
     return "up-secret";
+  case IPC_SERVERS:
+    return "servers";
+  case IPC_STATES:
+    return "states";
+  case IPC_FAILING:
+    return "failing";
   default:
     return "unknown";
   }

@@ -163,19 +163,34 @@ static int lsock_fd(const struct lsock *ls) {
  * "localhost:80" and "127.0.0.1:80" are one socket); for port 0 (any free port, tests), the
  * same written host with port 0 in the same place of the listener list: the socket bound for
  * that line at start. */
-static int same_address(const struct lsock *ls, const struct cfg_addr *a, unsigned a_index) {
-  const struct sockaddr_in *x4 = (const void *)&a->sa, *y4 = (const void *)&ls->addr.sa;
-  const struct sockaddr_in6 *x6 = (const void *)&a->sa, *y6 = (const void *)&ls->addr.sa;
+static int same_sockaddr(const struct sockaddr_storage *x, const struct sockaddr_storage *y) {
+  const struct sockaddr_in *x4 = (const void *)x, *y4 = (const void *)y;
+  const struct sockaddr_in6 *x6 = (const void *)x, *y6 = (const void *)y;
 
-  if (a->port == 0 || ls->addr.port == 0)
-    return a->port == ls->addr.port && strcmp(ls->addr.host, a->host) == 0 && ls->index == a_index;
-  if (a->any || ls->addr.any)
-    return a->any && ls->addr.any && a->port == ls->addr.port;
-  if (a->sa.ss_family != ls->addr.sa.ss_family)
+  if (x->ss_family != y->ss_family)
     return 0;
-  if (a->sa.ss_family == AF_INET6)
+  if (x->ss_family == AF_INET6)
     return x6->sin6_port == y6->sin6_port && memcmp(&x6->sin6_addr, &y6->sin6_addr, 16) == 0;
   return x4->sin_port == y4->sin_port && x4->sin_addr.s_addr == y4->sin_addr.s_addr;
+}
+
+static int same_address(const struct lsock *ls, const struct cfg_addr *a, unsigned a_index) {
+  struct sockaddr_storage bound;
+  socklen_t len = sizeof(bound);
+
+  if (a->port == 0)
+    return ls->addr.port == 0 && strcmp(ls->addr.host, a->host) == 0 && ls->index == a_index;
+  if (ls->addr.port == 0) {
+    /* A socket bound to port 0 is also the one for its actual port written out (a reload
+     * that pins the port it got). */
+    memset(&bound, 0, sizeof(bound));
+    return !a->any && !ls->addr.any &&
+           getsockname(lsock_fd(ls), (struct sockaddr *)&bound, &len) == 0 &&
+           same_sockaddr(&bound, &a->sa);
+  }
+  if (a->any || ls->addr.any)
+    return a->any && ls->addr.any && a->port == ls->addr.port;
+  return same_sockaddr(&a->sa, &ls->addr.sa);
 }
 
 /* Same kind, slot and listener address (for members and private ports: their public's). */

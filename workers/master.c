@@ -161,6 +161,7 @@ static void master_finish(struct master *m) {
     gen_unref(g); /* its sockets close with it (the master is stopping) */
   }
   lsock_close_all(m); /* what no generation holds any more (retiring ones) */
+  servers_close_all(m);
   upgrade_close(m);
   admin_stop(m);
   for (size_t i = 0; i < sizeof(m->sig) / sizeof(m->sig[0]); i++)
@@ -322,6 +323,8 @@ static void start_timeout_cb(uv_timer_t *t) {
 }
 
 static int all_ready(const struct generation *g) {
+  if (!servers_settled(g))
+    return 0; /* its server names are not answered yet: its lists are not complete */
   for (unsigned i = 0; i < g->nslots; i++)
     if (g->by_slot[i] == NULL || !worker_serving(g->by_slot[i]))
       return 0;
@@ -341,7 +344,7 @@ static void announce(struct master *m) {
     ready += g->by_slot[i] != NULL && worker_serving(g->by_slot[i]);
     errored += m->slots[i].errored || m->slots[i].restart_pending || m->slots[i].nexits > 0;
   }
-  if (ready == 0 || ready + errored < g->nslots)
+  if (ready == 0 || ready + errored < g->nslots || !servers_settled(g))
     return;
   m->announced = 1;
   for (size_t i = 1; i < g->cfg->nlisteners && off < sizeof(names) - 100; i++)

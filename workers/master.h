@@ -18,8 +18,10 @@
  *   an old generation and a worker of the new one at once.
  */
 
+#include "balancer.h"
 #include "config.h"
 #include "ipc.h"
+#include "proxy.h"
 
 #include <stdint.h>
 #include <sys/socket.h>
@@ -183,6 +185,9 @@ struct generation {
   struct worker *by_slot[LBP_MAX_WORKERS];   /* its worker in each slot, or NULL */
   uint8_t secret[LBP_SECRET_LEN];            /* proves the master to workers on private ports */
   uint64_t t_created, t_current, t_draining; /* uv_now */
+  struct gen_upstream *ups;                  /* each upstream's servers (servers.c) */
+  struct dnsname **names;                    /* the host names its servers use, referenced */
+  unsigned nnames;
   struct generation *next;
 };
 
@@ -200,6 +205,103 @@ int gen_listener_by_name(const struct generation *g, const char *name);
 /* SIGUSR1: opens g's access log file again (a rotated file is left to its rotator). 0 (also
  * when it is off or stdout: nothing to reopen), or a negative UV error (the old fd stays). */
 int gen_reopen_access_log(struct generation *g);
+
+/* ---- upstream servers (servers.c: registry, lists, pushes; dns.c: names; check.c) ---- */
+
+/*
+ * The master owns the truth about every upstream server and pushes it to the workers:
+ * - a server is keyed by (upstream name, id) and shared by every generation listing it, so
+ *   its state (health, admin state, runtime weight, passive failures) survives a reload;
+ * - a generation's list for an upstream is its literal servers plus one server per address
+ *   each host name resolved to (dns.c re-resolves; a change is pushed as a SERVERS frame);
+ * - states go out as STATES frames whenever they change, and whole to a starting worker;
+ * - workers report passive failures (FAILING); the master spreads them to all.
+ */
+
+struct dnsname;
+struct ucheck;
+
+struct userver {
+  struct master *m;
+  struct userver *next;
+  char *upstream; /* the upstream's name: (upstream, id) is the key */
+  uint64_t id;
+  struct sockaddr_storage addr;
+  char name[64];  /* "host:port" as configured, or "ip:port" of a host name's address */
+  char host[256]; /* the host name it was resolved from ("" for a literal server) */
+  uint16_t port;
+  unsigned refs;              /* generation lists holding it */
+  struct bal_server_state st; /* what every worker applies */
+  struct bal_check chk;       /* active checks: consecutive results against rise/fall */
+  struct ucheck *probe;       /* active checks running for it, or NULL */
+  char detail[128];           /* the last check's outcome, or why it changed state */
+  uint64_t checks, checks_failed, last_check_ms, last_change_ms; /* uv_now */
+  uint64_t passive_fails;                                        /* FAILING reports */
+};
+
+/* A server as one generation lists it: the configured weight and backup are per config. */
+struct gserver {
+  struct userver *u;
+  uint16_t weight;
+  uint8_t backup;
+};
+
+struct gen_upstream {
+  struct gserver *s;
+  unsigned n;
+  uint8_t has_names; /* some server is a host name: its workers get SERVERS frames */
+};
+
+/* Builds g's server lists (and references its host names). 0 or UV_ENOMEM. */
+int servers_gen_init(struct generation *g);
+/* The record of server `id` of upstream `upstream`, or NULL. */
+struct userver *servers_find(const struct master *m, const char *upstream, uint64_t id);
+void servers_gen_free(struct generation *g);
+/* Every host name of g has been answered (or given up on at start): its lists are complete. */
+int servers_settled(const struct generation *g);
+/* A host name's addresses changed: rebuild the lists using it, push them. */
+void servers_name_changed(struct master *m, struct dnsname *d);
+/* After CONFIG: the lists of g's upstreams that use names, and every state, to worker w. */
+void servers_send_worker(struct worker *w);
+/* A worker reported a passive failure (FAILING payload). */
+void servers_on_failing(struct worker *w, const char *payload, uint32_t len);
+/* u's state changed: tell every worker, log `why`. */
+void servers_state_changed(struct userver *u, const char *why);
+/* The newest config of upstream `name` (starting, else current, else any live generation). */
+const struct cfg_upstream *servers_upstream_conf(const struct master *m, const char *name);
+/* Generations changed (built, current, freed): checks and resolution intervals follow. */
+void servers_sync(struct master *m);
+/* Stopping: closes every timer and check; memory goes as handles close. */
+void servers_close_all(struct master *m);
+
+/* Active checks (check.c): start or stop u's according to its upstream's newest config. */
+void check_sync(struct userver *u);
+void check_stop(struct userver *u);
+
+/* Host names (dns.c). */
+struct dnsname {
+  struct master *m;
+  struct dnsname *next;
+  char host[256];
+  unsigned refs; /* generations naming it */
+  uv_getaddrinfo_t req;
+  uv_timer_t timer;               /* the first answer's deadline, then the next lookup */
+  struct sockaddr_storage *addrs; /* the last answer, sorted, port 0 */
+  unsigned naddrs;
+  int err;              /* the last lookup's error, 0 */
+  uint64_t interval_ms; /* re-resolve this often (the smallest resolve_interval using it) */
+  uint64_t lookups, t_answer;
+  uint8_t answered; /* a lookup finished (or the start-up deadline passed) */
+  uint8_t busy;     /* a lookup is in flight */
+  uint8_t closing;  /* unreferenced or stopping: freed once nothing is in flight */
+  uint8_t timer_open;
+};
+
+/* Finds or creates (and starts resolving) a host name; references it. NULL: out of memory. */
+struct dnsname *dns_ref(struct master *m, const char *host);
+void dns_unref(struct dnsname *d);
+/* Re-resolution intervals follow the live generations' configs. */
+void dns_sync(struct master *m);
 
 /* ---- workers and slots (supervise.c) ---- */
 
@@ -280,6 +382,8 @@ enum event_type {
   EV_GENERATION,
   EV_UPGRADE,
   EV_UPGRADE_FAILED,
+  EV_SERVER, /* an upstream server changed state (checks, passive failures, admin) */
+  EV_DNS,    /* a server host name resolved to another set of addresses */
 };
 
 struct event {
@@ -314,6 +418,9 @@ struct master {
   struct lsock *lsocks;
   int steered;               /* a reuseport steering program is attached */
   struct mconn_fifo pending; /* held connections waiting for a worker */
+  struct userver *servers;   /* every upstream server some generation lists */
+  struct dnsname *names;     /* every server host name some generation uses */
+  uint64_t rng;              /* check jitter */
   struct mconn *free_mconns;
   unsigned nmconns;
   unsigned rr;

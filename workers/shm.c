@@ -126,7 +126,7 @@ void lbp_shm_init(void *shm, const struct lbp_shm_layout *l, const struct lbp_co
   struct shm_header *h = shm;
   struct shm_upstream *ups = (struct shm_upstream *)((char *)shm + l->ups_off);
   unsigned first = 0;
-  char name[300];
+  struct px_server_spec spec;
 
   *h = (struct shm_header){.magic = SHM_MAGIC,
                            .version = SHM_VERSION,
@@ -148,9 +148,8 @@ void lbp_shm_init(void *shm, const struct lbp_shm_layout *l, const struct lbp_co
     first += ups[i].count;
     /* Servers written as IP addresses; a host name's addresses are claimed once resolved. */
     for (size_t k = 0, b = 0; k < up->nservers; k++)
-      if (!up->servers[k].dns)
-        atomic_store(&server_block(shm, ups[i].first + (unsigned)b++)->id,
-                     px_server_ident(up, k, name, sizeof(name)));
+      if (px_server_spec_literal(up, k, &spec) == 0)
+        atomic_store(&server_block(shm, ups[i].first + (unsigned)b++)->id, spec.id);
   }
 }
 

@@ -200,8 +200,12 @@ static void send_config(struct worker *w) {
   ipc_put_u16(q, (uint16_t)namelen), q += 2;
   memcpy(q, g->cfg->file, namelen), q += namelen;
   memcpy(q, g->bytes, g->len);
-  if (ipc_send(&w->ch, IPC_CONFIG, p, (uint32_t)(fixed + g->len)) == 0 && n > 0)
-    worker_give_sockets(w);
+  if (ipc_send(&w->ch, IPC_CONFIG, p, (uint32_t)(fixed + g->len)) == 0) {
+    /* Servers and their states before any socket: no request can come before them. */
+    servers_send_worker(w);
+    if (n > 0)
+      worker_give_sockets(w);
+  }
   free(p);
 }
 
@@ -323,6 +327,9 @@ static void on_frame(struct ipc_channel *ch, uint8_t type, const char *payload, 
     break;
   case IPC_BYE:
     on_bye(w, payload, len);
+    break;
+  case IPC_FAILING:
+    servers_on_failing(w, payload, len);
     break;
   default:
     LBP_WARN("worker %u sent an unexpected %s frame", w->slot->id + 1, ipc_type_name(type));

@@ -131,23 +131,25 @@ static struct totals_server *srvset_get(struct srvset *s, uint64_t id, const cha
   return e;
 }
 
-/* The name of server `id` of upstream u in g: a configured server's address, else its id (an
- * address a host name resolved to). */
-static void block_name(const struct generation *g, unsigned u, uint64_t id, char *out,
-                       size_t cap) {
-  const struct cfg_upstream *up = &g->cfg->upstreams[u];
+/* The name of server `id` of upstream `up`: the master's record's ("host:port" or the address
+ * a host name resolved to), else its id (a block outlives the server's last generation). */
+static const struct userver *block_name(const struct master *m, const char *up, uint64_t id,
+                                        char *out, size_t cap) {
+  const struct userver *us = servers_find(m, up, id);
 
-  for (size_t k = 0; k < up->nservers; k++)
-    if (!up->servers[k].dns && px_server_ident(up, k, out, cap) == id)
-      return;
-  snprintf(out, cap, "id:%016llx", (unsigned long long)id);
+  if (us != NULL)
+    snprintf(out, cap, "%s", us->name);
+  else
+    snprintf(out, cap, "id:%016llx", (unsigned long long)id);
+  return us;
 }
 
 /* Adds g's server blocks; `newest`: its health and admin states win. */
 static int servers_add(struct srvset *s, const struct generation *g, uint64_t now, int newest) {
-  char name[300];
+  char name[64];
 
   for (unsigned u = 0; u < lbp_shm_nupstreams(g->shm); u++) {
+    const char *upname = g->cfg->upstreams[u].name;
     unsigned n;
     struct px_server_stats *b = lbp_shm_servers(g->shm, u, &n);
     for (unsigned k = 0; k < n; k++) {
@@ -155,8 +157,8 @@ static int servers_add(struct srvset *s, const struct generation *g, uint64_t no
       struct totals_server *e;
       if (id == 0)
         continue;
-      block_name(g, u, id, name, sizeof(name));
-      if ((e = srvset_get(s, id, g->cfg->upstreams[u].name, name)) == NULL)
+      const struct userver *us = block_name(g->m, upname, id, name, sizeof(name));
+      if ((e = srvset_get(s, id, upname, name)) == NULL)
         return UV_ENOMEM;
       e->requests += load64(&b[k].requests);
       e->errors += load64(&b[k].errors);
@@ -164,9 +166,10 @@ static int servers_add(struct srvset *s, const struct generation *g, uint64_t no
       e->last_failure_ms = lf > e->last_failure_ms ? lf : e->last_failure_ms;
       e->active += atomic_load_explicit(&b[k].active, memory_order_relaxed);
       e->failing |= load64(&b[k].failing_until_ms) > now;
-      if (newest || !e->live) {
-        e->health = atomic_load_explicit(&b[k].health, memory_order_relaxed);
-        e->admin = atomic_load_explicit(&b[k].admin, memory_order_relaxed);
+      if (us != NULL && (newest || !e->live)) {
+        e->health = us->st.health;
+        e->admin = us->st.admin;
+        e->failing |= us->st.failing_until_ms > now;
       }
       e->live = 1;
     }
@@ -288,7 +291,7 @@ static void fold_slots(struct totals *t, const struct generation *g) {
 
 void totals_fold(struct master *m, const struct generation *g) {
   struct totals *t;
-  char name[300];
+  char name[64];
 
   if (g->shm == NULL || (t = base_of(m)) == NULL)
     return;
@@ -301,9 +304,10 @@ void totals_fold(struct master *m, const struct generation *g) {
       struct base_server *e;
       if (id == 0 || (e = base_server(t, id)) == NULL)
         continue;
-      block_name(g, u, id, name, sizeof(name));
+      if (block_name(m, g->cfg->upstreams[u].name, id, name, sizeof(name)) != NULL ||
+          e->address[0] == '\0')
+        snprintf(e->address, sizeof(e->address), "%s", name);
       snprintf(e->upstream, sizeof(e->upstream), "%s", g->cfg->upstreams[u].name);
-      snprintf(e->address, sizeof(e->address), "%.127s", name);
       e->requests += load64(&b[k].requests);
       e->errors += load64(&b[k].errors);
       e->last_failure_ms = lf > e->last_failure_ms ? lf : e->last_failure_ms;

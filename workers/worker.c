@@ -24,6 +24,7 @@
 #include "log.h"
 #include "proxy.h"
 #include "shm.h"
+#include "srvwire.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -45,6 +46,7 @@ struct wlisten {
   uv_tcp_t tcp;
   struct wproc *w;
   uint8_t kind;
+  uint8_t held; /* a connection waits un-accepted: the data plane was full (on_room) */
   uint16_t listener;
 };
 
@@ -339,12 +341,36 @@ static void orphaned(struct wproc *w, const char *why) {
 
 /* ---- sockets from the master ---- */
 
-static void on_listen_conn(uv_stream_t *server, int status) {
-  struct wlisten *l = server->data;
+/* Takes the connection waiting on l and serves it. */
+static void accept_one(struct wlisten *l) {
   struct wproc *w = l->w;
   struct px_accept a = {l->listener, l->kind == IPC_LISTEN_PRIVATE ? PX_CLIENT_PROXY_PROTOCOL : 0,
                         NULL, 0};
-  uv_tcp_t *tcp;
+  uv_tcp_t *tcp = w->px != NULL ? px_client_new(w->px) : NULL;
+
+  if (tcp == NULL) {
+    /* Closing or out of memory. Left un-accepted, libuv would stop polling this socket for
+     * good: take the connection and close it. */
+    uv_tcp_t *sink = malloc(sizeof(*sink));
+    if (sink == NULL || uv_tcp_init(w->loop, sink) != 0) {
+      free(sink);
+      fail(w, "out of memory accepting a connection");
+      return;
+    }
+    uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)sink);
+    uv_close((uv_handle_t *)sink, (uv_close_cb)free);
+    return;
+  }
+  if (uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)tcp) != 0) {
+    px_client_discard(tcp);
+    return;
+  }
+  px_client_start(tcp, &a);
+}
+
+static void on_listen_conn(uv_stream_t *server, int status) {
+  struct wlisten *l = server->data;
+  struct wproc *w = l->w;
 
   if (status < 0) {
     /* EINVAL: the socket no longer listens (the master shut it for a graceful stop). libuv
@@ -356,25 +382,27 @@ static void on_listen_conn(uv_stream_t *server, int status) {
     LBP_WARN("accept: %s", uv_strerror(status));
     return;
   }
-  tcp = w->px != NULL ? px_client_new(w->px) : NULL;
-  if (tcp == NULL) {
-    /* Closing or out of memory. Left un-accepted, libuv would stop polling this socket for
-     * good: take the connection and close it. */
-    uv_tcp_t *sink = malloc(sizeof(*sink));
-    if (sink == NULL || uv_tcp_init(w->loop, sink) != 0) {
-      free(sink);
-      fail(w, "out of memory accepting a connection");
-      return;
+  if (w->px != NULL && px_ctx_full(w->px)) {
+    /* At limits.max_connections: leave it un-accepted. libuv keeps the one connection it took
+     * and stops polling this socket (the kernel's backlog queues the others, or another worker
+     * of a shared socket takes them) until on_room accepts it. */
+    l->held = 1;
+    return;
+  }
+  accept_one(l);
+}
+
+/* A client connection closed below max_connections: serve what the full data plane held. */
+static void on_room(void *arg) {
+  struct wproc *w = arg;
+
+  for (int i = 0; i < w->got_sockets && !px_ctx_full(w->px); i++) {
+    struct wlisten *l = w->socks[i];
+    if (l != NULL && l->held && !uv_is_closing((uv_handle_t *)&l->tcp)) {
+      l->held = 0;
+      accept_one(l);
     }
-    uv_accept(server, (uv_stream_t *)sink);
-    uv_close((uv_handle_t *)sink, (uv_close_cb)free);
-    return;
   }
-  if (uv_accept(server, (uv_stream_t *)tcp) != 0) {
-    px_client_discard(tcp);
-    return;
-  }
-  px_client_start(tcp, &a);
 }
 
 static void send_ready(struct wproc *w) {
@@ -464,6 +492,15 @@ static int parse_config_frame(const char *p, uint32_t len, struct config_frame *
   return 0;
 }
 
+/* The data plane made a server failing (passive health): the master tells every worker. */
+static void on_failing(void *arg, const struct bal_server_state *st) {
+  struct wproc *w = arg;
+  unsigned char rec[SRVWIRE_STATE_LEN];
+
+  srvwire_put_state(rec, st);
+  ipc_send(&w->ch, IPC_FAILING, rec, sizeof(rec));
+}
+
 static void take_config(struct wproc *w, const char *p, uint32_t len) {
   struct config_frame f;
   struct lbp_config *cfg;
@@ -533,6 +570,8 @@ static void take_config(struct wproc *w, const char *p, uint32_t len) {
     fail(w, "cannot build the data plane");
     return;
   }
+  px_ctx_on_failing(w->px, on_failing, w);
+  px_ctx_on_room(w->px, on_room, w);
   if (w->alog.enabled)
     px_ctx_on_request(w->px, alog_request, &w->alog);
   if (w->expect_sockets == 0)
@@ -604,6 +643,51 @@ static void take_logfd(struct wproc *w, const char *payload, uint32_t len) {
   uv_close((uv_handle_t *)p, (uv_close_cb)free);
 }
 
+/* SERVERS: an upstream's servers, as the master resolved its host names. */
+static void take_servers(struct wproc *w, const char *p, uint32_t len) {
+  struct px_server_spec *specs;
+  size_t off = 4, k;
+  unsigned n;
+  int rc;
+
+  if (w->px == NULL || len < 4)
+    return;
+  k = ipc_get_u16(p);
+  n = ipc_get_u16(p + 2);
+  if (n > BAL_MAX_SERVERS || (specs = calloc(n + 1, sizeof(*specs))) == NULL) {
+    LBP_ERROR("upstream %zu: cannot take a list of %u servers", k, n);
+    return;
+  }
+  for (unsigned i = 0; i < n; i++) {
+    size_t used = srvwire_get_spec(p + off, len - off, &specs[i]);
+    if (used == 0) {
+      LBP_ERROR("upstream %zu: a malformed server list", k);
+      free(specs);
+      return;
+    }
+    off += used;
+  }
+  if ((rc = px_ctx_set_servers(w->px, k, specs, n)) != 0)
+    LBP_ERROR("upstream %zu: cannot take its %u servers: %s", k, n, uv_strerror(rc));
+  free(specs);
+}
+
+/* STATES: server states the master pushes (health checks, admin, passive failures). */
+static void take_states(struct wproc *w, const char *p, uint32_t len) {
+  struct bal_server_state st[64];
+  size_t n = len / SRVWIRE_STATE_LEN, done = 0;
+
+  if (w->px == NULL)
+    return;
+  while (done < n) {
+    size_t batch = n - done < 64 ? n - done : 64;
+    for (size_t i = 0; i < batch; i++)
+      srvwire_get_state(p + (done + i) * SRVWIRE_STATE_LEN, &st[i]);
+    px_ctx_apply_states(w->px, st, batch);
+    done += batch;
+  }
+}
+
 static void on_frame(struct ipc_channel *ch, uint8_t type, const char *payload, uint32_t len) {
   struct wproc *w = ch->data;
 
@@ -623,6 +707,12 @@ static void on_frame(struct ipc_channel *ch, uint8_t type, const char *payload, 
     break;
   case IPC_LOGFD:
     take_logfd(w, payload, len);
+    break;
+  case IPC_SERVERS:
+    take_servers(w, payload, len);
+    break;
+  case IPC_STATES:
+    take_states(w, payload, len);
     break;
   case IPC_STOP:
     stop_now(w, 0);

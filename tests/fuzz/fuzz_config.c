@@ -5,15 +5,16 @@
  * 1. cfg_parse returns 0 with a config, or a negative code with no config and one line of error
  *    text that names the file ("fuzz.yaml:..."), NUL-terminated inside its buffer;
  * 2. a config that loads keeps every bound of the key tables and every cross check of the
- *    meaning step (routes point at upstreams, addresses resolved, port base fits);
+ *    meaning step (routes point at upstreams, listen and IP-literal server addresses resolved,
+ *    servers written as names left to the master's run-time resolver, port base fits);
  * 3. parsing the same bytes again gives the same answer (nothing depends on leftovers);
  * 4. the router gives an in-range answer for a few requests on every config that loads, and an
  *    answer whenever a catch-all route exists.
  *
- * Name resolution. cfg_parse resolves listen and server addresses: numeric ones with
- * inet_pton, names with getaddrinfo, which could wait on DNS for seconds per input. This target
- * is linked with -Wl,--wrap=getaddrinfo,--wrap=freeaddrinfo (tests/fuzz/CMakeLists.txt), so
- * the calls from lbp_config land in __wrap_getaddrinfo below: "localhost" is 127.0.0.1 (and
+ * Name resolution. cfg_parse resolves the listen address (numeric with inet_pton, a name with
+ * getaddrinfo); server names are not resolved at load (cfg_server.dns). getaddrinfo could wait
+ * on DNS for seconds per input, so this target is linked with
+ * -Wl,--wrap=getaddrinfo,--wrap=freeaddrinfo (tests/fuzz/CMakeLists.txt) and the calls from lbp_config land in __wrap_getaddrinfo below: "localhost" is 127.0.0.1 (and
  * "ip6-localhost" ::1), every other name does not exist. No DNS, no /etc/hosts, no network;
  * the config sources are unchanged.
  */
@@ -117,7 +118,15 @@ static void check_config(const struct lbp_config *c) {
     for (size_t j = 0; j < u->nservers; j++) {
       FUZZ_CHECK(in_range(u->servers[j].weight, 1, 1000), "weight %u", u->servers[j].weight);
       FUZZ_CHECK(u->servers[j].addr.port >= 1, "server port 0");
-      check_addr(&u->servers[j].addr, "server");
+      if (u->servers[j].dns) {
+        FUZZ_CHECK(memchr(u->servers[j].addr.host, '\0', sizeof(u->servers[j].addr.host)) != NULL &&
+                       u->servers[j].addr.host[0] != '\0',
+                   "server name empty or not terminated");
+        FUZZ_CHECK(u->servers[j].addr.salen == 0, "server name %s resolved at load",
+                   u->servers[j].addr.host);
+      } else {
+        check_addr(&u->servers[j].addr, "server");
+      }
     }
   }
   FUZZ_CHECK(in_range(c->nroutes, 1, 4096), "%zu routes", c->nroutes);

@@ -23,6 +23,7 @@
 
 #include "config.h"
 #include "http_head.h"
+#include "rewrite.h"
 #include "router.h"
 
 #include <ctype.h>
@@ -107,22 +108,12 @@ static int feed(struct sim *s, uint32_t *pos, uint64_t limit) {
   return HPE_OK;
 }
 
-/* Mirrors absolute_target() in proxy/request.c (static there). */
+/* As request.c: px_head_absolute_target (rewrite.c) checks the authority and drops it from the
+ * target; the Host line the client sent gives way to it. */
 static int absolute_target(struct sim *s) {
-  const char *b = s->b, *u = b + s->head.url.off, *auth, *slash;
-  uint32_t ulen = s->head.url.len;
-  const char *sep = memmem(u, ulen, "://", 3);
-
-  if (sep == NULL)
+  if (px_head_absolute_target(&s->head, &s->authority) < 0)
     return -1;
-  auth = sep + 3;
-  slash = memchr(auth, '/', (size_t)(u + ulen - auth));
-  if (slash == NULL || slash == auth || memchr(auth, '@', (size_t)(slash - auth)) != NULL)
-    return -1;
-  s->authority.off = (uint32_t)(auth - b);
-  s->authority.len = (uint32_t)(slash - auth);
   s->host_from_target = 1;
-  px_head_drop(&s->head, s->head.url.off, (uint32_t)(slash - u));
   if (s->head.flags & PX_HEAD_HAS_HOST)
     px_head_drop(&s->head, s->head.host_line.off, s->head.host_line.len);
   return (s->head.flags & PX_HEAD_OVERFLOW) ? -1 : 0;
@@ -176,11 +167,9 @@ static int authority_ok(const char *a, size_t n) {
   return 1;
 }
 
-/* Known defect (issue 8, "invalid request targets"): lbproxy forwards a target with control
- * bytes, SP or bytes >= 0x80 (llhttp 8.1 lets \t and \f through), and writes whatever stands
- * between "://" and the first '/' of an absolute-form target into the Host line it sends
- * ("Host: evil.com?x", control bytes included). Refused here as issue 8 asks; with
- * LBP_FUZZ_KNOWN=1 fuzzed as lbproxy runs today. */
+/* The oracle for request targets (independent of rewrite.c): control bytes, SP or bytes >= 0x80
+ * (llhttp 8.1 lets \t and \f through), or an absolute-form authority that is not host[:port]
+ * must be refused with 400. */
 static int target_refused(const struct sim *s) {
   const char *u = s->b + s->head.url.off, *sep, *slash;
   uint32_t n = s->head.url.len;

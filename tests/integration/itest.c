@@ -59,8 +59,26 @@ static void start_backends(int nbe) {
   }
 }
 
+/* The config as the proxy gets it: with the admin API on a port of its own (port 0) unless
+ * the test sets admin: itself, so that tests running side by side never fight over the
+ * default port and every test can read /stats and /metrics. */
+static const char *with_admin(const char *yaml, char *buf, size_t cap) {
+  size_t n = strlen(yaml);
+
+  if (strncmp(yaml, "admin:", 6) == 0 || strstr(yaml, "\nadmin:") != NULL)
+    return yaml;
+  cr_assert_lt(n + 40, cap, "config too long");
+  snprintf(buf, cap, "%s%sadmin:\n  listen: 127.0.0.1:0\n", yaml,
+           n > 0 && yaml[n - 1] != '\n' ? "\n" : "");
+  return buf;
+}
+
 static void start_proxy(const char *yaml) {
-  int rc = h_proxy_start(&T.px, T.dir, yaml);
+  char buf[16384];
+  int rc;
+
+  yaml = with_admin(yaml, buf, sizeof(buf));
+  rc = h_proxy_start(&T.px, T.dir, yaml);
   if (rc != 0) {
     fprintf(stderr, "config:\n%s\n", yaml);
     it_dump(T.px.proc.log);
@@ -103,9 +121,9 @@ long it_wait_log(const char *needle, long from, int timeout_ms) {
 }
 
 long it_reload(const char *yaml, unsigned gen, int timeout_ms) {
-  char needle[64];
+  char needle[64], buf[16384];
   long from = it_log_size();
-  int rc = h_write_file(T.dir, "lbproxy.yaml", yaml, NULL, 0);
+  int rc = h_write_file(T.dir, "lbproxy.yaml", with_admin(yaml, buf, sizeof(buf)), NULL, 0);
 
   if (rc != 0)
     return rc;

@@ -8,7 +8,7 @@
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
 
-#define IT_MAX_BACKENDS 4
+#define IT_MAX_BACKENDS 6
 #define IT_MAX_WORKERS  8
 
 /* Every dispatch strategy: suites marked IT_EACH_STRATEGY run once per entry. Criterion runs

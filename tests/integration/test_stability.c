@@ -701,7 +701,7 @@ IT_TEST(stability, a_restarted_worker_does_not_resolve_names_again) {
   (void)top;
   snprintf(yaml, sizeof(yaml),
            "listen: 127.0.0.1:0\nworkers: 1\nupstreams:\n  a:\n"
-           "    servers: [lbp-backend-a.test:%u]\n",
+           "    resolve_interval: 0\n    servers: [lbp-backend-a.test:%u]\n",
            T.be[0].port);
   cr_assert_eq(h_proxy_start(&T.px, T.dir, yaml), 0);
   T.started = 1;

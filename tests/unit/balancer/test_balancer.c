@@ -22,12 +22,12 @@ Test(balancer, finds_algorithms_by_their_config_names) {
   cr_assert_not(bal_round_robin.flags & BAL_USES_KEY);
 }
 
-Test(balancer, rejects_empty_pools_bad_weights_and_repeated_ids) {
+Test(balancer, rejects_too_many_servers_bad_weights_and_repeated_ids) {
   struct bal_server_conf sc[2] = {{.id = 1, .weight = 1}, {.id = 2, .weight = 0}};
   struct bal_conf conf = {0};
   struct bal_pool p;
 
-  cr_assert_eq(bal_pool_init(&p, &bal_round_robin, &conf, sc, 0, NULL), -EINVAL);
+  cr_assert_eq(bal_pool_init(&p, &bal_round_robin, &conf, sc, BAL_MAX_SERVERS + 1, NULL), -EINVAL);
   cr_assert_eq(bal_pool_init(&p, &bal_round_robin, &conf, sc, 2, NULL), -EINVAL);
   sc[1].weight = 1001;
   cr_assert_eq(bal_pool_init(&p, &bal_round_robin, &conf, sc, 2, NULL), -EINVAL);
@@ -37,6 +37,76 @@ Test(balancer, rejects_empty_pools_bad_weights_and_repeated_ids) {
   sc[1].id = 0;
   cr_assert_eq(bal_pool_init(&p, &bal_round_robin, &conf, sc, 2, NULL), -EINVAL);
   cr_assert_null(p.servers, "a failed init leaves the pool zeroed");
+}
+
+static const struct bal_ops *const all_ops[] = {&bal_round_robin, &bal_least_conn, &bal_random2,
+                                                &bal_hash};
+#define NOPS (sizeof(all_ops) / sizeof(all_ops[0]))
+
+Test(balancer, an_empty_pool_is_valid_and_every_algorithm_finds_nothing_usable) {
+  for (size_t k = 0; k < NOPS; k++) {
+    for (int panic = 0; panic <= 1; panic++) {
+      struct bal_conf conf = {.panic = panic};
+      struct bal_server_state st = {.id = sid('a')};
+      struct bal_pool p;
+      struct bal_tried t;
+      struct bal_pick pk;
+
+      cr_assert_eq(bal_pool_init(&p, all_ops[k], &conf, NULL, 0, NULL), 0, "%s", all_ops[k]->name);
+      cr_assert_eq(p.n, 0);
+      bal_tried_clear(&t);
+      cr_assert_eq(bal_select(&p, &t, bal_hash_key("k", 1), T0, &pk), -EHOSTDOWN, "%s",
+                   all_ops[k]->name);
+      cr_assert_eq(bal_select(&p, &t, BAL_NO_KEY, T0, &pk), -EHOSTDOWN);
+      cr_assert_eq(t.n, 0);
+      cr_assert_eq(bal_pool_apply(&p, &st, 1, T0), 0);
+      cr_assert_eq(bal_pool_find(&p, sid('a')), -ENOENT);
+      bal_pool_free(&p);
+    }
+  }
+}
+
+/* Picks over 64 requests (keys vary) released at once: a bit per server index. */
+static unsigned picked_set(struct bal_pool *p) {
+  unsigned seen = 0;
+
+  for (int r = 0; r < 64; r++) {
+    struct bal_tried t;
+    struct bal_pick pk;
+    bal_tried_clear(&t);
+    cr_assert_eq(bal_select(p, &t, bal_hash_key(&r, sizeof(r)), T0, &pk), 0);
+    seen |= 1u << pk.idx;
+    bal_release(p, &pk, BAL_OK, T0);
+  }
+  return seen;
+}
+
+Test(balancer, a_pool_rebuilt_to_no_servers_and_back_serves_again) {
+  for (size_t k = 0; k < NOPS; k++) {
+    _Atomic uint32_t shared[4] = {0, 0, 0, 0};
+    struct bal_server_conf sc[2];
+    struct bal_pool p;
+    unsigned w[] = {1, 1, 1};
+    struct bal_tried t;
+    struct bal_pick held, pk;
+
+    pool_make(&p, all_ops[k], NULL, w, 3, "", shared, NULL);
+    bal_tried_clear(&t);
+    cr_assert_eq(bal_select(&p, &t, BAL_NO_KEY, T0, &held), 0);
+    cr_assert_eq(bal_pool_rebuild(&p, NULL, 0), 0, "%s", all_ops[k]->name);
+    cr_assert_eq(p.n, 0);
+    bal_tried_clear(&t);
+    cr_assert_eq(bal_select(&p, &t, BAL_NO_KEY, T0, &pk), -EHOSTDOWN, "%s", all_ops[k]->name);
+    /* The pick made before the pool emptied still gives its shared count back. */
+    bal_release(&p, &held, BAL_OK, T0);
+    cr_assert_eq(shared[held.idx], 0);
+    sc[0] = (struct bal_server_conf){.id = sid('b'), .weight = 1, .shared = &shared[1]};
+    sc[1] = (struct bal_server_conf){.id = sid('d'), .weight = 1, .shared = &shared[3]};
+    cr_assert_eq(bal_pool_rebuild(&p, sc, 2), 0);
+    cr_assert_eq(picked_set(&p), 3u, "%s: both new servers and only they", all_ops[k]->name);
+    cr_assert_eq(p.servers[bal_pool_find(&p, sid('d'))].health, BAL_HEALTH_UP);
+    bal_pool_free(&p);
+  }
 }
 
 Test(balancer, a_rebuild_keeps_the_state_of_servers_whose_id_stays) {
@@ -314,4 +384,29 @@ Test(balancer, tried_servers_are_skipped_by_every_algorithm) {
     }
     bal_pool_free(&p);
   }
+}
+
+Test(balancer, coming_back_up_by_the_checks_clears_passive_failures) {
+  struct bal_server_state st = {.id = sid('a'), .failing_until_ms = T0 + 10000};
+  struct bal_pool p;
+  unsigned w[] = {1, 1};
+
+  pool_make(&p, &bal_round_robin, NULL, w, 2, "", NULL, NULL);
+  cr_assert_eq(bal_pool_apply(&p, &st, 1, T0), 1);
+  cr_assert_eq(pick1(&p, BAL_NO_KEY, T0, BAL_OK), 'b', "a is failing");
+  st.health = BAL_HEALTH_DOWN;
+  cr_assert_eq(bal_pool_apply(&p, &st, 1, T0), 1);
+  /* Back up with no failing time of its own: the worker's passive verdict goes too. */
+  st.health = BAL_HEALTH_UP;
+  st.failing_until_ms = 0;
+  cr_assert_eq(bal_pool_apply(&p, &st, 1, T0 + 1), 1);
+  cr_assert_eq(p.servers[0].fails.until_ms, 0);
+  cr_assert_eq(p.servers[0].fails.count, 0);
+  /* A record that leaves health as it is only ever extends failing. */
+  st.failing_until_ms = T0 + 5000;
+  cr_assert_eq(bal_pool_apply(&p, &st, 1, T0 + 2), 1);
+  st.failing_until_ms = 0;
+  cr_assert_eq(bal_pool_apply(&p, &st, 1, T0 + 3), 1);
+  cr_assert_eq(p.servers[0].fails.until_ms, T0 + 5000);
+  bal_pool_free(&p);
 }

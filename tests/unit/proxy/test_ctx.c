@@ -1,5 +1,6 @@
 /* Tests for proxy/ctx.c and proxy/client.c through the public API (proxy.h), in one process: the
  * connection limit, drain and handover, and the record of a finished request. */
+#include "balancer.h"
 #include "config.h"
 #include "proxy.h"
 
@@ -297,4 +298,37 @@ Test(ctx, every_request_ends_in_one_record_for_the_access_log) {
   stop();
   pthread_join(th, NULL);
   close(lfd);
+}
+
+/* ---- servers from the config ---- */
+
+Test(ctx, literal_servers_get_their_name_and_id_from_the_config_and_names_wait_for_the_master) {
+  static const char yaml[] = "listen: 127.0.0.1:0\nupstreams:\n  app:\n    servers:\n"
+                             "      - 10.0.0.1:80\n"
+                             "      - address: \"[::1]:8080\"\n        weight: 7\n"
+                             "        backup: true\n"
+                             "      - backend.example:81\n";
+  struct lbp_config *cfg;
+  struct cfg_error err;
+  struct px_server_spec s;
+
+  cr_assert_eq(cfg_parse("t.yaml", yaml, strlen(yaml), &cfg, &err), 0, "%s", err.msg);
+  cr_assert_eq(px_server_spec_literal(&cfg->upstreams[0], 0, &s), 0);
+  cr_assert_str_eq(s.name, "10.0.0.1:80");
+  cr_assert_eq(s.id, bal_server_id("app", "10.0.0.1:80"));
+  cr_assert_eq(s.addr.ss_family, AF_INET);
+  cr_assert_eq(ntohs(((struct sockaddr_in *)&s.addr)->sin_port), 80);
+  cr_assert_eq(ntohl(((struct sockaddr_in *)&s.addr)->sin_addr.s_addr), 0x0a000001);
+  cr_assert_eq(s.weight, 1);
+  cr_assert_eq(s.backup, 0);
+  cr_assert_eq(px_server_spec_literal(&cfg->upstreams[0], 1, &s), 0);
+  cr_assert_str_eq(s.name, "[::1]:8080");
+  cr_assert_eq(s.id, bal_server_id("app", "[::1]:8080"));
+  cr_assert_eq(s.addr.ss_family, AF_INET6);
+  cr_assert_eq(ntohs(((struct sockaddr_in6 *)&s.addr)->sin6_port), 8080);
+  cr_assert(IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)&s.addr)->sin6_addr));
+  cr_assert_eq(s.weight, 7);
+  cr_assert_eq(s.backup, 1);
+  cr_assert_eq(px_server_spec_literal(&cfg->upstreams[0], 2, &s), UV_EAGAIN);
+  cfg_free(cfg);
 }

@@ -163,7 +163,7 @@ struct result {
 static uv_loop_t loop;
 static struct px_bufpool pool;
 static struct px_upenv env;
-static struct px_server srv;
+static struct px_server *srv;
 static struct result res;
 
 static void on_ready(struct px_up *u) {
@@ -216,7 +216,8 @@ static void use_server(unsigned max_idle, uint64_t idle_ms) {
   struct sockaddr_in sa;
 
   uv_ip4_addr("127.0.0.1", S.port, &sa);
-  px_server_init(&srv, (struct sockaddr *)&sa, "test", max_idle, idle_ms);
+  srv = px_server_new((struct sockaddr *)&sa, "test", max_idle, idle_ms);
+  cr_assert_not_null(srv);
 }
 
 static void close_walk(uv_handle_t *h, void *arg) {
@@ -230,6 +231,11 @@ static void teardown(void) {
   uv_walk(&loop, close_walk, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);
   cr_assert_eq(env.nconns, 0, "a connection was not freed");
+  if (srv != NULL) {
+    cr_assert_eq(srv->refs, 1, "a connection still holds the server");
+    px_server_unref(srv);
+    srv = NULL;
+  }
   cr_assert_eq(uv_loop_close(&loop), 0);
   px_bufpool_clear(&pool);
 }
@@ -255,14 +261,14 @@ static int got_error(void) {
   return res.errors > 0;
 }
 static int pool_empty(void) {
-  return srv.nidle == 0;
+  return srv->nidle == 0;
 }
 
 /* Gets a connection and sends a GET; returns it. */
 static struct px_up *get(const char *req, unsigned flags, int want_pooled) {
   struct px_up *u = NULL;
   uv_buf_t b = uv_buf_init((char *)req, (unsigned)strlen(req));
-  int rc = px_up_get(&env, &srv, flags, &cbs, &res, &u);
+  int rc = px_up_get(&env, srv, flags, &cbs, &res, &u);
 
   cr_assert_eq(rc, want_pooled, "px_up_get: %d", rc);
   if (rc == 0) {
@@ -296,7 +302,7 @@ Test(upstream, a_response_is_delivered_and_the_connection_pooled_and_reused) {
   cr_assert_eq(res.status[0], 200);
   cr_assert_eq(res.body_len, 5);
   cr_assert_arr_eq(res.body, "hello", 5);
-  cr_assert_eq(srv.nidle, 1, "the connection was not pooled");
+  cr_assert_eq(srv->nidle, 1, "the connection was not pooled");
   res.completes = 0;
   get(GET, 0, 1); /* from the pool: ready at once */
   run_until(got_end);
@@ -313,7 +319,7 @@ Test(upstream, a_refused_connect_is_a_connect_failure) {
   server_join(); /* the port is closed now */
   use_server(4, 10000);
   struct px_up *u;
-  int rc = px_up_get(&env, &srv, 0, &cbs, &res, &u);
+  int rc = px_up_get(&env, srv, 0, &cbs, &res, &u);
   if (rc == 0)
     run_until(got_error);
   cr_assert(rc < 0 || (res.errors == 1 && res.ft == PX_UP_CONNECT), "rc %d ft %d", rc, res.ft);
@@ -390,7 +396,7 @@ Test(upstream, a_close_delimited_http10_response_completes_at_eof_and_is_not_poo
   cr_assert_eq(res.errors, 0);
   cr_assert_eq(res.completes, 1);
   cr_assert_eq(res.body_len, 13);
-  cr_assert_eq(srv.nidle, 0);
+  cr_assert_eq(srv->nidle, 0);
   server_join();
 }
 
@@ -429,7 +435,7 @@ Test(upstream, a_head_response_has_no_body_whatever_it_announces) {
   run_until(got_end);
   cr_assert_eq(res.completes, 1);
   cr_assert_eq(res.body_len, 0);
-  cr_assert_eq(srv.nidle, 1);
+  cr_assert_eq(srv->nidle, 1);
   px_upenv_close_all(&env);
   uv_run(&loop, UV_RUN_DEFAULT);
   server_join();
@@ -462,7 +468,7 @@ Test(upstream, held_bytes_stop_delivery_until_resumed) {
   px_up_resume(res.held);
   run_until(got_end);
   cr_assert_eq(res.completes, 1);
-  cr_assert_eq(srv.nidle, 1);
+  cr_assert_eq(srv->nidle, 1);
   px_upenv_close_all(&env);
   uv_run(&loop, UV_RUN_DEFAULT);
   server_join();
@@ -477,7 +483,7 @@ Test(upstream, an_idle_connection_the_server_closes_leaves_the_pool) {
   use_server(4, 10000);
   get(GET, 0, 0);
   run_until(got_end);
-  cr_assert_eq(srv.nidle, 1);
+  cr_assert_eq(srv->nidle, 1);
   run_until(pool_empty);
   server_join();
 }
@@ -494,7 +500,7 @@ Test(upstream, idle_connections_expire_after_keepalive_timeout) {
   use_server(4, 50);
   get(GET, 0, 0);
   run_until(got_end);
-  cr_assert_eq(srv.nidle, 1);
+  cr_assert_eq(srv->nidle, 1);
   uint64_t t0 = uv_now(&loop);
   run_until(pool_empty);
   cr_assert_geq(uv_now(&loop) - t0, 40);
@@ -520,7 +526,7 @@ Test(upstream, check_skips_a_pooled_connection_whose_fin_is_waiting) {
   get(GET, 0, 0);
   uv_run(&loop, UV_RUN_DEFAULT); /* until the response is complete: pooled, FIN not seen yet */
   cr_assert_eq(res.completes, 1);
-  cr_assert_eq(srv.nidle, 1);
+  cr_assert_eq(srv->nidle, 1);
   server_wait(1);
   usleep(20 * 1000); /* loopback delivers the FIN at once; this only covers a slow scheduler */
   /* The loop has not polled since: only the peek can know the connection is closing. */
@@ -560,5 +566,76 @@ Test(upstream, without_check_a_pooled_connection_with_a_waiting_fin_is_reused_an
   run_until(got_end);
   cr_assert_eq(res.errors, 1);
   cr_assert_eq(res.ft, PX_UP_CLOSED);
+  server_join();
+}
+
+/* ---- a server that left its pool ---- */
+
+static int no_conns(void) {
+  return env.nconns == 0;
+}
+
+Test(upstream, a_retired_server_closes_its_idle_connections_and_pools_no_busy_one) {
+  static const struct step script[] = {
+      {ACCEPT, NULL},
+      {READ_HEAD, NULL},
+      {SEND, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"},
+      {WAIT_EOF, NULL},
+      {SIGNAL, NULL},
+      {CLOSE, NULL},
+      {ACCEPT, NULL},
+      {READ_HEAD, NULL},
+      {SIGNAL, NULL},
+      {WAIT_GO, NULL},
+      {SEND, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"},
+      {WAIT_EOF, NULL},
+      END,
+  };
+  server_start(script);
+  use_server(4, 60000);
+  get(GET, 0, 0);
+  run_until(got_end);
+  cr_assert_eq(srv->nidle, 1);
+  cr_assert_eq(srv->refs, 2, "the pool's and the idle connection's");
+  px_server_retire(srv);
+  cr_assert_eq(srv->nidle, 0);
+  run_until(no_conns); /* closed at once, not after idle_ms */
+  cr_assert_eq(srv->refs, 1, "the closed connection still holds the server");
+  server_wait(1); /* the server saw the EOF */
+  /* A connection busy when the server leaves ends with its exchange. */
+  res.completes = 0;
+  get(GET, 0, 0);
+  server_wait(2);
+  server_go();
+  run_until(got_end);
+  cr_assert_eq(res.completes, 1);
+  cr_assert_eq(srv->nidle, 0, "pooled after the server left");
+  run_until(no_conns);
+  server_join();
+}
+
+Test(upstream, a_connection_keeps_its_server_alive_after_its_last_other_reference) {
+  static const struct step script[] = {
+      {ACCEPT, NULL},
+      {READ_HEAD, NULL},
+      {SIGNAL, NULL},
+      {WAIT_GO, NULL},
+      {SEND, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"},
+      {WAIT_EOF, NULL},
+      END,
+  };
+  struct px_server *s;
+
+  server_start(script);
+  use_server(4, 60000);
+  get(GET, 0, 0);
+  server_wait(1);
+  s = srv;
+  srv = NULL; /* the pool lets go of it: only the busy connection holds it now */
+  px_server_retire(s);
+  px_server_unref(s);
+  server_go();
+  run_until(got_end); /* ASan: the connection used its server to the end */
+  run_until(no_conns);
   server_join();
 }

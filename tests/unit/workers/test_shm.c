@@ -57,18 +57,24 @@ Test(shm, the_layout_reserves_eight_server_blocks_per_server_and_fits_a_page_mul
   cfg_free(cfg);
 }
 
+/* The id (and in spec, the name) of configured server k of up, written as an IP address. */
+static uint64_t ident(const struct cfg_upstream *up, size_t k, struct px_server_spec *spec) {
+  cr_assert_eq(px_server_spec_literal(up, k, spec), 0);
+  return spec->id;
+}
+
 Test(shm, configured_servers_have_their_blocks_before_any_worker_starts) {
   struct lbp_config *cfg = load(two_upstreams);
   struct lbp_shm_layout l;
   struct px_server_slot s0, s1, other;
-  char name[64];
+  struct px_server_spec spec;
   int fd;
   void *shm = make(cfg, &l, &fd);
-  uint64_t a1 = px_server_ident(&cfg->upstreams[0], 0, name, sizeof(name));
-  uint64_t a2 = px_server_ident(&cfg->upstreams[0], 1, name, sizeof(name));
-  uint64_t b1 = px_server_ident(&cfg->upstreams[1], 0, name, sizeof(name));
+  uint64_t a1 = ident(&cfg->upstreams[0], 0, &spec);
+  uint64_t a2 = ident(&cfg->upstreams[0], 1, &spec);
+  uint64_t b1 = ident(&cfg->upstreams[1], 0, &spec);
 
-  cr_assert_str_eq(name, "127.0.0.1:3");
+  cr_assert_str_eq(spec.name, "127.0.0.1:3");
   cr_assert_eq(lbp_shm_server_find(shm, 0, a1, 0, &s0), 0);
   cr_assert_eq(lbp_shm_server_find(shm, 0, a2, 0, &s1), 0);
   cr_assert_neq(s0.st, s1.st);
@@ -108,10 +114,10 @@ Test(shm, a_crashed_slot_gives_back_what_it_held_in_flight) {
   struct lbp_config *cfg = load(two_upstreams);
   struct lbp_shm_layout l;
   struct px_server_slot w0, w1;
-  char name[64];
+  struct px_server_spec spec;
   int fd;
   void *shm = make(cfg, &l, &fd);
-  uint64_t id = px_server_ident(&cfg->upstreams[0], 1, name, sizeof(name));
+  uint64_t id = ident(&cfg->upstreams[0], 1, &spec);
 
   lbp_shm_server_find(shm, 0, id, 0, &w0);
   lbp_shm_server_find(shm, 0, id, 1, &w1);
