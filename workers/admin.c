@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define ADMIN_MAX_CONNS 64
 #define ADMIN_HEAD_MAX  8192
@@ -43,7 +44,7 @@
 #define ADMIN_RETRY_MS  1000
 
 /* Every table of routes. Admin actions (issue 10) add theirs here, one line. */
-static const struct admin_route *const route_tables[] = {admin_read_routes};
+static const struct admin_route *const route_tables[] = {admin_read_routes, admin_server_routes};
 
 struct alisten {
   uv_tcp_t tcp;
@@ -269,7 +270,8 @@ static void route(struct aconn *c, struct admin_req *req, char **segs, int n) {
                 allow);
     c->resp.headers = allow_line;
   } else {
-    admin_error(&c->resp, 404, "no such path: %s (try /, /stats, /metrics, /events)", req->path);
+    admin_error(&c->resp, 404, "no such path: %s (try /, /stats, /metrics, /events, /upstreams)",
+                req->path);
   }
   respond(c, head);
 }
@@ -340,6 +342,21 @@ static const llhttp_settings_t settings = {
 };
 
 /* The head is complete (c->buf[..c->parsed)): 0 to go on, else answered. */
+/* Does the head (request line and header lines, CRLF-terminated) carry an Origin header? */
+static int has_origin(const char *p, size_t n) {
+  const char *end = p + n;
+
+  while (p < end) {
+    const char *eol = memchr(p, '\n', (size_t)(end - p));
+    if (eol == NULL)
+      break;
+    p = eol + 1;
+    if ((size_t)(end - p) >= 7 && strncasecmp(p, "origin:", 7) == 0)
+      return 1;
+  }
+  return 0;
+}
+
 static int check_head(struct aconn *c) {
   struct px_strict_head sh;
   uint32_t start = 0;
@@ -350,6 +367,12 @@ static int check_head(struct aconn *c) {
   if (px_strict_head(c->buf, start, c->parsed, 1, &sh) != 0) {
     admin_error(&c->resp, 400, "malformed request head: %s", sh.why);
     respond(c, 0);
+    return -1;
+  }
+  if (m == HTTP_POST && has_origin(c->buf + start, c->parsed - start)) {
+    /* A web page's form or fetch (a browser always sends Origin with a POST): the API is
+     * loopback-only, but a page the operator visits must not change servers through it. */
+    fail(c, 403, "a request from a web page (Origin header) cannot change state here");
     return -1;
   }
   if (m == HTTP_CONNECT || c->parser.upgrade) {

@@ -45,6 +45,9 @@ struct admin_route {
 
 /* The read-only routes (admin_routes.c): /, /stats, /metrics, /events. */
 extern const struct admin_route admin_read_routes[];
+/* The upstream routes (admin_servers.c): /upstreams, and a server's drain, disable, enable,
+ * weight. */
+extern const struct admin_route admin_server_routes[];
 
 /* An error answer: `status` and a one-line text/plain reason. */
 void admin_error(struct admin_resp *resp, int status, const char *fmt, ...)

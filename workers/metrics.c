@@ -65,6 +65,8 @@ const struct metric metrics_table[] = {
   S("lbproxy_server_active_requests", MT_GAUGE, "active", SRC_S_ACTIVE, 0,
     "Attempts in flight on the server, all workers"),
   S("lbproxy_server_up", MT_GAUGE, NULL, SRC_S_UP, 0, "1 when active checks say up (or none run)"),
+  S("lbproxy_server_weight", MT_GAUGE, "weight", SRC_S_WEIGHT, 0,
+    "The server's weight now: set by the admin API, else configured"),
   S("lbproxy_server_failing", MT_GAUGE, NULL, SRC_S_FAILING, 0,
     "1 while some worker skips the server after passive failures"),
   S("lbproxy_server_last_failure_timestamp_seconds", MT_GAUGE, "last_failure_ms",
@@ -121,6 +123,8 @@ static uint64_t server_value(const struct metric *r, const struct totals_server 
     return e->failing;
   case SRC_S_LAST_FAIL:
     return e->last_failure_ms;
+  case SRC_S_WEIGHT:
+    return e->weight;
   default:
     return 0;
   }

@@ -25,6 +25,7 @@ enum metric_src {
   SRC_S_UP,         /* server: 1 when its health is up */
   SRC_S_FAILING,    /* server: 1 when some worker skips it (passive failures) */
   SRC_S_LAST_FAIL,  /* server: wall-clock ms of the last failure (0: never) */
+  SRC_S_WEIGHT,     /* server: its weight now */
   SRC_G_GENERATION, /* the serving config generation */
   SRC_G_WORKERS,    /* worker slots configured */
   SRC_G_START,      /* wall-clock ms the master started */

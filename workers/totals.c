@@ -169,6 +169,10 @@ static int servers_add(struct srvset *s, const struct generation *g, uint64_t no
       if (us != NULL && (newest || !e->live)) {
         e->health = us->st.health;
         e->admin = us->st.admin;
+        e->weight = us->st.weight;
+        for (unsigned i = 0; i < g->ups[u].n && e->weight == 0; i++)
+          if (g->ups[u].s[i].u == us)
+            e->weight = g->ups[u].s[i].weight;
         e->failing |= us->st.failing_until_ms > now;
       }
       e->live = 1;

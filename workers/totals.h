@@ -30,6 +30,7 @@ struct totals_server {
   uint64_t last_failure_ms; /* wall clock, 0: never */
   uint32_t active;          /* in flight now */
   uint8_t health, admin;    /* enum bal_health, enum bal_admin (from the newest generation) */
+  uint16_t weight;          /* now: the admin API's, else the configured one (0: unknown) */
   uint8_t failing;          /* some worker skips it now (passive failures) */
   uint8_t live;             /* a live generation has it */
 };
