@@ -26,11 +26,11 @@
  *    of LISTEN frames that follow | u8 flags | u32 shared-memory size | 16-byte generation
  *    secret | u16 name length | file name | the exact config bytes the master validated) ->
  *    worker parses them without resolving anything (servers given as IP addresses are read as
- *    such; those given as host names come in SERVERS frames, see 10), maps the generation's shared memory at the size given (never one it
- *    computed), builds its data plane -> master: LISTEN(u8 kind | u16 listener index, fd) for
- *    each socket the strategy gives this slot -> worker: READY. The master counts a worker as
- *    serving only after READY, and switches a reload to a new generation only once every one of
- *    its workers is.
+ *    such; those given as host names come in SERVERS frames, see 10), maps the generation's shared
+ * memory at the size given (never one it computed), builds its data plane -> master: LISTEN(u8 kind
+ * | u16 listener index, fd) for each socket the strategy gives this slot -> worker: READY. The
+ * master counts a worker as serving only after READY, and switches a reload to a new generation
+ * only once every one of its workers is.
  *
  * 5. Connections. master: CONN(u32 seq | u16 listener index | u8 flags | bytes already read,
  *    fd), seq increasing per worker; flag HANDED marks a connection a draining worker gave
@@ -79,8 +79,10 @@
  */
 #include "ipc.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #define IPC_READ_BUF 65536
 
@@ -350,6 +352,67 @@ int ipc_send_out(struct ipc_channel *ch, struct ipc_out *out, uint8_t type, cons
   b[0] = uv_buf_init((char *)out->frame, IPC_HDR_LEN + len);
   b[1] = uv_buf_init((char *)extra, extralen);
   return uv_write2(&out->req, (uv_stream_t *)&ch->pipe, b, extralen ? 2 : 1, send_handle, out_cb);
+}
+
+int ipc_send_fd_now(struct ipc_channel *ch, struct ipc_out *out, uint8_t type, const void *payload,
+                    uint32_t len, const void *extra, uint32_t extralen, int fd, ipc_sent_cb cb) {
+  union {
+    struct cmsghdr h;
+    char space[CMSG_SPACE(sizeof(int))];
+  } ctl;
+  struct iovec iov[2];
+  struct msghdr msg;
+  struct cmsghdr *cm;
+  uv_os_fd_t pfd;
+  size_t total = IPC_HDR_LEN + (size_t)len + extralen, head = IPC_HDR_LEN + (size_t)len;
+  ssize_t n;
+  uv_buf_t rest[2];
+  unsigned nrest = 0;
+
+  if (len > IPC_SMALL || extralen > IPC_MAX_PAYLOAD - len || !(type & IPC_FD_FLAG) || fd < 0)
+    return UV_EINVAL;
+  if (ch->failed)
+    return UV_EPIPE;
+  /* Frames must leave in order: anything libuv still holds goes first. */
+  if (uv_stream_get_write_queue_size((uv_stream_t *)&ch->pipe) != 0 ||
+      uv_fileno((uv_handle_t *)&ch->pipe, &pfd) != 0)
+    return UV_EAGAIN;
+  ipc_header(out->frame, type, len + extralen);
+  if (len)
+    memcpy(out->frame + IPC_HDR_LEN, payload, len);
+  iov[0] = (struct iovec){out->frame, head};
+  iov[1] = (struct iovec){(void *)extra, extralen};
+  memset(&msg, 0, sizeof(msg));
+  memset(&ctl, 0, sizeof(ctl));
+  msg.msg_iov = iov;
+  msg.msg_iovlen = extralen ? 2 : 1;
+  msg.msg_control = ctl.space;
+  msg.msg_controllen = sizeof(ctl.space);
+  cm = CMSG_FIRSTHDR(&msg);
+  cm->cmsg_level = SOL_SOCKET;
+  cm->cmsg_type = SCM_RIGHTS;
+  cm->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+  do
+    n = sendmsg(pfd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+  if (n < 0)
+    return errno == EAGAIN || errno == EWOULDBLOCK ? UV_EAGAIN : -errno;
+  if ((size_t)n == total)
+    return 0;
+  /* The fd left with the first byte; the rest of the frame follows before anything else. */
+  if ((size_t)n < head)
+    rest[nrest++] = uv_buf_init((char *)out->frame + n, (unsigned)(head - (size_t)n));
+  if (extralen && (size_t)n < total)
+    rest[nrest++] = uv_buf_init((char *)extra + ((size_t)n > head ? (size_t)n - head : 0),
+                                (unsigned)(total - ((size_t)n > head ? (size_t)n : head)));
+  out->cb = cb;
+  n = uv_write(&out->req, (uv_stream_t *)&ch->pipe, rest, nrest, out_cb);
+  if (n != 0) {
+    ch->failed = 1; /* half a frame is on the wire: the channel cannot go on */
+    return (int)n;
+  }
+  return 1;
 }
 
 int ipc_send_small(struct ipc_channel *ch, struct ipc_out *out, uint8_t type, const void *payload,

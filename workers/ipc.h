@@ -143,6 +143,17 @@ int ipc_send_out(struct ipc_channel *ch, struct ipc_out *out, uint8_t type, cons
                  uint32_t len, const void *extra, uint32_t extralen, uv_stream_t *send_handle,
                  ipc_sent_cb cb);
 
+/* The hot path's send of a frame carrying a raw fd (no libuv handle around it): when nothing
+ * is queued on the channel, one sendmsg(2) from here, so the fd never needs a uv_tcp_t (whose
+ * set-up and close cost the master two system calls per connection). Returns 0 when the whole
+ * frame left now (cb never runs); 1 when part of it left, fd included, and the rest is queued
+ * (cb runs when it has left or failed); UV_EAGAIN when nothing was sent (bytes are queued on the
+ * channel, or its socket buffer is full): use ipc_send_out with a handle; another negative UV
+ * error when the channel failed. The caller keeps its copy of the fd either way. */
+int ipc_send_fd_now(struct ipc_channel *ch, struct ipc_out *out, uint8_t type,
+                    const void *payload, uint32_t len, const void *extra, uint32_t extralen, int fd,
+                    ipc_sent_cb cb);
+
 /* ipc_send_out without extra bytes. */
 int ipc_send_small(struct ipc_channel *ch, struct ipc_out *out, uint8_t type, const void *payload,
                    uint32_t len, uv_stream_t *send_handle, ipc_sent_cb cb);

@@ -106,7 +106,10 @@ void lsock_drop_unused(struct master *m);
 /* A client connection in the master: accepted, or handed back by a draining worker. Its fd
  * stays open here until a worker acknowledges it, so it can be handed again elsewhere. */
 struct mconn {
-  uv_tcp_t tcp;
+  uv_tcp_t tcp; /* only when has_tcp: a libuv handle around fd (mconn_stream) */
+  int fd;       /* the client connection */
+  uint8_t has_tcp;
+  uint8_t fd_loose; /* has_tcp, but libuv refused the fd: closing the handle leaves it open */
   struct ipc_out out;
   struct master *m;
   struct lsock *ls; /* where it came from (gives its listener in any generation) */
@@ -136,8 +139,15 @@ struct hpeer {
   uint64_t skip_until; /* refused for lack of fds: not chosen again before this (ms) */
 };
 
-/* A new mconn around an accepted fd (taken: closed on failure). NULL when out of memory. */
+/* A new mconn around an accepted fd (taken: closed on failure), or with fd -1 one that
+ * mconn_accept fills. NULL when out of memory. */
 struct mconn *mconn_new(struct master *m, struct lsock *ls, int fd);
+/* Takes the fd that came with the channel's current frame into c (made with fd -1). 0 or a
+ * negative UV error. */
+int mconn_accept(struct mconn *c, struct ipc_channel *ch);
+/* A libuv stream around c's fd, for the paths that need one (a send that had to queue, an
+ * upgrade's forward); made on first use. NULL when libuv refuses the fd. */
+uv_stream_t *mconn_stream(struct mconn *c);
 /* Closes and frees (once libuv is done with it). */
 void mconn_close(struct mconn *c);
 /* Hands c to a worker of the current generation chosen by `pick`, or queues it. */
