@@ -14,31 +14,32 @@
  *    frame at every byte). Integers in payloads are big-endian.
  *
  * 3. Fds. A type with bit 0x80 (IPC_FD_FLAG) carries exactly one fd; no other type carries
- *    any. Such a frame is sent alone by one uv_write2(), so its fd rides SCM_RIGHTS on the
- *    frame's first byte. The kernel never merges a message carrying fds with bytes before it,
- *    so by the time the reader has the frame's last byte, libuv has queued exactly the fds of
- *    this and earlier fd frames, in order. The reader takes one pending fd per fd frame, so fds
- *    and frames cannot get out of step. A receiver at its fd limit gets the frame without its fd
- *    (the kernel drops it and flags the message truncated): the frame is still delivered, marked
- *    fd_here = 0, and what it carried is refused, not lost (the sender kept its own copy).
+ *    any. Such a frame is sent alone by one sendmsg (uv_write2(), or ipc_send_fd_now when
+ *    nothing is queued), so its fd rides SCM_RIGHTS on the frame's first byte. The kernel
+ *    never merges a message carrying fds with bytes before it, so by the time the reader has
+ *    the frame's last byte, libuv has queued exactly the fds of this and earlier fd frames, in
+ *    order. The reader takes one pending fd per fd frame, so fds and frames cannot get out of
+ *    step. A receiver at its fd limit gets the frame without its fd (the kernel drops it and
+ *    flags the message truncated): the frame is still delivered, marked fd_here = 0, and what
+ *    it carried is refused, not lost (the sender kept its own copy).
  *
  * 4. Start-up. worker: HELLO(u32 pid) -> master: CONFIG(u32 generation | u16 slot | u8 number
  *    of LISTEN frames that follow | u8 flags | u32 shared-memory size | 16-byte generation
  *    secret | u16 name length | file name | the exact config bytes the master validated) ->
  *    worker parses them without resolving anything (servers given as IP addresses are read as
- *    such; those given as host names come in SERVERS frames, see 10), maps the generation's shared
- * memory at the size given (never one it computed), builds its data plane -> master: LISTEN(u8 kind
- * | u16 listener index, fd) for each socket the strategy gives this slot -> worker: READY. The
- * master counts a worker as serving only after READY, and switches a reload to a new generation
- * only once every one of its workers is.
+ *    such; those given as host names come in SERVERS frames, see 10), maps the generation's
+ *    shared memory at the size given (never one it computed), builds its data plane ->
+ *    master: LISTEN(u8 kind | u16 listener index, fd) for each socket the strategy gives this
+ *    slot -> worker: READY. The master counts a worker as serving only after READY, and
+ *    switches a reload to a new generation only once every one of its workers is.
  *
  * 5. Connections. master: CONN(u32 seq | u16 listener index | u8 flags | bytes already read,
  *    fd), seq increasing per worker; flag HANDED marks a connection a draining worker gave
  *    back (it is between requests: the idle timeout applies, not the header one); the bytes
  *    are empty for a fresh accept, and are the start of the next request for a handed one. The
- * master keeps its copy of the fd until the worker acknowledges it: at the end of each loop
- * iteration in which anything changed, the worker sends one STATUS(u32 highest seq taken | u32
- * active connections | u64 accepted in total). A worker that will not serve a connection answers
+ *    master keeps its copy of the fd until the worker acknowledges it: within 1 ms of taking
+ *    one (at once when 32 wait), the worker sends one STATUS(u32 highest seq taken | u32 active
+ *    connections | u64 accepted in total). A worker that will not serve a connection answers
  *    REFUSE(u32 seq | u8 reason); the master hands that fd, or every unacknowledged fd of a
  *    worker that died, to another worker: nothing is dropped or leaked.
  *
