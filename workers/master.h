@@ -231,6 +231,17 @@ int gen_reopen_access_log(struct generation *g);
 struct dnsname;
 struct ucheck;
 
+/* What an operator or the checks decided about an address a host name stopped giving: kept
+ * (the last SERVER_MEMO of them) so that it comes back in the same state (a DNS answer that
+ * briefly leaves an address out must not undo a drain). */
+#define SERVER_MEMO 256
+struct server_memo {
+  char upstream[64];
+  uint64_t id;
+  uint16_t weight;
+  uint8_t health, admin;
+};
+
 struct userver {
   struct master *m;
   struct userver *next;
@@ -247,6 +258,7 @@ struct userver {
   char detail[128];           /* the last check's outcome, or why it changed state */
   uint64_t checks, checks_failed, last_check_ms, last_change_ms; /* uv_now */
   uint64_t passive_fails;                                        /* FAILING reports */
+  uint8_t fresh; /* created since the last push: its state goes out after its SERVERS */
 };
 
 /* A server as one generation lists it: the configured weight and backup are per config. */
@@ -429,6 +441,8 @@ struct master {
   int steered;               /* a reuseport steering program is attached */
   struct mconn_fifo pending; /* held connections waiting for a worker */
   struct userver *servers;   /* every upstream server some generation lists */
+  struct server_memo *memo;  /* [SERVER_MEMO] states of addresses a name no longer gives */
+  unsigned memo_next;
   struct dnsname *names;     /* every server host name some generation uses */
   uint64_t rng;              /* check jitter */
   struct mconn *free_mconns;
