@@ -255,7 +255,7 @@ static void sent_cb(struct ipc_out *out, int status) {
 }
 
 static int deliver(struct worker *w, struct mconn *c) {
-  unsigned char p[7];
+  unsigned char p[7 + IPC_PEER_MAX];
   int listener = gen_listener_index(w->gen, c->ls), rc;
 
   if (listener < 0)
@@ -266,19 +266,20 @@ static int deliver(struct worker *w, struct mconn *c) {
   c->refused = 0;
   ipc_put_u32(p, c->seq);
   ipc_put_u16(p + 4, (uint16_t)listener);
-  p[6] = c->handed ? IPC_CONN_HANDED : 0;
+  p[6] = (c->handed ? IPC_CONN_HANDED : 0) | (c->npeer ? IPC_CONN_PEER : 0);
+  memcpy(p + 7, c->peer, c->npeer);
   c->t_sent = uv_now(w->m->loop);
   /* 0: it is out already; 1: it is on its way (sent_cb will say). */
   rc = c->has_tcp ? UV_EAGAIN
-                  : ipc_send_fd_now(&w->ch, &c->out, IPC_CONN, p, sizeof(p), c->bytes, c->nbytes,
-                                    c->fd, sent_cb);
+                  : ipc_send_fd_now(&w->ch, &c->out, IPC_CONN, p, 7 + (uint32_t)c->npeer, c->bytes,
+                                    c->nbytes, c->fd, sent_cb);
   if (rc == UV_EAGAIN) {
     /* The channel is busy (or this connection has a handle already): libuv queues it. */
     uv_stream_t *s = mconn_stream(c);
     if (s == NULL)
       return UV_EBADF;
-    if ((rc = ipc_send_out(&w->ch, &c->out, IPC_CONN, p, sizeof(p), c->bytes, c->nbytes, s,
-                           sent_cb)) != 0)
+    if ((rc = ipc_send_out(&w->ch, &c->out, IPC_CONN, p, 7 + (uint32_t)c->npeer, c->bytes,
+                           c->nbytes, s, sent_cb)) != 0)
       return rc;
     rc = 1;
   }

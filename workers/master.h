@@ -121,6 +121,8 @@ struct mconn {
   uint8_t acked;   /* the worker took it: close once the send completes */
   uint8_t refused; /* the worker refused it: hand it on once the send completes */
   uint8_t handed;  /* it came back from a draining worker (between requests) */
+  uint8_t npeer;   /* the client's address as CONN carries it (ipc_put_peer), 0: unknown */
+  unsigned char peer[IPC_PEER_MAX];
   uint64_t t_sent; /* uv_now when its CONN went out */
   struct mconn *next;
 };

@@ -353,7 +353,7 @@ static void orphaned(struct wproc *w, const char *why) {
 static void accept_one(struct wlisten *l) {
   struct wproc *w = l->w;
   struct px_accept a = {l->listener, l->kind == IPC_LISTEN_PRIVATE ? PX_CLIENT_PROXY_PROTOCOL : 0,
-                        NULL, 0};
+                        NULL, 0, NULL};
   uv_tcp_t *tcp = w->px != NULL ? px_client_new(w->px) : NULL;
 
   if (tcp == NULL) {
@@ -597,10 +597,16 @@ static void take_conn(struct wproc *w, const char *payload, uint32_t len) {
   uint32_t seq = len >= 4 ? ipc_get_u32(payload) : 0;
   unsigned listener = len >= 6 ? ipc_get_u16(payload + 4) : ~0u;
   unsigned flags = len >= 7 ? (uint8_t)payload[6] : 0;
+  size_t off = 7, npeer = 0;
+  struct sockaddr_storage peer;
+  uv_tcp_t *tcp;
+
+  if (len >= 7 && (flags & IPC_CONN_PEER))
+    off += (npeer = ipc_get_peer(payload + 7, len - 7, &peer));
   struct px_accept a = {listener,
                         PX_CLIENT_FD_SHARED | ((flags & IPC_CONN_HANDED) ? PX_CLIENT_HANDED : 0),
-                        len > 7 ? payload + 7 : NULL, len > 7 ? len - 7 : 0};
-  uv_tcp_t *tcp;
+                        len > off ? payload + off : NULL, len > off ? len - off : 0,
+                        npeer > 0 ? (const struct sockaddr *)&peer : NULL};
 
   if (!w->ch.fd_here) {
     /* The kernel could not give us the fd (we are at our fd limit). The master still has

@@ -1,6 +1,7 @@
 /* Tests for workers/ipc.c: framing split at every byte, and fds travelling with their frames. */
 #include "ipc.h"
 
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -343,4 +344,29 @@ Test(ipc_channel, sends_a_raw_fd_itself_when_idle_and_defers_to_libuv_when_bytes
   ipc_channel_close(&t.rx, NULL);
   uv_run(t.loop, UV_RUN_DEFAULT);
   cr_assert_eq(uv_loop_close(t.loop), 0);
+}
+
+Test(ipc_peer, an_ipv4_and_an_ipv6_address_round_trip_and_bad_bytes_are_refused) {
+  struct sockaddr_in in = {.sin_family = AF_INET, .sin_port = htons(40001)};
+  struct sockaddr_in6 in6 = {.sin6_family = AF_INET6, .sin6_port = htons(443)};
+  struct sockaddr_storage ss;
+  unsigned char b[IPC_PEER_MAX];
+
+  inet_pton(AF_INET, "10.1.2.3", &in.sin_addr);
+  inet_pton(AF_INET6, "2001:db8::7", &in6.sin6_addr);
+  cr_assert_eq(ipc_put_peer(b, (struct sockaddr *)&in), 7);
+  cr_assert_eq(ipc_get_peer((const char *)b, 7, &ss), 7);
+  cr_assert_eq(ss.ss_family, AF_INET);
+  cr_assert_eq(memcmp(&((struct sockaddr_in *)&ss)->sin_addr, &in.sin_addr, 4), 0);
+  cr_assert_eq(((struct sockaddr_in *)&ss)->sin_port, in.sin_port);
+  cr_assert_eq(ipc_get_peer((const char *)b, 6, &ss), 0, "a short address is refused");
+  cr_assert_eq(ipc_put_peer(b, (struct sockaddr *)&in6), 19);
+  cr_assert_eq(ipc_get_peer((const char *)b, 19, &ss), 19);
+  cr_assert_eq(ss.ss_family, AF_INET6);
+  cr_assert_eq(memcmp(&((struct sockaddr_in6 *)&ss)->sin6_addr, &in6.sin6_addr, 16), 0);
+  cr_assert_eq(ipc_get_peer((const char *)b, 18, &ss), 0);
+  b[0] = 5;
+  cr_assert_eq(ipc_get_peer((const char *)b, 19, &ss), 0, "an unknown family is refused");
+  struct sockaddr un = {.sa_family = AF_UNIX};
+  cr_assert_eq(ipc_put_peer(b, &un), 0);
 }
