@@ -254,6 +254,97 @@ static void sent_cb(struct ipc_out *out, int status) {
    * to another worker once the channel has closed (handoff_worker_gone). */
 }
 
+/* ---- batches ---- */
+
+/* Sends w's staged CONN frames: one sendmsg with every fd when the channel is idle; what it
+ * did not write follows through libuv, in order, without fds (they all went with the first
+ * byte). A busy channel: each frame through libuv with its handle. */
+static void send_staged(struct worker *w) {
+  struct hpeer *h = &w->hp;
+  struct ipc_out *outs[IPC_BATCH_MAX];
+  int fds[IPC_BATCH_MAX];
+  unsigned n = h->nstaged;
+  ssize_t wr;
+  size_t off = 0;
+
+  if (n == 0)
+    return;
+  h->nstaged = 0;
+  for (unsigned i = 0; i < n; i++) {
+    outs[i] = &h->staged[i]->out;
+    fds[i] = h->staged[i]->fd;
+  }
+  wr = ipc_send_frames_now(&w->ch, outs, h->staged_len, fds, n);
+  for (unsigned i = 0; i < n; i++) {
+    struct mconn *c = h->staged[i];
+    size_t len = h->staged_len[i];
+    uv_stream_t *s;
+    int out = 0;
+    if (wr == UV_EAGAIN) {
+      s = mconn_stream(c);
+      c->sending = s != NULL && ipc_send_laid_out(&w->ch, &c->out, len, s, sent_cb) == 0;
+    } else if (wr < 0) {
+      c->sending = 0; /* the channel failed */
+    } else if ((size_t)wr >= off + len) {
+      c->sending = 0;
+      out = 1; /* whole */
+    } else {
+      size_t from = (size_t)wr > off ? (size_t)wr - off : 0;
+      c->sending = ipc_write_rest(&w->ch, &c->out, from, len, sent_cb) == 0;
+      out = (size_t)wr > off; /* its fd is there: the worker may take it */
+    }
+    off += len;
+    if (!out && !c->sending && fifo_take(&w->hp.unacked, c->seq) == c) {
+      /* It never reached the worker: another one takes it (handoff_flush, from the caller). */
+      w->hp.handed--;
+      fifo_push(&w->m->pending, c);
+    }
+  }
+}
+
+static void unstage(struct master *m, struct worker *w) {
+  for (struct worker **pp = &m->staged_workers; *pp != NULL; pp = &(*pp)->hp.next_staged)
+    if (*pp == w) {
+      *pp = w->hp.next_staged;
+      break;
+    }
+  w->hp.on_staged_list = 0;
+  w->hp.nstaged = 0;
+}
+
+void handoff_batch_begin(struct master *m) {
+  m->batching = 1;
+}
+
+void handoff_batch_end(struct master *m) {
+  struct worker *w;
+
+  m->batching = 0;
+  while ((w = m->staged_workers) != NULL) {
+    m->staged_workers = w->hp.next_staged;
+    w->hp.on_staged_list = 0;
+    send_staged(w);
+  }
+  if (m->pending.len > 0)
+    handoff_flush(m);
+}
+
+/* Lays out c's CONN in its own frame memory, to leave with w's batch. */
+static void stage(struct worker *w, struct mconn *c, const unsigned char *p, uint32_t plen) {
+  struct hpeer *h = &w->hp;
+
+  h->staged_len[h->nstaged] = ipc_frame(&c->out, IPC_CONN, p, plen);
+  h->staged[h->nstaged++] = c;
+  c->sending = 1; /* not out yet: no ack or refusal can name it before it is */
+  if (!h->on_staged_list) {
+    h->on_staged_list = 1;
+    h->next_staged = w->m->staged_workers;
+    w->m->staged_workers = w;
+  }
+  if (h->nstaged == IPC_BATCH_MAX)
+    send_staged(w);
+}
+
 static int deliver(struct worker *w, struct mconn *c) {
   unsigned char p[7 + IPC_PEER_MAX];
   int listener = gen_listener_index(w->gen, c->ls), rc;
@@ -269,6 +360,13 @@ static int deliver(struct worker *w, struct mconn *c) {
   p[6] = (c->handed ? IPC_CONN_HANDED : 0) | (c->npeer ? IPC_CONN_PEER : 0);
   memcpy(p + 7, c->peer, c->npeer);
   c->t_sent = uv_now(w->m->loop);
+  if (w->m->batching && !c->has_tcp && c->nbytes == 0) {
+    stage(w, c, p, 7 + (uint32_t)c->npeer);
+    fifo_push(&w->hp.unacked, c);
+    w->hp.handed++;
+    return 0;
+  }
+  send_staged(w); /* frames to a worker leave in the order of their sequence numbers */
   /* 0: it is out already; 1: it is on its way (sent_cb will say). */
   rc = c->has_tcp ? UV_EAGAIN
                   : ipc_send_fd_now(&w->ch, &c->out, IPC_CONN, p, 7 + (uint32_t)c->npeer, c->bytes,
@@ -372,6 +470,8 @@ void handoff_refused(struct master *m, struct worker *w, uint32_t seq, int reaso
 void handoff_worker_gone(struct master *m, struct worker *w) {
   struct mconn *c;
   unsigned n = 0;
+
+  unstage(m, w); /* staged frames never left: their connections are in unacked, below */
 
   while ((c = fifo_pop(&w->hp.unacked)) != NULL) {
     n++;

@@ -418,6 +418,76 @@ int ipc_send_fd_now(struct ipc_channel *ch, struct ipc_out *out, uint8_t type, c
   return 1;
 }
 
+size_t ipc_frame(struct ipc_out *out, uint8_t type, const void *payload, uint32_t len) {
+  ipc_header(out->frame, type, len);
+  if (len)
+    memcpy(out->frame + IPC_HDR_LEN, payload, len);
+  return IPC_HDR_LEN + (size_t)len;
+}
+
+ssize_t ipc_send_frames_now(struct ipc_channel *ch, struct ipc_out *const *outs, const size_t *lens,
+                            const int *fds, unsigned n) {
+  union {
+    struct cmsghdr h;
+    char space[CMSG_SPACE(sizeof(int) * IPC_BATCH_MAX)];
+  } ctl;
+  struct iovec iov[IPC_BATCH_MAX];
+  struct msghdr msg;
+  struct cmsghdr *cm;
+  uv_os_fd_t pfd;
+  ssize_t w;
+
+  if (n == 0 || n > IPC_BATCH_MAX)
+    return UV_EINVAL;
+  if (ch->failed)
+    return UV_EPIPE;
+  if (uv_stream_get_write_queue_size((uv_stream_t *)&ch->pipe) != 0 ||
+      uv_fileno((uv_handle_t *)&ch->pipe, &pfd) != 0)
+    return UV_EAGAIN;
+  for (unsigned i = 0; i < n; i++)
+    iov[i] = (struct iovec){outs[i]->frame, lens[i]};
+  memset(&msg, 0, sizeof(msg));
+  memset(&ctl, 0, sizeof(ctl));
+  msg.msg_iov = iov;
+  msg.msg_iovlen = n;
+  msg.msg_control = ctl.space;
+  msg.msg_controllen = CMSG_SPACE(sizeof(int) * n);
+  cm = CMSG_FIRSTHDR(&msg);
+  cm->cmsg_level = SOL_SOCKET;
+  cm->cmsg_type = SCM_RIGHTS;
+  cm->cmsg_len = CMSG_LEN(sizeof(int) * n);
+  memcpy(CMSG_DATA(cm), fds, sizeof(int) * n);
+  do
+    w = sendmsg(pfd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+  while (w < 0 && errno == EINTR);
+  if (w < 0)
+    return errno == EAGAIN || errno == EWOULDBLOCK ? UV_EAGAIN : -errno;
+  return w;
+}
+
+int ipc_send_laid_out(struct ipc_channel *ch, struct ipc_out *out, size_t len,
+                      uv_stream_t *send_handle, ipc_sent_cb cb) {
+  uv_buf_t b = uv_buf_init((char *)out->frame, (unsigned)len);
+
+  if (len < IPC_HDR_LEN || len > sizeof(out->frame) || send_handle == NULL)
+    return UV_EINVAL;
+  if (ch->failed)
+    return UV_EPIPE;
+  out->cb = cb;
+  return uv_write2(&out->req, (uv_stream_t *)&ch->pipe, &b, 1, send_handle, out_cb);
+}
+
+int ipc_write_rest(struct ipc_channel *ch, struct ipc_out *out, size_t from, size_t len,
+                   ipc_sent_cb cb) {
+  uv_buf_t b = uv_buf_init((char *)out->frame + from, (unsigned)(len - from));
+  int rc;
+
+  out->cb = cb;
+  if ((rc = uv_write(&out->req, (uv_stream_t *)&ch->pipe, &b, 1, out_cb)) != 0)
+    ch->failed = 1;
+  return rc;
+}
+
 size_t ipc_put_peer(unsigned char *p, const struct sockaddr *sa) {
   if (sa->sa_family == AF_INET) {
     const struct sockaddr_in *in = (const struct sockaddr_in *)sa;

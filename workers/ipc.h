@@ -159,9 +159,29 @@ int ipc_send_out(struct ipc_channel *ch, struct ipc_out *out, uint8_t type, cons
  * (cb runs when it has left or failed); UV_EAGAIN when nothing was sent (bytes are queued on the
  * channel, or its socket buffer is full): use ipc_send_out with a handle; another negative UV
  * error when the channel failed. The caller keeps its copy of the fd either way. */
-int ipc_send_fd_now(struct ipc_channel *ch, struct ipc_out *out, uint8_t type,
-                    const void *payload, uint32_t len, const void *extra, uint32_t extralen, int fd,
-                    ipc_sent_cb cb);
+int ipc_send_fd_now(struct ipc_channel *ch, struct ipc_out *out, uint8_t type, const void *payload,
+                    uint32_t len, const void *extra, uint32_t extralen, int fd, ipc_sent_cb cb);
+
+/* Batches of fd frames (the master's handoff under load): each frame laid out in its own `out`
+ * (ipc_frame), then at most IPC_BATCH_MAX of them, with their fds, leave in one sendmsg(2) when
+ * nothing is queued on the channel (the receiver's libuv takes up to 64 fds per read). Returns
+ * the bytes written, >= 1 (all of them when it equals the frames' total), or UV_EAGAIN when
+ * nothing was sent (bytes queued on the channel, or its buffer full), or another negative UV
+ * error. Every fd left with the first byte: what was not written is finished, in order and
+ * without fds, with ipc_write_rest. */
+#define IPC_BATCH_MAX 32
+size_t ipc_frame(struct ipc_out *out, uint8_t type, const void *payload, uint32_t len);
+ssize_t ipc_send_frames_now(struct ipc_channel *ch, struct ipc_out *const *outs, const size_t *lens,
+                            const int *fds, unsigned n);
+/* Queues bytes [from, len) of a frame ipc_frame laid out in `out` (its fd already went). 0 or a
+ * negative UV error (then the channel is unusable: half a frame may be on the wire). */
+int ipc_write_rest(struct ipc_channel *ch, struct ipc_out *out, size_t from, size_t len,
+                   ipc_sent_cb cb);
+
+/* Sends the frame ipc_frame laid out in `out` (len bytes) through libuv, with a handle. As
+ * ipc_send_out. */
+int ipc_send_laid_out(struct ipc_channel *ch, struct ipc_out *out, size_t len,
+                      uv_stream_t *send_handle, ipc_sent_cb cb);
 
 /* ipc_send_out without extra bytes. */
 int ipc_send_small(struct ipc_channel *ch, struct ipc_out *out, uint8_t type, const void *payload,

@@ -324,8 +324,20 @@ static void accept_retry_cb(uv_timer_t *t) {
   lsock_update_polling(t->data);
 }
 
+static void poll_accept(struct lsock *ls);
+
+/* The fresh connections of one wakeup go to their workers in batches (several fds per
+ * sendmsg, handoff.c). */
 static void poll_cb(uv_poll_t *p, int status, int events) {
   struct lsock *ls = p->data;
+  struct master *m = ls->m;
+
+  handoff_batch_begin(m);
+  poll_accept(ls);
+  handoff_batch_end(m);
+}
+
+static void poll_accept(struct lsock *ls) {
   struct master *m = ls->m;
   int fd = lsock_fd(ls);
 

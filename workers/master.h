@@ -139,6 +139,11 @@ struct hpeer {
   struct mconn_fifo unacked;
   uint64_t handed;
   uint64_t skip_until; /* refused for lack of fds: not chosen again before this (ms) */
+  struct mconn *staged[IPC_BATCH_MAX]; /* CONN frames laid out, sent together (batch end) */
+  size_t staged_len[IPC_BATCH_MAX];
+  unsigned nstaged;
+  struct worker *next_staged; /* in master.staged_workers */
+  uint8_t on_staged_list;
 };
 
 /* A new mconn around an accepted fd (taken: closed on failure), or with fd -1 one that
@@ -163,6 +168,10 @@ void handoff_refused(struct master *m, struct worker *w, uint32_t seq, int reaso
 void handoff_worker_gone(struct master *m, struct worker *w);
 /* Places queued connections on workers with room, then lets accepting resume. */
 void handoff_flush(struct master *m);
+/* Around a batch of accepts: between begin and end, CONN frames of fresh connections are
+ * staged per worker and leave together, several fds in one sendmsg. */
+void handoff_batch_begin(struct master *m);
+void handoff_batch_end(struct master *m);
 /* Closes every queued connection (stopping). */
 void handoff_close_pending(struct master *m);
 /* Frees the connection structs kept for reuse (the loop has ended). */
@@ -445,8 +454,8 @@ struct master {
   struct userver *servers;   /* every upstream server some generation lists */
   struct server_memo *memo;  /* [SERVER_MEMO] states of addresses a name no longer gives */
   unsigned memo_next;
-  struct dnsname *names;     /* every server host name some generation uses */
-  uint64_t rng;              /* check jitter */
+  struct dnsname *names; /* every server host name some generation uses */
+  uint64_t rng;          /* check jitter */
   struct mconn *free_mconns;
   unsigned nmconns;
   unsigned rr;
@@ -458,8 +467,10 @@ struct master {
   unsigned nevents, events_pos;
   uv_signal_t sig[7];
   uv_timer_t stats_timer, kill_timer, start_timer, accept_retry, retire_timer, watchdog;
-  char *pidfile; /* path, while we hold it */
-  void *upgrade; /* upgrade.c's state */
+  struct worker *staged_workers; /* workers with CONN frames staged (hpeer.nstaged > 0) */
+  uint8_t batching;              /* an accept batch runs: fresh connections' CONNs are staged */
+  char *pidfile;                 /* path, while we hold it */
+  void *upgrade;                 /* upgrade.c's state */
   int pidfile_fd;
   /* Proves the master to its workers on private ports (PROXY v2 TLV). One per master, not per
    * generation: a relay made under one generation may reach a worker of the next while they
