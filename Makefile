@@ -21,7 +21,11 @@ endif
 
 # What building and testing need on Debian 12 / Ubuntu.
 PACKAGES := build-essential cmake pkg-config libuv1-dev node-llhttp libyaml-dev \
-            libcriterion-dev libcurl4-openssl-dev curl ca-certificates
+            libcriterion-dev libcurl4-openssl-dev curl ca-certificates libjansson-dev
+
+# What `make test` needs on top: promtool checks /metrics (Debian's prometheus package) and
+# headless Chromium loads the status page.
+TEST_PACKAGES := prometheus chromium
 
 # What `make fuzz` needs on top: clang and its runtime (libFuzzer, ASan, UBSan).
 FUZZ_PACKAGES := clang libclang-rt-dev
@@ -30,7 +34,7 @@ FUZZ_TARGETS ?=
 
 PREFIX ?= /usr/local
 
-.PHONY: all deps build run test install bench fuzz clean format
+.PHONY: all deps test-deps build run test install bench fuzz clean format
 
 all: build
 
@@ -62,7 +66,10 @@ run: deps
 
 # Under the sanitizers, a report in a test process that Criterion already counted as passed
 # (a leak found at exit) must still fail the run: every test's output is scanned.
-test: deps build
+test-deps:
+	@$(MAKE) --no-print-directory deps EXTRA_PACKAGES="$(TEST_PACKAGES)"
+
+test: test-deps build
 	cd $(BUILD_DIR) && ctest --output-on-failure --timeout 1200 --output-log ctest.log
 ifeq ($(SANITIZE),1)
 	@if grep -nE "ERROR: (Address|Leak)Sanitizer|runtime error:" $(BUILD_DIR)/ctest.log; then \

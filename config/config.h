@@ -169,6 +169,12 @@ struct cfg_limits {
   unsigned max_connections;  /* client connections per worker, 0 (default) = no limit */
 };
 
+/* The admin API (served by the master). */
+struct cfg_admin {
+  char *listen;     /* "host:port", or "off"; default 127.0.0.1:9900 */
+  int allow_public; /* a listen address that is not loopback is refused unless set */
+};
+
 /* Log levels, in the order of enum lbp_log_level (workers/log.h). */
 enum cfg_log_level { CFG_LOG_DEBUG = 0, CFG_LOG_INFO, CFG_LOG_WARN, CFG_LOG_ERROR };
 
@@ -187,10 +193,12 @@ struct lbp_config {
   char *pid_file;             /* NULL: none */
   uint64_t shutdown_timeout_ms; /* graceful stop / drain deadline, default 30s */
   char *error_log;              /* "stderr" (default) or a file path */
+  char *access_log;             /* "off" (default), "stdout" or a file path */
   enum cfg_log_level log_level; /* default info */
   int debug_header;             /* add X-Lbproxy-Worker to responses (tests, debugging) */
   int forwarded;                /* add an RFC 7239 Forwarded element to requests, default no */
   struct cfg_restart restart;
+  struct cfg_admin admin;
   struct cfg_timeouts timeouts;
   struct cfg_limits limits;
   struct cfg_listener *listeners; /* at least one */

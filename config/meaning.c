@@ -457,13 +457,42 @@ static int warnings(struct cfg__ctx *ctx, struct lbp_config *cfg) {
   return 0;
 }
 
+/* The admin API is never public by accident: an address that is literally not loopback needs
+ * admin.allow_public (a host name is checked by the master once resolved). */
+static int check_admin(struct cfg__ctx *ctx, const struct cfg__node *root,
+                       const struct lbp_config *cfg) {
+  const struct cfg__node *an = cfg__map_get(root, "admin");
+  const struct cfg__node *n = an != NULL ? cfg__map_get(an, "listen") : NULL;
+  unsigned char ip[16];
+  struct cfg_addr a;
+  int loop;
+
+  if (n == NULL || cfg->admin.allow_public || strcmp(cfg->admin.listen, "off") == 0)
+    return 0;
+  memset(&a, 0, sizeof(a));
+  if (cfg_parse_hostport(cfg->admin.listen, &a) != 0)
+    return 0; /* the fields step said so already */
+  if (uv_inet_pton(AF_INET, a.host, ip) == 0)
+    loop = ip[0] == 127;
+  else if (uv_inet_pton(AF_INET6, a.host, ip) == 0)
+    loop = memcmp(ip, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\1", 16) == 0;
+  else
+    loop = !a.any; /* a name: the master checks what it resolves to */
+  if (loop)
+    return 0;
+  return cfg__error(ctx, n->line, n->col, "admin.listen",
+                    "%s is not a loopback address: the admin API would be public; set "
+                    "admin.allow_public: true if that is what you want",
+                    cfg->admin.listen);
+}
+
 int cfg__meaning(struct cfg__ctx *ctx, const struct cfg__node *root, struct lbp_config *cfg) {
   int rc;
 
   if ((rc = resolve_workers(cfg)) != 0 || (rc = link_listeners(ctx, root, cfg)) != 0 ||
       (rc = check_port_base(ctx, root, cfg)) != 0 || (rc = check_upstreams(ctx, root, cfg)) != 0 ||
       (rc = lookup_user(ctx, root, cfg)) != 0 || (rc = resolve_all(ctx, cfg)) != 0 ||
-      (rc = warnings(ctx, cfg)) != 0)
+      (rc = check_admin(ctx, root, cfg)) != 0 || (rc = warnings(ctx, cfg)) != 0)
     return rc;
   return 0;
 }

@@ -43,10 +43,12 @@ static void dump_listener_upstream(FILE *, const struct lbp_config *, const void
 static const char *check_nonempty(const char *s);
 static const char *check_path(const char *s);
 static const char *check_log_target(const char *s);
+static const char *check_access_log(const char *s);
 static const char *check_route_host(const char *s);
 static const char *check_route_path(const char *s);
 static const char *check_set_host(const char *s);
 static const char *check_check_host(const char *s);
+static const char *check_admin_listen(const char *s);
 
 /* clang-format off */
 static const struct field timeout_fields[] = {
@@ -145,6 +147,15 @@ static const struct field restart_fields[] = {
 #undef RS
 };
 
+static const struct field admin_fields[] = {
+#define AD(m) AT(struct cfg_admin, m)
+  KEY("listen",       T_STRING, AD(listen),       0, 0, "127.0.0.1:9900",
+      .check = check_admin_listen),
+  KEY("allow_public", T_BOOL,   AD(allow_public), 0, 0, "false"),
+  {0},
+#undef AD
+};
+
 static const char *const mode_names[] = {"http", "tcp", NULL};
 static const char *const log_level_names[] = {"debug", "info", "warn", "error", NULL};
 
@@ -178,12 +189,16 @@ const struct field cfg__top_fields[] = {
   KEY("shutdown_timeout", T_DURATION, TOP(shutdown_timeout_ms), 0, 24 * HOUR, "30s"),
   KEY("error_log",       T_STRING,   TOP(error_log),         0, 0,         "stderr",
       .check = check_log_target),
+  KEY("access_log",      T_STRING,   TOP(access_log),        0, 0,         "off",
+      .check = check_access_log),
   KEY("log_level",       T_ENUM,     TOP(log_level),         0, 0,         "info",
       .aux = log_level_names),
   KEY("debug_header",    T_BOOL,     TOP(debug_header),      0, 0,         "false"),
   KEY("forwarded",       T_BOOL,     TOP(forwarded),         0, 0,         "false"),
   KEY("restart",         T_TABLE,    TOP(restart),           0, 0,         NULL,
       .aux = restart_fields),
+  KEY("admin",           T_TABLE,    TOP(admin),             0, 0,         NULL,
+      .aux = admin_fields),
   KEY("timeouts",        T_TABLE,    TOP(timeouts),          0, 0,         NULL,
       .aux = timeout_fields),
   KEY("limits",          T_TABLE,    TOP(limits),            0, 0,         NULL,
@@ -463,6 +478,20 @@ static const char *check_path(const char *s) {
 
 static const char *check_log_target(const char *s) {
   return s[0] == '\0' ? "expected 'stderr' or a file path" : NULL;
+}
+
+static const char *check_access_log(const char *s) {
+  return s[0] == '\0' ? "expected 'off', 'stdout' or a file path" : NULL;
+}
+
+/* "off", or host:port (resolved and checked against allow_public when loaded). */
+static const char *check_admin_listen(const char *s) {
+  struct cfg_addr a;
+
+  if (strcmp(s, "off") == 0)
+    return NULL;
+  memset(&a, 0, sizeof(a));
+  return cfg_parse_hostport(s, &a) != 0 ? "expected host:port (like 127.0.0.1:9900) or off" : NULL;
 }
 
 /* A Host to match: a name ("api.example.com") or a wildcard for its subdomains ("*.example.com").

@@ -107,6 +107,7 @@ static void client_close_cb(uv_handle_t *h) {
 /* One connection fewer: the worker may take more again. */
 static void count_closed(struct px_ctx *ctx) {
   ctx->counters.active--;
+  atomic_store_explicit(&ctx->st->active, ctx->counters.active, memory_order_relaxed);
   if (ctx->full &&
       (ctx->set.max_connections == 0 || ctx->counters.active < ctx->set.max_connections)) {
     ctx->full = 0;
@@ -625,6 +626,7 @@ uv_tcp_t *px_client_new(struct px_ctx *ctx) {
   ctx->nclients++;
   px_list_insert_head(&ctx->clients, &c->link);
   ctx->counters.active++;
+  atomic_store_explicit(&ctx->st->active, ctx->counters.active, memory_order_relaxed);
   if (ctx->set.max_connections > 0 && ctx->counters.active >= ctx->set.max_connections)
     ctx->full = 1;
   return &c->tcp;
@@ -660,8 +662,10 @@ void px_client_start(uv_tcp_t *tcp, const struct px_accept *a) {
   struct px_ctx *ctx = c->ctx;
 
   /* A connection another worker handed over between requests is the same client, idle. */
-  if (!(a->flags & PX_CLIENT_HANDED))
+  if (!(a->flags & PX_CLIENT_HANDED)) {
     ctx->counters.accepted++;
+    px_stat_add(&ctx->st->c[PX_ST_ACCEPTED], 1);
+  }
   c->fd_shared = (a->flags & PX_CLIENT_FD_SHARED) != 0;
   c->proxy_protocol = (a->flags & PX_CLIENT_PROXY_PROTOCOL) != 0;
   c->listener = (uint16_t)(a->listener < ctx->nlisteners ? a->listener : 0);

@@ -24,7 +24,7 @@ static void settings_from_config(struct px_settings *s, const struct lbp_config 
   s->forwarded = (uint8_t)cfg->forwarded;
 }
 
-/* "host:port" or "[v6]:port", as configured: the server's name in logs and its stable id. */
+/* "host:port", or "[host]:port" for an IPv6 address. */
 static void addr_name(const struct cfg_addr *a, char *out, size_t cap) {
   if (strchr(a->host, ':') != NULL)
     snprintf(out, cap, "[%.*s]:%u", (int)(cap - 10), a->host, a->port);
@@ -43,7 +43,6 @@ int px_server_spec_literal(const struct cfg_upstream *up, size_t k, struct px_se
   memcpy(&out->addr, &s->addr.sa, sizeof(out->addr));
   out->weight = (uint16_t)s->weight;
   out->backup = (uint8_t)(s->backup != 0);
-  out->active = NULL;
   return 0;
 }
 
@@ -66,8 +65,9 @@ static unsigned literal_specs(const struct cfg_upstream *up, struct px_server_sp
 
 /* One pool: its balancer, its literal servers (keep-alive settings from the upstream), its
  * retries. */
-static int pool_init(struct px_ctx *ctx, struct px_pool *p, const struct cfg_upstream *up,
-                     _Atomic uint64_t *counter) {
+static int pool_init(struct px_ctx *ctx, struct px_pool *p, const struct px_gen *gen, size_t i) {
+  const struct cfg_upstream *up = &gen->cfg->upstreams[i];
+  _Atomic uint64_t *counter = gen->rr_counters != NULL ? &gen->rr_counters[i] : NULL;
   struct px_server_spec specs[BAL_MAX_SERVERS];
   struct bal_conf bc = {.panic = up->panic,
                         .slow_start_ms = up->slow_start_ms,
@@ -79,6 +79,7 @@ static int pool_init(struct px_ctx *ctx, struct px_pool *p, const struct cfg_ups
   if (up->nservers > BAL_MAX_SERVERS || ops == NULL)
     return UV_EINVAL;
   p->name = up->name;
+  p->index = i;
   p->ctx = ctx;
   p->max_idle = up->keepalive;
   p->idle_ms = up->keepalive_timeout_ms;
@@ -94,8 +95,8 @@ static int pool_init(struct px_ctx *ctx, struct px_pool *p, const struct cfg_ups
   return rc;
 }
 
-static int pools_init(struct px_ctx *ctx, const struct lbp_config *cfg,
-                      _Atomic uint64_t *rr_counters) {
+static int pools_init(struct px_ctx *ctx, const struct px_gen *gen) {
+  const struct lbp_config *cfg = gen->cfg;
   struct px_pool *pools = calloc(cfg->nupstreams, sizeof(*pools));
   size_t i;
   int rc = 0;
@@ -103,8 +104,7 @@ static int pools_init(struct px_ctx *ctx, const struct lbp_config *cfg,
   if (pools == NULL)
     return UV_ENOMEM;
   for (i = 0; i < cfg->nupstreams; i++)
-    if ((rc = pool_init(ctx, &pools[i], &cfg->upstreams[i],
-                        rr_counters ? &rr_counters[i] : NULL)) != 0)
+    if ((rc = pool_init(ctx, &pools[i], gen, i)) != 0)
       goto fail_pool;
   ctx->pools = pools;
   ctx->npools = cfg->nupstreams;
@@ -198,7 +198,6 @@ static void debug_line(struct px_ctx *ctx, const struct px_gen *gen) {
 int px_ctx_new(uv_loop_t *loop, const struct px_gen *gen, struct px_ctx **out) {
   struct px_ctx *ctx = calloc(1, sizeof(*ctx));
   const struct lbp_config *cfg = gen->cfg;
-  _Atomic uint64_t *rr_counters = gen->rr_counters;
   size_t bufsize = PX_BUF_MIN;
   int rc;
 
@@ -206,6 +205,8 @@ int px_ctx_new(uv_loop_t *loop, const struct px_gen *gen, struct px_ctx **out) {
     return UV_ENOMEM;
   ctx->loop = loop;
   ctx->gen = *gen;
+  ctx->st = gen->stats != NULL ? gen->stats : &ctx->own_stats;
+  atomic_store_explicit(&ctx->st->active, 0, memory_order_relaxed); /* a new process: none yet */
   settings_from_config(&ctx->set, cfg);
   if (cfg->debug_header)
     debug_line(ctx, gen);
@@ -219,7 +220,7 @@ int px_ctx_new(uv_loop_t *loop, const struct px_gen *gen, struct px_ctx **out) {
   ctx->up.data = ctx;
   px_list_init(&ctx->clients);
   ctx->release = ctx_free;
-  if ((rc = pools_init(ctx, cfg, rr_counters)) != 0)
+  if ((rc = pools_init(ctx, gen)) != 0)
     goto fail_pools;
   if ((rc = listeners_init(ctx, cfg)) != 0)
     goto fail_listeners;
@@ -268,6 +269,20 @@ void px_ctx_on_request(struct px_ctx *ctx, px_request_log_fn fn, void *arg) {
 
 const struct px_counters *px_ctx_counters(const struct px_ctx *ctx) {
   return &ctx->counters;
+}
+
+void px__ctx_count_request(struct px_ctx *ctx, const struct px_request_log *l) {
+  struct px_stats *st = ctx->st;
+  int status = l->status != 0 ? l->status : 499; /* no answer: the client left first */
+  unsigned cls = status >= 100 && status < 600 ? (unsigned)status / 100 - 1 : 4;
+
+  px_stat_add(&st->c[PX_ST_REQUESTS], 1);
+  px_stat_add(&st->c[PX_ST_STATUS_1XX + cls], 1);
+  px_stat_add(&st->c[PX_ST_BYTES_IN], l->bytes_in);
+  px_stat_add(&st->c[PX_ST_BYTES_OUT], l->bytes_out);
+  px_hist_add(&st->request_time, l->time_us);
+  if (l->upstream_status != 0)
+    px_hist_add(&st->upstream_time, l->upstream_time_us);
 }
 
 /* ---- servers and their states, from the master ---- */

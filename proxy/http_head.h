@@ -138,4 +138,8 @@ void px_head_keep_upgrade(struct px_head *h);
 /* Case-insensitive comparison of a span against a literal name. */
 int px_span_ieq(const char *base, struct px_span s, const char *lit, size_t litlen);
 
+/* What an llhttp error code (llhttp_errno_t) means, in words, with the code's name after them:
+ * "not HTTP/1.x where the protocol name belongs (HPE_INVALID_CONSTANT)". A static string. */
+const char *px_hpe_why(int err);
+
 #endif

@@ -6,43 +6,86 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
+
+/* Adds n (+1 or -1) to this worker's share of a server's in-flight count (single writer). */
+static void mine_add(_Atomic uint32_t *c, uint32_t n) {
+  atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n, memory_order_relaxed);
+}
 
 int px_pool_select(struct px_pool *pool, struct bal_tried *tried, uint64_t key, uint64_t now_ms,
                    struct bal_pick *pick, struct px_server **srv) {
   int rc = bal_select(&pool->bal, tried, key, now_ms, pick); /* negative errno: UV_E* */
 
-  if (rc == 0)
+  if (rc == 0) {
     *srv = pool->servers[pick->idx]; /* a pick's index is of the pool's current version */
+    atomic_fetch_add_explicit(&(*srv)->sst.st->requests, 1, memory_order_relaxed);
+    mine_add((*srv)->sst.mine, 1);
+  }
   return rc;
 }
 
-void px_pool_release(struct px_pool *pool, const struct bal_pick *pick, enum bal_outcome outcome,
-                     uint64_t now_ms) {
-  struct px_ctx *ctx = pool->ctx;
-  struct bal_server_state st;
-  int i;
+/* A failure of srv, for the admin page: when, and until when this worker skips it. */
+static void count_failure(struct px_server *srv, uint64_t failing_until_ms) {
+  struct px_server_stats *st = srv->sst.st;
+  struct timespec ts;
 
-  if (bal_release(&pool->bal, pick, outcome, now_ms) != 1)
-    return;
+  atomic_fetch_add_explicit(&st->errors, 1, memory_order_relaxed);
+  clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+  atomic_store_explicit(&st->last_failure_ms,
+                        (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000,
+                        memory_order_relaxed);
+  if (failing_until_ms != 0)
+    atomic_store_explicit(&st->failing_until_ms, failing_until_ms, memory_order_relaxed);
+}
+
+void px_pool_release(struct px_pool *pool, const struct bal_pick *pick, struct px_server *srv,
+                     enum bal_outcome outcome, uint64_t now_ms) {
+  struct px_ctx *ctx = pool->ctx;
+  struct bal_server_state st = {0};
+  int failing = bal_release(&pool->bal, pick, outcome, now_ms);
+  int i = failing == 1 ? bal_pool_find(&pool->bal, pick->id) : -1;
+
+  mine_add(srv->sst.mine, (uint32_t)-1);
+  if (i >= 0)
+    bal_pool_state(&pool->bal, (unsigned)i, &st);
+  if (outcome == BAL_FAILED)
+    count_failure(srv, st.failing_until_ms);
   /* It became failing here: the master makes every other worker skip it too. */
-  if (ctx->failing_fn == NULL || (i = bal_pool_find(&pool->bal, pick->id)) < 0)
-    return;
-  bal_pool_state(&pool->bal, (unsigned)i, &st);
-  ctx->failing_fn(ctx->failing_arg, &st);
+  if (i >= 0 && ctx->failing_fn != NULL)
+    ctx->failing_fn(ctx->failing_arg, &st);
 }
 
 /* ---- the server set ---- */
 
+/* Where srv's counters go: the generation's block for it (shared by every worker, so that
+ * least_conn and random2 see every worker's in-flight count), else its own. */
+static void server_stats(struct px_pool *pool, struct px_server *srv, uint64_t id) {
+  const struct px_gen *gen = &pool->ctx->gen;
+
+  if (gen->server_lookup != NULL &&
+      gen->server_lookup(gen->lookup_arg, pool->index, id, &srv->sst) == 0) {
+    srv->shared = 1;
+    return;
+  }
+  srv->sst.st = &srv->own;
+  srv->sst.mine = &srv->own_mine;
+}
+
 /* The pool's current server with this id (taking a reference), else a new one from `spec`. */
 static struct px_server *server_for(struct px_pool *pool, const struct px_server_spec *spec) {
   int i = bal_pool_find(&pool->bal, spec->id);
+  struct px_server *srv;
 
   if (i >= 0) {
     px_server_ref(pool->servers[i]);
     return pool->servers[i];
   }
-  return px_server_new((const struct sockaddr *)&spec->addr, spec->name, pool->max_idle,
-                       pool->idle_ms);
+  srv = px_server_new((const struct sockaddr *)&spec->addr, spec->name, pool->max_idle,
+                      pool->idle_ms);
+  if (srv != NULL)
+    server_stats(pool, srv, spec->id);
+  return srv;
 }
 
 static int holds(struct px_server *const *v, unsigned n, const struct px_server *srv) {
@@ -82,7 +125,7 @@ int px_pool_set_servers(struct px_pool *pool, const struct px_server_spec *specs
     sc[k] = (struct bal_server_conf){.id = specs[k].id,
                                      .weight = specs[k].weight,
                                      .backup = specs[k].backup,
-                                     .shared = specs[k].active};
+                                     .shared = next[k]->shared ? &next[k]->sst.st->active : NULL};
   }
   if ((rc = bal_pool_rebuild(&pool->bal, n > 0 ? sc : NULL, n)) != 0) {
     servers_unref(next, n);

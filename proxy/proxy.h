@@ -13,6 +13,8 @@ struct lbp_config;
 struct cfg_upstream;
 struct bal_server_state;
 struct px_ctx;
+struct px_stats;
+struct px_server_slot;
 
 /* Counters a worker reports to the master. */
 struct px_counters {
@@ -28,16 +30,25 @@ enum px_client_flags {
   PX_CLIENT_HANDED = 1 << 2,         /* handed over between requests: idle, not a new client */
 };
 
+/* Finds the counters of server `id` of upstream `upstream` (config order): fills *out and
+ * returns 0, or returns a negative error (the server is then counted in this worker only). */
+typedef int (*px_server_lookup_fn)(void *arg, size_t upstream, uint64_t id,
+                                   struct px_server_slot *out);
+
 /* The generation a data plane serves. The context owns `cfg` from px_ctx_new on (it is freed
- * with the context); the shared memory behind `rr_counters` is the caller's and must outlive
- * the context. */
+ * with the context); the shared memory behind `rr_counters`, `stats` and what `server_lookup`
+ * finds is the caller's and must outlive the context. */
 struct px_gen {
   uint32_t id;
-  unsigned slot;                 /* for logs and the debug header */
-  struct lbp_config *cfg;        /* taken */
-  _Atomic uint64_t *rr_counters; /* one shared round-robin position per upstream, or NULL */
-  uint8_t secret[16];            /* what the master's PROXY headers carry (private ports) */
+  unsigned slot;                     /* for logs and the debug header */
+  struct lbp_config *cfg;            /* taken */
+  _Atomic uint64_t *rr_counters;     /* one shared round-robin position per upstream, or NULL */
+  struct px_stats *stats;            /* this worker's counters (stats.h), or NULL: kept privately */
+  px_server_lookup_fn server_lookup; /* per-server counters (stats.h), or NULL: privately */
+  void *lookup_arg;
+  uint8_t secret[16]; /* what the master's PROXY headers carry (private ports) */
 };
+
 
 /* How a connection reached this worker. */
 struct px_accept {
@@ -92,16 +103,21 @@ struct px_request_log {
   const char *method; /* "GET"; NULL if the head never parsed */
   const char *target; /* the request target as received (not NUL-terminated) */
   size_t target_len;
-  int status;           /* sent to the client: the upstream's, ours (4xx/5xx), 0 if none */
-  int upstream_status;  /* the server's final status, 0 if none */
-  const char *upstream; /* the last server tried ("host:port"), NULL if none */
-  unsigned tries;       /* servers tried */
-  uint64_t bytes_in;    /* request bytes read from the client (head and body) */
-  uint64_t bytes_out;   /* response bytes written to the client */
-  uint64_t start_ms;    /* loop time of the request's first byte */
-  uint64_t upstream_ms; /* loop time the server's response head came, 0 if none */
-  uint64_t end_ms;      /* loop time the request ended */
-  uint8_t complete;     /* the response reached the client whole */
+  int status;                /* sent to the client: the upstream's, ours (4xx/5xx), 0 if none */
+  int upstream_status;       /* the server's final status, 0 if none */
+  const char *upstream;      /* the last server tried ("host:port"), NULL if none */
+  unsigned tries;            /* servers tried */
+  uint64_t bytes_in;         /* request bytes read from the client (head and body) */
+  uint64_t bytes_out;        /* response bytes written to the client */
+  uint64_t start_ms;         /* loop time of the request's first byte */
+  uint64_t upstream_ms;      /* loop time the server's response head came, 0 if none */
+  uint64_t end_ms;           /* loop time the request ended */
+  uint64_t time_us;          /* the request's first byte to its end (monotonic clock) */
+  uint64_t upstream_time_us; /* the last attempt's start to its response head (upstream_status) */
+  const char *head;          /* the request's bytes from its first one (for headers), or NULL */
+  size_t head_len;           /* the whole head when it parsed, else what was read of it */
+  uint8_t http_minor;        /* HTTP/1.<minor>, when method is set */
+  uint8_t complete;          /* the response reached the client whole */
 };
 
 /* Called once for every request when it ends, from the one place requests end (request.c). */
@@ -121,13 +137,12 @@ struct px_server_spec {
                                    logs, the access log's upstream, the debug header */
   uint16_t weight;              /* 1..1000 */
   uint8_t backup;
-  _Atomic uint32_t *active; /* its in-flight counter shared by every worker, or NULL */
 };
 
 /* The spec of server k of upstream `up` when it is written as an IP address: 0, or UV_EAGAIN
  * when it is a host name (only the master resolves names). The one place a server's id and
  * name are made from the config (master and data plane both call it): name "host:port" (IPv6
- * "[v6]:port"), id bal_server_id(up->name, name), addr the configured one, active NULL. */
+ * "[v6]:port"), id bal_server_id(up->name, name), addr the configured one. */
 int px_server_spec_literal(const struct cfg_upstream *up, size_t k, struct px_server_spec *out);
 
 /* Replaces the servers of upstream `upstream` (index into cfg->upstreams) with `n` servers

@@ -8,6 +8,7 @@
 #include "io.h"
 #include "list.h"
 #include "proxy.h"
+#include "stats.h"
 #include "upstream.h"
 
 #include <llhttp.h>
@@ -36,6 +37,7 @@ struct px_settings {
  * a request or TCP session that picked a server holds a reference to the px_server. */
 struct px_pool {
   const char *name;
+  size_t index;       /* its upstream's place in the config (shared memory is laid out so) */
   struct px_ctx *ctx; /* whose on_failing hears of servers this pool found failing */
   struct bal_pool bal;
   struct px_server **servers; /* servers[i] is bal.servers[i]; the pool holds a reference */
@@ -45,8 +47,8 @@ struct px_pool {
   unsigned retries;           /* further attempts after a failure */
   unsigned retry_on;          /* 1 << enum bal_failure (config's enum cfg_retry_on, same order) */
   unsigned retry_budget_pct;
-  enum cfg_hash_key hash_key; /* what a `hash` balancer hashes */
-  const char *hash_header;    /* hash_key header:<Name>: the name */
+  enum cfg_hash_key hash_key;      /* what a `hash` balancer hashes */
+  const char *hash_header;         /* hash_key header:<Name>: the name */
 };
 
 /* A route as the data plane uses it. */
@@ -83,6 +85,8 @@ struct px_ctx {
   struct px_request *free_reqs;
   unsigned nfree_reqs;
   struct px_counters counters;
+  struct px_stats *st; /* this worker's counters: gen.stats, or own_stats */
+  struct px_stats own_stats;
   uint8_t closing;
   uint8_t draining;
   uint8_t full; /* active reached max_connections: room_cb runs when it drops */
@@ -110,8 +114,8 @@ int px_pool_select(struct px_pool *pool, struct bal_tried *tried, uint64_t key, 
  * or BAL_CANCELLED (neither: the client went away). The one place the data plane releases a
  * pick: when the failure made the server failing here (max_fails within fail_timeout), the
  * context's on_failing hears it. A pick of a server that has left the pool is released too. */
-void px_pool_release(struct px_pool *pool, const struct bal_pick *pick, enum bal_outcome outcome,
-                     uint64_t now_ms);
+void px_pool_release(struct px_pool *pool, const struct bal_pick *pick, struct px_server *srv,
+                     enum bal_outcome outcome, uint64_t now_ms);
 /* Replaces the pool's servers with `n` from the specs (0..BAL_MAX_SERVERS). A server whose id
  * stays keeps its px_server (and so its idle connections) and its balancer state; a server
  * that leaves is retired (px_server_retire: idle connections closed now, busy ones after their
@@ -127,6 +131,9 @@ int px_pool_uses_key(const struct px_pool *pool);
  * or a header of the head `h` (NULL for a TCP connection); BAL_NO_KEY if there is none. */
 uint64_t px_pool_key(const struct px_pool *pool, const char *peer, size_t peer_len,
                      const struct px_head *h);
+
+/* A request ended: the worker's counters (ctx.c). */
+void px__ctx_count_request(struct px_ctx *ctx, const struct px_request_log *l);
 
 /* A client connection struct or an upstream connection was freed: free the context if it was
  * the last one and the context is closing. */

@@ -89,7 +89,7 @@ static enum bal_outcome server_outcome(const struct px_request *r) {
 static void release_server(struct px_request *r, enum bal_outcome outcome) {
   if (r->srv == NULL)
     return;
-  px_pool_release(r->pool, &r->pick, outcome, uv_now(r->ctx->loop));
+  px_pool_release(r->pool, &r->pick, r->srv, outcome, uv_now(r->ctx->loop));
   px_server_unref(r->srv);
   r->srv = NULL;
 }
@@ -102,32 +102,13 @@ static void release_upstream(struct px_request *r) {
   release_server(r, server_outcome(r));
 }
 
-static void request_log(struct px_request *r, int complete) {
-  struct px_ctx *ctx = r->ctx;
-  struct px_request_log *l = &r->log;
-
-  if (ctx->log_fn == NULL)
-    return;
-  l->listener = r->listener;
-  l->client = r->peer + 2;
-  l->tries = r->tries;
-  l->end_ms = uv_now(ctx->loop);
-  l->complete = (uint8_t)complete;
-  if (r->head.flags & PX_HEAD_DONE) {
-    l->method = llhttp_method_name((llhttp_method_t)r->parser.method);
-    l->target = r->in->b != NULL ? r->in->b->data + r->head.url.off : NULL;
-    l->target_len = l->target != NULL ? r->head.url.len : 0;
-  }
-  ctx->log_fn(ctx->log_arg, l);
-}
-
 /* The one place a request ends: it lets go of the upstream, is logged, and tells the
  * connection how to go on. */
 static void request_end(struct px_request *r, enum px_next next) {
   const struct px_request_ops *ops = r->ops;
 
   release_upstream(r);
-  request_log(r, next != PX_NEXT_CUT);
+  px__request_log(r, next != PX_NEXT_CUT);
   r->phase = next == PX_NEXT_TUNNEL ? PX_PHASE_TUNNEL : PX_PHASE_DONE;
   ops->end(r, next);
 }
@@ -142,7 +123,7 @@ void px_request_abort(struct px_request *r) {
     return;
   release_upstream(r);
   if (phase != PX_PHASE_HEAD) /* a head never completed is nothing to log (or handed over) */
-    request_log(r, 0);
+    px__request_log(r, 0);
 }
 
 /* ---- writing to the client ---- */
@@ -200,6 +181,8 @@ static void request_error(struct px_request *r, int status) {
     request_end(r, PX_NEXT_CUT);
     return;
   }
+  if (status < 500)
+    px__request_log_client(r, status);
   release_upstream(r);
   ka = (status == 404 || status == 502 || status == 503 || status == 504) && may_keep(r) &&
        finish_bodyless(r);
@@ -252,15 +235,13 @@ static int request_next(struct px_request *r, int ft, int err, int http_status) 
   int status;
   enum px_next_do what = px_request_decide(&in, &status);
 
+  px__request_count_failure(r->ctx->st, ft, what);
   if (what == PX_DO_PASS)
     return 0;
   r->up = NULL;
   r->server_failed = what != PX_DO_RETRY_FRESH;
-  if (ft == PX_NEXT_HTTP_5XX)
-    LBP_WARN("upstream %s: answered %d: retrying", r->upstream, http_status);
-  else if (what != PX_DO_RETRY_FRESH)
-    LBP_WARN("upstream %s: %s: %s", r->upstream, px_up_fail_name((enum px_up_fail)ft),
-             why != NULL ? why : uv_strerror(err));
+  px__request_log_failure(r, r->upstream, ft, http_status, why != NULL ? why : uv_strerror(err),
+                          what, status);
   switch (what) {
   case PX_DO_RETRY_FRESH:
     r->retried_fresh = 1;
@@ -342,6 +323,7 @@ static int response_final(struct px_request *r, const struct px_up_response *p,
                           enum px_conn_line *conn) {
   r->log.upstream_status = p->status;
   r->log.upstream_ms = uv_now(r->ctx->loop);
+  r->log.upstream_time_us = (uv_hrtime() - r->t_attempt_ns) / 1000;
   r->log.status = p->status;
   if (p->status == 101) {
     *conn = PX_CONN_UPGRADE;
@@ -509,9 +491,11 @@ static void connect_server(struct px_request *r, int fresh) {
     rc = px_pool_select(r->pool, &r->tried, key, now, &r->pick, &r->srv);
     if (rc < 0) {
       /* None usable: 503; all tried: the last failure's answer. */
-      request_error(r, rc == UV_EALREADY && r->log.status != 0 ? r->log.status
-                       : rc == UV_EALREADY                     ? 502
-                                                               : 503);
+      int status = rc == UV_EALREADY && r->log.status != 0 ? r->log.status
+                   : rc == UV_EALREADY                     ? 502
+                                                           : 503;
+      px__request_log_unserved(r, rc, status);
+      request_error(r, status);
       return;
     }
     px_server_ref(r->srv); /* held with the pick: a retry on a fresh connection needs it */
@@ -520,6 +504,7 @@ static void connect_server(struct px_request *r, int fresh) {
     if (r->tries++ == 0)
       bal_budget_request(&r->pool->budget, now); /* the budget counts requests, not attempts */
   }
+  r->t_attempt_ns = uv_hrtime();
   flags |= fresh ? PX_UP_FRESH : 0;
   /* A request that could not be sent twice only goes on a connection not known to be
    * closing. */
@@ -563,6 +548,7 @@ static int parse_body(struct px_request *r) {
     r->req_done = 1;
     return 0;
   }
+  r->why = r->head.why != NULL ? r->head.why : px_hpe_why(err);
   return (r->head.flags & PX_HEAD_BODY_LIMIT) ? 413 : 400;
 }
 
@@ -667,20 +653,28 @@ static int check_request(struct px_request *r, uint32_t end) {
   const char *u = r->in->b->data + r->head.url.off;
   uint64_t max_body = r->ctx->set.max_body_bytes;
 
-  if (px_head_complete(&r->head, end) < 0 || (r->head.flags & PX_HEAD_DUP_HOST))
+  if (px_head_complete(&r->head, end) < 0 || (r->head.flags & PX_HEAD_DUP_HOST)) {
+    r->why = r->head.why != NULL ? r->head.why : "two Host lines";
     return 400; /* obs-fold, too many hop-by-hop lines, two Host lines */
+  }
   r->http10 = r->parser.http_major == 1 && r->parser.http_minor == 0;
   if (r->parser.method == HTTP_CONNECT)
     return 405;
   if (r->head.url.len > 0 && u[0] != '/' && !(r->head.url.len == 1 && u[0] == '*')) {
-    if (px_head_absolute_target(&r->head, &r->authority) < 0)
+    if (px_head_absolute_target(&r->head, &r->authority) < 0) {
+      r->why = "a malformed absolute-form target";
       return 400;
+    }
     r->host_from_target = 1;
   }
-  if (!(r->head.flags & PX_HEAD_HAS_HOST) && !r->http10 && !r->host_from_target)
+  if (!(r->head.flags & PX_HEAD_HAS_HOST) && !r->http10 && !r->host_from_target) {
+    r->why = "an HTTP/1.1 request without Host";
     return 400; /* RFC 9112 3.2: HTTP/1.1 requires Host */
-  if (r->http10 && (r->parser.flags & (F_CHUNKED | F_TRANSFER_ENCODING)))
+  }
+  if (r->http10 && (r->parser.flags & (F_CHUNKED | F_TRANSFER_ENCODING))) {
+    r->why = "Transfer-Encoding in an HTTP/1.0 request";
     return 400; /* RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 is faulty framing */
+  }
   if (max_body > 0 && (r->parser.flags & F_CONTENT_LENGTH) && r->parser.content_length > max_body)
     return 413; /* at once: no body byte is read for nothing, no 100 Continue is sent */
   r->head.body_max = max_body;
@@ -737,6 +731,7 @@ static void start_head(struct px_request *r) {
   r->up = NULL;
   memset(&r->log, 0, sizeof(r->log));
   r->log.start_ms = uv_now(r->ctx->loop);
+  r->t_start_ns = uv_hrtime();
   r->phase = PX_PHASE_HEAD;
   llhttp_init(&r->parser, HTTP_REQUEST, &px_request_settings);
   r->parser.data = &r->head;
@@ -763,6 +758,7 @@ static void parse_head(struct px_request *r) {
     return;
   }
   if (err != HPE_PAUSED) {
+    r->why = r->head.why != NULL ? r->head.why : px_hpe_why(err);
     request_error(r, 400);
     return;
   }
@@ -815,6 +811,7 @@ void px_request_eof(struct px_request *r) {
 }
 
 void px_request_timeout(struct px_request *r) {
+  px_stat_add(&r->ctx->st->c[PX_ST_CLIENT_TIMEOUTS], 1);
   if (r->phase == PX_PHASE_HEAD) {
     request_error(r, 408);
     return;

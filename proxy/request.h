@@ -82,6 +82,9 @@ struct px_request {
   uint8_t up_sending;       /* a write to the upstream is pending */
   uint8_t host_from_target; /* absolute-form target: its authority replaces the Host line */
   uint8_t tries;            /* servers tried */
+  uint64_t t_start_ns;      /* uv_hrtime at the request's first byte */
+  uint64_t t_attempt_ns;    /* uv_hrtime when the current attempt started */
+  const char *why;          /* why we answer the client with a 4xx, for the error log */
   struct px_server *srv;    /* the attempt's server, referenced while `pick` is held; NULL if
                                none (the pool may drop the server meanwhile: it lives on) */
   struct bal_pick pick;     /* the attempt, for px_pool_release */
@@ -170,5 +173,20 @@ enum px_next_do px_request_decide(const struct px_next_in *in, int *status);
 
 /* GET, HEAD, PUT, DELETE, OPTIONS, TRACE: a request that may run twice (RFC 9110 9.2.2). */
 int px_method_idempotent(uint8_t method);
+
+/* ---- the end, as counters and logs see it (reqlog.c) ---- */
+
+/* Counts a request that ends and gives its record to the access log hook. */
+void px__request_log(struct px_request *r, int complete);
+/* Counts a failed attempt (connect errors, timeouts) and a retry the funnel decided on. */
+void px__request_count_failure(struct px_stats *st, int ft, enum px_next_do what);
+/* The error log's line for a failed attempt on `server`: what failed (ft, the server's status
+ * for PX_NEXT_HTTP_5XX, `why`) and what follows (`what`, the status sent). */
+void px__request_log_failure(const struct px_request *r, const char *server, int ft,
+                             int http_status, const char *why, enum px_next_do what, int status);
+/* ... for a request no server of its pool could take (rc of px_pool_select). */
+void px__request_log_unserved(const struct px_request *r, int rc, int status);
+/* ... for a 4xx of our own (r->why says why, when it is known). */
+void px__request_log_client(const struct px_request *r, int status);
 
 #endif

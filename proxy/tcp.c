@@ -24,7 +24,8 @@ struct px_tcp {
   uv_buf_t initial;
   struct bal_tried tried;
   struct bal_pick pick;
-  int picked; /* `pick` is held (until the connect succeeds or fails) */
+  struct px_server *srv; /* while `pick` is held (until the connect succeeds or fails): its
+                            server, referenced */
   unsigned attempts;
   uint64_t key;             /* the balancing key (the client's address) for a pool that hashes */
   struct px_up *up;         /* while connecting */
@@ -35,6 +36,15 @@ struct px_tcp {
 };
 
 static void tcp_connect_next(struct px_tcp *t);
+
+/* The attempt is over: the pick and the server go back. */
+static void release(struct px_tcp *t, enum bal_outcome outcome, uint64_t now) {
+  if (t->srv == NULL)
+    return;
+  px_pool_release(t->pool, &t->pick, t->srv, outcome, now);
+  px_server_unref(t->srv);
+  t->srv = NULL;
+}
 
 static void tunnel_done(void *arg, int reset) {
   struct px_tcp *t = arg;
@@ -49,8 +59,7 @@ static void tcp_ready(struct px_up *u) {
   int rc;
 
   t->up = NULL;
-  px_pool_release(t->pool, &t->pick, BAL_OK, uv_now(ctx->loop));
-  t->picked = 0;
+  release(t, BAL_OK, uv_now(ctx->loop));
   rc = px_tunnel_start(ctx->loop, &ctx->bufs, t->client, u, &t->initial, NULL, ctx->set.tcp_idle_ms,
                        ctx->set.client_send_ms, tunnel_done, t, &t->tunnel);
   if (rc != 0) {
@@ -65,8 +74,7 @@ static void tcp_error(struct px_up *u, enum px_up_fail ft, int err) {
 
   t->up = NULL;
   LBP_WARN("upstream %s: %s: %s", srv->name, px_up_fail_name(ft), uv_strerror(err));
-  px_pool_release(t->pool, &t->pick, BAL_FAILED, uv_now(t->ctx->loop));
-  t->picked = 0;
+  release(t, BAL_FAILED, uv_now(t->ctx->loop));
   tcp_connect_next(t);
 }
 
@@ -102,15 +110,15 @@ static void tcp_connect_next(struct px_tcp *t) {
     }
     if (t->attempts++ == 0)
       bal_budget_request(&t->pool->budget, now);
-    t->picked = 1;
+    px_server_ref(srv);
+    t->srv = srv;
     rc = px_up_get(&t->ctx->up, srv, PX_UP_RAW, &tcp_up_cbs, t, &u);
     if (rc >= 0) {
       t->up = u;
       return;
     }
     LBP_WARN("upstream %s: connect failed: %s", srv->name, uv_strerror(rc));
-    px_pool_release(t->pool, &t->pick, BAL_FAILED, now);
-    t->picked = 0;
+    release(t, BAL_FAILED, now);
   }
 }
 
@@ -141,10 +149,7 @@ void px_tcp_stop(struct px_tcp *t) {
     px_up_close(t->up, 0);
     t->up = NULL;
   }
-  if (t->picked) {
-    px_pool_release(t->pool, &t->pick, BAL_CANCELLED, uv_now(t->ctx->loop));
-    t->picked = 0;
-  }
+  release(t, BAL_CANCELLED, uv_now(t->ctx->loop));
   if (t->tunnel != NULL)
     px_tunnel_stop(t->tunnel);
 }

@@ -234,6 +234,8 @@ static void up_parse(struct px_up *u) {
       return;
     }
     if (err != HPE_PAUSED) {
+      if (u->head.why == NULL)
+        u->head.why = px_hpe_why(err); /* the strict checks did not say: llhttp's code */
       up_fail(u, PX_UP_BAD_RESPONSE, UV_EPROTO);
       return;
     }
@@ -527,10 +529,14 @@ int px_up_response_started(const struct px_up *u) {
 
 struct px_server *px_server_new(const struct sockaddr *sa, const char *name, unsigned max_idle,
                                 uint64_t idle_ms) {
-  struct px_server *srv = calloc(1, sizeof(*srv));
+  /* Its counters are a cache line of their own: the size is a multiple of the alignment. */
+  struct px_server *srv = aligned_alloc(_Alignof(struct px_server), sizeof(*srv));
 
   if (srv == NULL)
     return NULL;
+  memset(srv, 0, sizeof(*srv));
+  srv->sst.st = &srv->own;
+  srv->sst.mine = &srv->own_mine;
   memcpy(&srv->addr, sa,
          sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
   snprintf(srv->name, sizeof(srv->name), "%.63s", name);

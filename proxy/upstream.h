@@ -6,6 +6,7 @@
 #include "http_head.h"
 #include "io.h"
 #include "list.h"
+#include "stats.h"
 
 #include <llhttp.h>
 #include <stdint.h>
@@ -34,6 +35,10 @@ const char *px_up_fail_name(enum px_up_fail ft);
  * (pooled or busy), and a user may hold its own (a request between attempts). Freed when the
  * last reference goes. */
 struct px_server {
+  struct px_server_stats own; /* its counters when the generation has no block for it */
+  struct px_server_slot sst;  /* where its counters go: a shared-memory block, or `own` */
+  _Atomic uint32_t own_mine;
+  uint8_t shared; /* sst is a block every worker of the generation counts in */
   struct sockaddr_storage addr;
   char name[64];       /* "host:port" or "ip:port", for logs */
   struct px_list idle; /* idle connections, most recently used first */

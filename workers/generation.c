@@ -4,7 +4,10 @@
 #include "dispatch.h"
 #include "log.h"
 #include "shm.h"
+#include "totals.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,10 +27,14 @@ static void gen_destroy(struct generation *g) {
   for (size_t i = 0; i < LBP_MAX_LISTENERS; i++)
     if (g->listeners[i] != NULL)
       lsock_unref(g->listeners[i]);
-  if (g->shm != NULL)
+  if (g->shm != NULL) {
+    totals_fold(g->m, g); /* its counters live on in the master's totals */
     lbp_shm_unmap(g->shm, g->shm_len);
+  }
   if (g->shm_fd >= 0)
     close(g->shm_fd);
+  if (g->access_fd >= 0)
+    close(g->access_fd);
   free(g->bytes);
   cfg_free(g->cfg);
   free(g);
@@ -60,9 +67,35 @@ static int bind_listeners(struct generation *g, char *why, size_t whycap) {
   return 0;
 }
 
+/* An access log as the config says: "off" none (-1), "stdout" a copy of ours, else the file
+ * opened for appending (created 0640). The master opens it; workers get the fd. */
+static int open_access_log(const char *path, int *fd) {
+  *fd = -1;
+  if (strcmp(path, "off") == 0)
+    return 0;
+  if (strcmp(path, "stdout") == 0)
+    *fd = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
+  else
+    *fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+  return *fd >= 0 ? 0 : -errno;
+}
+
+int gen_reopen_access_log(struct generation *g) {
+  int fd, rc;
+
+  if (g->access_fd < 0 || strcmp(g->cfg->access_log, "stdout") == 0)
+    return 0;
+  if ((rc = open_access_log(g->cfg->access_log, &fd)) != 0)
+    return rc;
+  close(g->access_fd);
+  g->access_fd = fd;
+  return 0;
+}
+
 int gen_build(struct master *m, struct lbp_config *cfg, char *bytes, size_t len,
               struct generation **out, char *why, size_t whycap) {
   struct generation *g = calloc(1, sizeof(*g));
+  struct lbp_shm_layout layout;
   int rc;
 
   if (g == NULL) {
@@ -78,14 +111,22 @@ int gen_build(struct master *m, struct lbp_config *cfg, char *bytes, size_t len,
   g->bytes = bytes;
   g->len = len;
   g->shm_fd = -1;
+  g->access_fd = -1;
   g->nslots = cfg->workers;
   g->dispatch = dispatch_find(cfg->dispatch);
   g->next = m->gens;
   m->gens = g;
   memcpy(g->secret, m->secret, sizeof(g->secret));
-  g->shm_len = lbp_shm_size(cfg);
+  lbp_shm_layout(cfg, &layout);
+  g->shm_len = layout.len;
   if ((rc = lbp_shm_create(g->shm_len, &g->shm_fd, &g->shm)) != 0) {
     snprintf(why, whycap, "shared memory: %s", uv_strerror(rc));
+    goto fail;
+  }
+  lbp_shm_init(g->shm, &layout, cfg);
+  if ((rc = open_access_log(g->cfg->access_log, &g->access_fd)) != 0) {
+    snprintf(why, whycap, "%s: access_log %s: %s", g->cfg->file, g->cfg->access_log,
+             uv_strerror(rc));
     goto fail;
   }
   if ((rc = servers_gen_init(g)) != 0) {

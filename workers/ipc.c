@@ -54,8 +54,11 @@
  *    end of a drain) or FATAL (text says why); the master starts a replacement at once rather
  *    than after a crash backoff (Node's exitedAfterDisconnect).
  *
- * 8. Other. STOP: stop now (fast shutdown). LOGFD(u8 which, fd): the error log was reopened
- *    (SIGUSR1); the worker makes the fd its stderr, so it never needs the right to open the file.
+ * 8. Other. STOP: stop now (fast shutdown). LOGFD(u8 which, fd): a log file the master opened,
+ *    so a worker never needs the right to open one. which 0: the error log was reopened
+ *    (SIGUSR1); the worker makes the fd its stderr. which 1: the access log, sent after CONFIG
+ *    (when access_log is not off) and again after each reopen; the worker writes what it has
+ *    buffered to the old fd, then uses the new one.
  *    A closed channel means the master is gone: the worker drains briefly and exits.
  *
  * 9. Binary upgrade (old master <-> new master over LBPROXY_UPGRADE_FD). old: UP_SECRET(16 bytes,

@@ -24,7 +24,7 @@ enum ipc_type {
   IPC_DRAIN = 9,                   /* master -> worker: finish, hand back, leave */
   IPC_BYE = 10,                    /* worker -> master: leaving on purpose */
   IPC_HANDOVER = 11 | IPC_FD_FLAG, /* worker -> master: an idle client connection back */
-  IPC_LOGFD = 12 | IPC_FD_FLAG,    /* master -> worker: the reopened error log */
+  IPC_LOGFD = 12 | IPC_FD_FLAG,    /* master -> worker: an error or access log file */
   IPC_UP_READY = 13,               /* new master -> old master: ready to take over */
   IPC_UP_CONN = 14 | IPC_FD_FLAG,  /* old master -> new master: a handed-over connection */
   IPC_UP_SECRET = 15,              /* old master -> new master: the master's secret, first */
@@ -42,6 +42,12 @@ enum ipc_listen_kind {
 /* Flags of IPC_CONN. */
 enum ipc_conn_flags {
   IPC_CONN_HANDED = 1, /* it comes back from a draining worker: between requests, not new */
+};
+
+/* Which log an IPC_LOGFD carries. */
+enum ipc_logfd_which {
+  IPC_LOGFD_ERROR = 0,  /* the error log: the worker makes it its stderr */
+  IPC_LOGFD_ACCESS = 1, /* the access log: the worker writes its access log lines there */
 };
 
 /* Why a worker refused a connection (IPC_REFUSE). */

@@ -24,9 +24,24 @@ int lbp_log_open(const char *path);
  * several processes sharing stderr never interleave. */
 void lbp_log(enum lbp_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-#define LBP_DEBUG(...) lbp_log(LBP_LOG_DEBUG, __VA_ARGS__)
-#define LBP_INFO(...)  lbp_log(LBP_LOG_INFO, __VA_ARGS__)
-#define LBP_WARN(...)  lbp_log(LBP_LOG_WARN, __VA_ARGS__)
-#define LBP_ERROR(...) lbp_log(LBP_LOG_ERROR, __VA_ARGS__)
+/* As lbp_log, for lines that may repeat at the rate of requests (a dead server, a scanner's bad
+ * requests): the first of identical lines is written; the ones that follow within
+ * LBP_LOG_REPEAT_MS are counted, and one line "<the line> (repeated N times)" is written when
+ * that window is over (at the next lbp_log_flush, or at an identical line after it). */
+void lbp_log_limited(enum lbp_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+#define LBP_LOG_REPEAT_MS 10000
+
+/* Writes the "(repeated N times)" lines whose window is over; all of them when `all` (at exit).
+ * Cheap when there is nothing to write: call it from a timer. */
+void lbp_log_flush(int all);
+
+#define LBP_DEBUG(...)    lbp_log(LBP_LOG_DEBUG, __VA_ARGS__)
+#define LBP_INFO(...)     lbp_log(LBP_LOG_INFO, __VA_ARGS__)
+#define LBP_WARN(...)     lbp_log(LBP_LOG_WARN, __VA_ARGS__)
+#define LBP_ERROR(...)    lbp_log(LBP_LOG_ERROR, __VA_ARGS__)
+#define LBP_INFO_RL(...)  lbp_log_limited(LBP_LOG_INFO, __VA_ARGS__)
+#define LBP_WARN_RL(...)  lbp_log_limited(LBP_LOG_WARN, __VA_ARGS__)
+#define LBP_ERROR_RL(...) lbp_log_limited(LBP_LOG_ERROR, __VA_ARGS__)
 
 #endif

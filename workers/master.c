@@ -22,8 +22,10 @@
  */
 #include "master.h"
 
+#include "admin.h"
 #include "dispatch.h"
 #include "log.h"
+#include "totals.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -32,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 #define START_TIMEOUT_MS     60000 /* a reload whose workers are not all ready by then is abandoned */
@@ -118,6 +121,7 @@ static void stats_cb(uv_timer_t *t) {
 
 static void apply_settings(struct master *m, const struct lbp_config *cfg) {
   lbp_log_set_level((enum lbp_log_level)cfg->log_level);
+  admin_apply(m, cfg);
   if (cfg->stats_interval_ms > 0)
     uv_timer_start(&m->stats_timer, stats_cb, cfg->stats_interval_ms, cfg->stats_interval_ms);
   else
@@ -159,6 +163,7 @@ static void master_finish(struct master *m) {
   lsock_close_all(m); /* what no generation holds any more (retiring ones) */
   servers_close_all(m);
   upgrade_close(m);
+  admin_stop(m);
   for (size_t i = 0; i < sizeof(m->sig) / sizeof(m->sig[0]); i++)
     close_if_open((uv_handle_t *)&m->sig[i]);
   close_if_open((uv_handle_t *)&m->stats_timer);
@@ -345,9 +350,10 @@ static void announce(struct master *m) {
   for (size_t i = 1; i < g->cfg->nlisteners && off < sizeof(names) - 100; i++)
     off += (size_t)snprintf(names + off, sizeof(names) - off, "%s%s",
                             i > 1 ? "," : " listeners=", g->listeners[i]->name);
-  LBP_INFO("ready listen=%s workers=%u dispatch=%s pid=%ld generation=%u%s%s",
+  /* admin= stays last: scripts read listen= and admin= from this line. */
+  LBP_INFO("ready listen=%s workers=%u dispatch=%s pid=%ld generation=%u%s%s admin=%s",
            g->listeners[0]->name, g->nslots, g->dispatch->name, (long)getpid(), g->id, names,
-           ready < g->nslots ? " (some workers are failing: see above)" : "");
+           ready < g->nslots ? " (some workers are failing: see above)" : "", admin_address(m));
   upgrade_child_ready(m);
 }
 
@@ -367,6 +373,7 @@ void master_worker_gone(struct master *m, struct worker *w) {
   struct generation *g = w->gen;
   unsigned left = 0;
 
+  totals_worker_gone(m, w);
   for (struct worker *o = m->workers; o != NULL; o = o->next)
     left += o->gen == g;
   if (g->state == GEN_DRAINING && left == 0)
@@ -488,10 +495,10 @@ static void logfd_sent(struct ipc_out *out, int status) {
   uv_close((uv_handle_t *)&o->pipe, logfd_free); /* closes the dup; o goes with it */
 }
 
-static void send_logfd(struct master *m, struct worker *w) {
+void master_send_logfd(struct master *m, struct worker *w, unsigned which, int src) {
   struct logfd_out *o = malloc(sizeof(*o));
-  unsigned char which = 0;
-  int fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+  unsigned char kind = (unsigned char)which;
+  int fd = fcntl(src, F_DUPFD_CLOEXEC, 3);
 
   if (o == NULL || fd < 0 || uv_pipe_init(m->loop, &o->pipe, 0) != 0) {
     free(o);
@@ -505,7 +512,7 @@ static void send_logfd(struct master *m, struct worker *w) {
     uv_close((uv_handle_t *)&o->pipe, logfd_free);
     return;
   }
-  if (ipc_send_out(&w->ch, &o->out, IPC_LOGFD, &which, 1, NULL, 0, (uv_stream_t *)&o->pipe,
+  if (ipc_send_out(&w->ch, &o->out, IPC_LOGFD, &kind, 1, NULL, 0, (uv_stream_t *)&o->pipe,
                    logfd_sent) != 0)
     uv_close((uv_handle_t *)&o->pipe, logfd_free);
 }
@@ -528,7 +535,25 @@ void master_reopen_logs(struct master *m) {
   LBP_INFO("reopen: %s reopened", path);
   for (struct worker *w = m->workers; w != NULL; w = w->next)
     if (w->ch_open && !w->ch.failed && w->state != W_STARTING)
-      send_logfd(m, w);
+      master_send_logfd(m, w, IPC_LOGFD_ERROR, STDERR_FILENO);
+}
+
+/* Every live generation's access log file is opened again and sent to its workers. */
+static void reopen_access_logs(struct master *m) {
+  for (struct generation *g = m->gens; g != NULL; g = g->next) {
+    int rc = gen_reopen_access_log(g);
+    if (rc != 0) {
+      LBP_ERROR("reopen: cannot open %s: %s (access logging goes on to the old file)",
+                g->cfg->access_log, uv_strerror(rc));
+      continue;
+    }
+    if (g->access_fd < 0 || strcmp(g->cfg->access_log, "stdout") == 0)
+      continue;
+    LBP_INFO("reopen: access log %s reopened (generation %u)", g->cfg->access_log, g->id);
+    for (struct worker *w = m->workers; w != NULL; w = w->next)
+      if (w->gen == g && w->ch_open && !w->ch.failed && w->state != W_STARTING)
+        master_send_logfd(m, w, IPC_LOGFD_ACCESS, g->access_fd);
+  }
 }
 
 /* ---- signals ---- */
@@ -544,7 +569,8 @@ static void signal_cb(uv_signal_t *h, int signum) {
     graceful_stop(m);
     break;
   case SIGUSR1:
-    LBP_INFO("SIGUSR1: reopening the error log");
+    LBP_INFO("SIGUSR1: reopening the logs");
+    reopen_access_logs(m);
     master_reopen_logs(m);
     break;
   case SIGUSR2:
@@ -582,6 +608,7 @@ static void watchdog_cb(uv_timer_t *t) {
   struct master *m = t->data;
   uint64_t now = uv_now(m->loop);
 
+  lbp_log_flush(0);
   for (struct worker *w = m->workers; w != NULL; w = w->next) {
     uint64_t limit = w->drain_limit_ms + KILL_GRACE_MS;
     struct mconn *oldest = w->hp.unacked.head;
@@ -638,6 +665,7 @@ static int master_init(struct master *m, const char *cfg_path) {
 
   memset(m, 0, sizeof(*m));
   m->loop = uv_default_loop();
+  m->t_start_ms = (uint64_t)time(NULL) * 1000;
   m->cfg_path = cfg_path;
   m->pidfile_fd = -1;
   uv_timer_init(m->loop, &m->stats_timer);
@@ -713,6 +741,7 @@ int master_run(const char *cfg_path) {
     uv_run(m->loop, UV_RUN_DEFAULT);
     pidfile_remove(m->pidfile, m->pidfile_fd);
     free(m->pidfile);
+    totals_free(m);
     uv_loop_close(m->loop);
     free(m);
     return 1;
@@ -725,6 +754,7 @@ int master_run(const char *cfg_path) {
     slot_get(m, i);
   slots_fill(m);
   uv_run(m->loop, UV_RUN_DEFAULT);
+  lbp_log_flush(1);
   if (m->fatal[0])
     LBP_ERROR("stopped: %s", m->fatal);
   else
@@ -734,6 +764,7 @@ int master_run(const char *cfg_path) {
   uv_walk(m->loop, walk_close_cb, NULL);
   uv_run(m->loop, UV_RUN_DEFAULT);
   handoff_free(m);
+  totals_free(m);
   uv_loop_close(m->loop);
   rc = m->exit_code;
   free(m);

@@ -36,6 +36,8 @@ struct master;
 struct generation;
 struct worker;
 struct dispatch_ops;
+struct totals;
+struct admin;
 
 /* ---- listening sockets (lsock.c) ---- */
 
@@ -173,6 +175,7 @@ struct generation {
   char *bytes; /* the exact file bytes validated */
   size_t len;
   int shm_fd;
+  int access_fd; /* its access log (a file, or a copy of stdout), -1 when off */
   void *shm;
   size_t shm_len;
   const struct dispatch_ops *dispatch;
@@ -199,6 +202,9 @@ void gen_unref(struct generation *g);
 int gen_listener_index(const struct generation *g, const struct lsock *ls);
 /* Finds g's listener whose bound address is `name` ("host:port"); -1 if none. */
 int gen_listener_by_name(const struct generation *g, const char *name);
+/* SIGUSR1: opens g's access log file again (a rotated file is left to its rotator). 0 (also
+ * when it is off or stdout: nothing to reopen), or a negative UV error (the old fd stays). */
+int gen_reopen_access_log(struct generation *g);
 
 /* ---- upstream servers (servers.c: registry, lists, pushes; dns.c: names; check.c) ---- */
 
@@ -248,6 +254,8 @@ struct gen_upstream {
 
 /* Builds g's server lists (and references its host names). 0 or UV_ENOMEM. */
 int servers_gen_init(struct generation *g);
+/* The record of server `id` of upstream `upstream`, or NULL. */
+struct userver *servers_find(const struct master *m, const char *upstream, uint64_t id);
 void servers_gen_free(struct generation *g);
 /* Every host name of g has been answered (or given up on at start): its lists are complete. */
 int servers_settled(const struct generation *g);
@@ -314,7 +322,8 @@ struct slot {
   uint64_t delay_ms;  /* next restart delay */
   uint64_t exits[64]; /* recent unplanned exit times (uv_now), a ring */
   unsigned nexits, exits_pos;
-  uint64_t restarts;
+  uint64_t restarts;    /* workers spawned in it (the first, reloads, restarts) */
+  uint64_t crashes;     /* its workers that exited without being asked to */
   char last_cause[160]; /* why its last worker ended, for logs and the final error */
 };
 
@@ -431,6 +440,9 @@ struct master {
    * overlap; a binary upgrade passes it on (LBPROXY_SECRET). */
   uint8_t secret[LBP_SECRET_LEN];
   uint8_t have_secret;
+  struct totals *totals; /* counters of generations already gone (totals.c) */
+  struct admin *admin;   /* the admin listener (admin.c), NULL when off */
+  uint64_t t_start_ms;   /* wall clock at start, for uptime */
   int exit_code;
   char fatal[256]; /* why the master gave up (exit non-zero) */
 };
@@ -455,8 +467,11 @@ void master_maybe_finish(struct master *m);
 /* A handed-back connection to place (from a draining worker or an old master). */
 void master_handover(struct master *m, struct mconn *c);
 void master_log_stats(struct master *m);
-/* SIGUSR1: reopens the error log here and in every worker. */
+/* SIGUSR1: reopens the error log here and in every worker, and every generation's access log
+ * (sent to its workers). */
 void master_reopen_logs(struct master *m);
+/* Sends a worker a log file (IPC LOGFD; `which` is enum ipc_logfd_which): a copy of `fd`. */
+void master_send_logfd(struct master *m, struct worker *w, unsigned which, int fd);
 
 /* ---- pid file (pidfile.c) ---- */
 

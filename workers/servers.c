@@ -2,6 +2,7 @@
 #include "master.h"
 
 #include "log.h"
+#include "shm.h"
 #include "srvwire.h"
 
 #include <arpa/inet.h>
@@ -12,7 +13,7 @@
 
 /* ---- records ---- */
 
-static struct userver *find(struct master *m, const char *upstream, uint64_t id) {
+struct userver *servers_find(const struct master *m, const char *upstream, uint64_t id) {
   for (struct userver *u = m->servers; u != NULL; u = u->next)
     if (u->id == id && strcmp(u->upstream, upstream) == 0)
       return u;
@@ -23,7 +24,7 @@ static struct userver *find(struct master *m, const char *upstream, uint64_t id)
 static struct userver *userver_ref(struct master *m, const char *upstream,
                                    const struct px_server_spec *spec, const char *host,
                                    uint16_t port) {
-  struct userver *u = find(m, upstream, spec->id);
+  struct userver *u = servers_find(m, upstream, spec->id);
 
   if (u != NULL) {
     u->refs++;
@@ -114,6 +115,9 @@ static void spec_from_address(const struct cfg_upstream *up, const struct sockad
 
 struct list_builder {
   struct master *m;
+  struct generation *g;
+  size_t k; /* the upstream's index in g's config */
+  int warned_full;
   const struct cfg_upstream *up;
   struct gserver *s;
   unsigned n;
@@ -134,6 +138,13 @@ static int list_add(struct list_builder *b, const struct px_server_spec *spec,
   u = userver_ref(b->m, b->up->name, spec, cs->dns ? cs->addr.host : NULL, cs->addr.port);
   if (u == NULL)
     return UV_ENOMEM;
+  /* Its counters' block, before any worker hears of it (a literal server has its own since
+   * the generation was laid out). None left: its workers count it privately, out of /stats. */
+  if (lbp_shm_server_claim(b->g->shm, (unsigned)b->k, spec->id) < 0 && !b->warned_full) {
+    LBP_WARN("upstream %s: no counter block left for %s: not in the statistics", b->up->name,
+             spec->name);
+    b->warned_full = 1;
+  }
   b->s[b->n++] =
       (struct gserver){.u = u, .weight = (uint16_t)cs->weight, .backup = cs->backup != 0};
   return 0;
@@ -150,7 +161,7 @@ static void list_release(struct gen_upstream *gu) {
 /* Builds upstream k's list of generation g from its config and the names' last answers. */
 static int list_build(struct generation *g, size_t k, struct gen_upstream *out) {
   const struct cfg_upstream *up = &g->cfg->upstreams[k];
-  struct list_builder b = {.m = g->m, .up = up};
+  struct list_builder b = {.m = g->m, .g = g, .k = k, .up = up};
   struct px_server_spec spec;
   int rc = 0;
 

@@ -304,6 +304,8 @@ static void on_frame(struct ipc_channel *ch, uint8_t type, const char *payload, 
     w->state = W_ONLINE;
     event_add(m, EV_ONLINE, (int)w->slot->id + 1, (long)w->pid, w->gen->id, "%s", "");
     send_config(w);
+    if (w->gen->access_fd >= 0)
+      master_send_logfd(m, w, IPC_LOGFD_ACCESS, w->gen->access_fd);
     break;
   case IPC_READY:
     on_ready(w);
@@ -495,6 +497,7 @@ static void slot_exited(struct master *m, struct slot *s, struct worker *w, cons
   if (s->delay_ms == 0)
     s->delay_ms = r->delay_ms;
   n = recent_exits(m, s);
+  s->crashes++;
   if (n > r->max_exits) {
     s->errored = 1;
     event_add(m, EV_EXIT, (int)s->id + 1, (long)w->pid, w->gen->id, "%s", how);

@@ -20,12 +20,14 @@
  */
 #include "master.h"
 
+#include "accesslog.h"
 #include "log.h"
 #include "proxy.h"
 #include "shm.h"
 #include "srvwire.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,7 +60,8 @@ struct wproc {
   int expect_sockets, got_sockets;
   struct wlisten *socks[MAX_SOCKETS];
   uv_check_t check;
-  uv_timer_t status_timer, drain_timer;
+  uv_timer_t status_timer, drain_timer, log_timer;
+  struct alog alog; /* the access log (access_log), buffered */
   uv_signal_t sigterm;
   int least_loaded;
   /* what the master was told last */
@@ -209,6 +212,7 @@ static void close_walk_cb(uv_handle_t *h, void *arg) {
 static void px_closed(void *arg) {
   struct wproc *w = arg;
   w->px = NULL;
+  alog_close(&w->alog); /* after the last request the context ended was logged */
   /* Listener structs were malloc'ed; their close callbacks free them (close_sockets). */
   uv_walk(w->loop, close_walk_cb, NULL);
   signal(SIGTERM, SIG_IGN); /* closing our uv_signal_t restored the default: we are leaving */
@@ -246,6 +250,7 @@ static void stop_now(struct wproc *w, int code) {
   if (w->px != NULL) {
     px_ctx_close(w->px, px_closed, w);
   } else {
+    alog_close(&w->alog);
     uv_walk(w->loop, close_walk_cb, NULL);
     signal(SIGTERM, SIG_IGN);
   }
@@ -265,8 +270,11 @@ static void handed_cb(struct ipc_out *out, int status) {
   struct wproc *w = h->w;
 
   w->handing--;
-  if (status == 0)
+  if (status == 0) {
     w->handed++;
+    if (w->shm != NULL)
+      px_stat_add(&lbp_shm_worker(w->shm, w->slot)->c[PX_ST_HANDED_OVER], 1);
+  }
   px_client_handed_over(h->tcp); /* the fd has left (or the channel is gone): close ours */
   free(h);
 }
@@ -448,6 +456,12 @@ static int test_crash(unsigned slot, uint32_t gen) {
   return strstr(v, ":bye") != NULL ? 2 : 1;
 }
 
+/* Where a server's counters are: its block in the generation's shared memory. */
+static int lookup_server(void *arg, size_t up, uint64_t id, struct px_server_slot *out) {
+  struct wproc *w = arg;
+  return lbp_shm_server_find(w->shm, (unsigned)up, id, w->slot, out);
+}
+
 struct config_frame {
   uint32_t gen, shm_len;
   unsigned slot, nsock, flags;
@@ -519,7 +533,8 @@ static void take_config(struct wproc *w, const char *p, uint32_t len) {
   fd = env != NULL ? atoi(env) : -1;
   /* The size the master laid out for this generation, never one computed here. */
   w->shm_len = f.shm_len;
-  if (fd < 0 || f.shm_len < lbp_shm_size(cfg) || lbp_shm_map(fd, w->shm_len, &w->shm) != 0) {
+  if (fd < 0 || lbp_shm_map(fd, w->shm_len, &w->shm) != 0 ||
+      lbp_shm_check(w->shm, w->shm_len, (unsigned)cfg->nupstreams, w->slot) != 0) {
     cfg_free(cfg);
     fail(w, "cannot map the generation's shared memory");
     return;
@@ -541,7 +556,15 @@ static void take_config(struct wproc *w, const char *p, uint32_t len) {
   pg.slot = w->slot;
   pg.cfg = cfg;
   pg.rr_counters = lbp_shm_rr(w->shm);
+  pg.stats = lbp_shm_worker(w->shm, w->slot);
+  pg.server_lookup = lookup_server;
+  pg.lookup_arg = w;
   memcpy(pg.secret, f.secret, sizeof(pg.secret));
+  if (strcmp(cfg->access_log, "off") != 0 && alog_enable(&w->alog) != 0) {
+    cfg_free(cfg);
+    fail(w, "out of memory for the access log");
+    return;
+  }
   if ((rc = px_ctx_new(w->loop, &pg, &w->px)) != 0) {
     LBP_ERROR("data plane: %s", uv_strerror(rc));
     fail(w, "cannot build the data plane");
@@ -549,6 +572,8 @@ static void take_config(struct wproc *w, const char *p, uint32_t len) {
   }
   px_ctx_on_failing(w->px, on_failing, w);
   px_ctx_on_room(w->px, on_room, w);
+  if (w->alog.enabled)
+    px_ctx_on_request(w->px, alog_request, &w->alog);
   if (w->expect_sockets == 0)
     send_ready(w);
 }
@@ -593,18 +618,28 @@ static void take_conn(struct wproc *w, const char *payload, uint32_t len) {
   px_client_start(tcp, &a); /* the master keeps its copy until our ack */
 }
 
-/* The master reopened the error log: its fd becomes our stderr. */
-static void take_logfd(struct wproc *w) {
+/* A log file the master opened: the error log (which 0) becomes our stderr; the access log
+ * (which 1) is where our access log lines go from now on. */
+static void take_logfd(struct wproc *w, const char *payload, uint32_t len) {
+  unsigned which = len >= 1 ? (uint8_t)payload[0] : 0;
   uv_pipe_t *p = malloc(sizeof(*p));
   uv_os_fd_t fd;
+  int copy;
 
   if (p == NULL || uv_pipe_init(w->loop, p, 0) != 0) {
     free(p);
     return;
   }
-  if (ipc_channel_accept(&w->ch, (uv_stream_t *)p) == 0 && uv_fileno((uv_handle_t *)p, &fd) == 0 &&
-      dup2(fd, STDERR_FILENO) >= 0)
-    LBP_INFO("error log reopened");
+  if (ipc_channel_accept(&w->ch, (uv_stream_t *)p) == 0 && uv_fileno((uv_handle_t *)p, &fd) == 0) {
+    if (which == IPC_LOGFD_ERROR && dup2(fd, STDERR_FILENO) >= 0)
+      LBP_INFO("error log reopened");
+    if (which == IPC_LOGFD_ACCESS && w->alog.enabled &&
+        (copy = fcntl(fd, F_DUPFD_CLOEXEC, 3)) >= 0) {
+      if (w->alog.fd >= 0)
+        LBP_INFO("access log reopened");
+      alog_set_fd(&w->alog, copy);
+    }
+  }
   uv_close((uv_handle_t *)p, (uv_close_cb)free);
 }
 
@@ -671,7 +706,7 @@ static void on_frame(struct ipc_channel *ch, uint8_t type, const char *payload, 
       drain(w, ipc_get_u32(payload), payload[4] != 0);
     break;
   case IPC_LOGFD:
-    take_logfd(w);
+    take_logfd(w, payload, len);
     break;
   case IPC_SERVERS:
     take_servers(w, payload, len);
@@ -720,6 +755,10 @@ static void ignore_signals(void) {
     signal(ignored[i], SIG_IGN);
 }
 
+static void log_timer_cb(uv_timer_t *t) {
+  lbp_log_flush(0);
+}
+
 int worker_run(int channel_fd) {
   struct wproc w;
   unsigned char hello[4];
@@ -746,12 +785,18 @@ int worker_run(int channel_fd) {
   uv_timer_init(w.loop, &w.status_timer);
   uv_timer_init(w.loop, &w.drain_timer);
   w.status_timer.data = w.drain_timer.data = &w;
+  alog_init(&w.alog, w.loop);
+  /* Repeated error log lines are summarized once their window is over. */
+  uv_timer_init(w.loop, &w.log_timer);
+  uv_timer_start(&w.log_timer, log_timer_cb, 1000, 1000);
+  uv_unref((uv_handle_t *)&w.log_timer);
   uv_signal_init(w.loop, &w.sigterm);
   w.sigterm.data = &w;
   uv_signal_start(&w.sigterm, sigterm_cb, SIGTERM);
   ipc_put_u32(hello, (uint32_t)getpid());
   ipc_send(&w.ch, IPC_HELLO, hello, 4);
   uv_run(w.loop, UV_RUN_DEFAULT);
+  lbp_log_flush(1);
   if (w.shm != NULL)
     lbp_shm_unmap(w.shm, w.shm_len);
   uv_loop_close(w.loop);

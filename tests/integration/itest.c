@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -58,8 +59,26 @@ static void start_backends(int nbe) {
   }
 }
 
+/* The config as the proxy gets it: with the admin API on a port of its own (port 0) unless
+ * the test sets admin: itself, so that tests running side by side never fight over the
+ * default port and every test can read /stats and /metrics. */
+static const char *with_admin(const char *yaml, char *buf, size_t cap) {
+  size_t n = strlen(yaml);
+
+  if (strncmp(yaml, "admin:", 6) == 0 || strstr(yaml, "\nadmin:") != NULL)
+    return yaml;
+  cr_assert_lt(n + 40, cap, "config too long");
+  snprintf(buf, cap, "%s%sadmin:\n  listen: 127.0.0.1:0\n", yaml,
+           n > 0 && yaml[n - 1] != '\n' ? "\n" : "");
+  return buf;
+}
+
 static void start_proxy(const char *yaml) {
-  int rc = h_proxy_start(&T.px, T.dir, yaml);
+  char buf[16384];
+  int rc;
+
+  yaml = with_admin(yaml, buf, sizeof(buf));
+  rc = h_proxy_start(&T.px, T.dir, yaml);
   if (rc != 0) {
     fprintf(stderr, "config:\n%s\n", yaml);
     it_dump(T.px.proc.log);
@@ -102,9 +121,9 @@ long it_wait_log(const char *needle, long from, int timeout_ms) {
 }
 
 long it_reload(const char *yaml, unsigned gen, int timeout_ms) {
-  char needle[64];
+  char needle[64], buf[16384];
   long from = it_log_size();
-  int rc = h_write_file(T.dir, "lbproxy.yaml", yaml, NULL, 0);
+  int rc = h_write_file(T.dir, "lbproxy.yaml", with_admin(yaml, buf, sizeof(buf)), NULL, 0);
 
   if (rc != 0)
     return rc;
@@ -231,4 +250,53 @@ pid_t it_worker_pid(int slot) {
   pid_t pids[IT_MAX_WORKERS + 2] = {0};
   h_proxy_worker_pids(&T.px, pids, IT_MAX_WORKERS + 1);
   return pids[slot] > 0 ? pids[slot] : -1;
+}
+
+int it_admin_raw(const char *raw, char **body, char *head, size_t headcap) {
+  size_t len = 0, cap = 65536;
+  char *buf = malloc(cap + 1), *end;
+  int fd = hc_connect(T.px.admin_port, NULL), status = -1;
+  ssize_t n;
+
+  if (body != NULL)
+    *body = NULL;
+  if (fd < 0 || buf == NULL || hc_send_all(fd, raw, strlen(raw)) != 0) {
+    if (fd >= 0)
+      close(fd);
+    free(buf);
+    return -1;
+  }
+  while ((n = recv(fd, buf + len, cap - len, 0)) > 0) {
+    len += (size_t)n;
+    if (len == cap) {
+      char *more = realloc(buf, cap * 2 + 1);
+      if (more == NULL)
+        break;
+      buf = more;
+      cap *= 2;
+    }
+  }
+  close(fd);
+  buf[len] = '\0';
+  if (sscanf(buf, "HTTP/1.1 %d ", &status) != 1)
+    status = -1;
+  end = strstr(buf, "\r\n\r\n");
+  if (head != NULL)
+    snprintf(head, headcap, "%.*s", end != NULL ? (int)(end - buf) : (int)len, buf);
+  if (body != NULL && end != NULL) {
+    memmove(buf, end + 4, len - (size_t)(end + 4 - buf) + 1);
+    *body = buf;
+  } else {
+    free(buf);
+  }
+  return status;
+}
+
+char *it_admin_get(const char *path, int *status) {
+  char req[1024];
+  char *body;
+
+  snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: admin\r\n\r\n", path);
+  *status = it_admin_raw(req, &body, NULL, 0);
+  return body;
 }

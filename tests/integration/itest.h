@@ -76,6 +76,13 @@ int it_wait_stats(long from, int timeout_ms,
 /* Current size of the proxy log (an offset for h_wait_line / it_wait_stats). */
 long it_log_size(void);
 
+/* Sends `raw` (a whole request) to the admin port and reads until the master closes: the
+ * status (or -1 when no status line came) and the body, malloc'ed and NUL-terminated in *body
+ * (may be NULL). The head goes to `head` when not NULL. */
+int it_admin_raw(const char *raw, char **body, char *head, size_t headcap);
+/* GET `path` from the admin API: the body (malloc'ed, NUL-terminated) or NULL; *status. */
+char *it_admin_get(const char *path, int *status);
+
 /* Worker pid of slot `slot` (1-based) from the latest "worker N ready pid=" line; -1 if none. */
 pid_t it_worker_pid(int slot);
 

@@ -300,9 +300,21 @@ static long file_size(const char *path) {
   return stat(path, &st) == 0 ? (long)st.st_size : 0;
 }
 
-/* Starts argv and waits for its "ready listen=HOST:PORT" line; parses PORT after the last ':'. */
+/* The port after the last ':' of field `key` of a log line, or 0. */
+static uint16_t line_port(const char *line, const char *key) {
+  char v[256];
+  const char *colon;
+
+  if (h_line_field(line, key, v, sizeof(v)) < 0 || (colon = strrchr(v, ':')) == NULL ||
+      atoi(colon + 1) <= 0 || atoi(colon + 1) > 65535)
+    return 0;
+  return (uint16_t)atoi(colon + 1);
+}
+
+/* Starts argv and waits for its "ready listen=HOST:PORT" line; parses PORT after the last ':'.
+ * `admin` (may be NULL) gets the port of an "admin=HOST:PORT" field, or 0. */
 static int start_and_wait_ready(struct h_proc *p, const char *const argv[], const char *log,
-                                int timeout_ms, uint16_t *port) {
+                                int timeout_ms, uint16_t *port, uint16_t *admin) {
   char line[1024], listen[256];
   long from = file_size(log); /* a restart appends to the same log: skip older ready lines */
   int err = h_spawn(p, argv, log);
@@ -320,6 +332,8 @@ static int start_and_wait_ready(struct h_proc *p, const char *const argv[], cons
     return -EPROTO;
   }
   *port = (uint16_t)atoi(colon + 1);
+  if (admin != NULL)
+    *admin = line_port(line, "admin");
   return 0;
 }
 
@@ -341,7 +355,7 @@ int h_backend_start(struct h_backend *b, const char *dir, const char *name,
   if (n < 0 || (size_t)n >= sizeof(log))
     return -ENAMETOOLONG;
   strcpy(b->name, name);
-  return start_and_wait_ready(&b->proc, argv, log, BACKEND_DEADLINE_MS, &b->port);
+  return start_and_wait_ready(&b->proc, argv, log, BACKEND_DEADLINE_MS, &b->port, NULL);
 }
 
 void h_backend_stop(struct h_backend *b) {
@@ -361,7 +375,7 @@ int h_proxy_start(struct h_proxy *px, const char *dir, const char *yaml) {
    * without the change it covers). */
   const char *bin = getenv("LBP_TEST_PROXY_BIN");
   const char *argv[] = {bin != NULL ? bin : LBP_PROXY_BIN, "-c", px->config, NULL};
-  return start_and_wait_ready(&px->proc, argv, log, PROXY_DEADLINE_MS, &px->port);
+  return start_and_wait_ready(&px->proc, argv, log, PROXY_DEADLINE_MS, &px->port, &px->admin_port);
 }
 
 int h_proxy_stop(struct h_proxy *px) {

@@ -68,8 +68,9 @@ void h_backend_stop(struct h_backend *b);
 /* A running lbproxy master (and its workers). */
 struct h_proxy {
   struct h_proc proc;
-  uint16_t port;    /* from the master's "ready listen=HOST:PORT" line */
-  char config[512]; /* path of the config file written for it */
+  uint16_t port;       /* from the master's "ready listen=HOST:PORT" line */
+  uint16_t admin_port; /* from its "admin=HOST:PORT" field, 0 when the admin API is off */
+  char config[512];    /* path of the config file written for it */
 };
 
 /* Writes `yaml` to dir/lbproxy.yaml, starts `lbproxy -c` on it (log dir/lbproxy.log) and

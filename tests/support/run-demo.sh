@@ -22,6 +22,7 @@ for i in 1 2; do
 done
 echo "demo: backends demo-1 and demo-2 on 127.0.0.1:9001 and 127.0.0.1:9002 (logs: $build/demo-*.log)"
 echo "demo: lbproxy on http://127.0.0.1:8080/ (try: curl -i http://127.0.0.1:8080/); Ctrl-C stops it"
+echo "demo: status page on http://127.0.0.1:9900/ (also /stats, /metrics, /events); access log below"
 "$proxy" -c config/lbproxy.yaml &
 pids+=($!)
 wait "${pids[-1]}"

@@ -117,6 +117,9 @@ Test(config, the_shipped_default_config_loads_as_documented) {
   cr_expect_null(cfg->routes[0].host);
   cr_expect_null(cfg->routes[0].path);
   cr_expect_eq(cfg->routes[0].upstream, 0);
+  cr_expect_str_eq(cfg->admin.listen, "127.0.0.1:9900");
+  cr_expect_eq(cfg->admin.allow_public, 0);
+  cr_expect_str_eq(cfg->access_log, "stdout");
   cfg_free(cfg);
 }
 

@@ -321,7 +321,6 @@ Test(ctx, literal_servers_get_their_name_and_id_from_the_config_and_names_wait_f
   cr_assert_eq(ntohl(((struct sockaddr_in *)&s.addr)->sin_addr.s_addr), 0x0a000001);
   cr_assert_eq(s.weight, 1);
   cr_assert_eq(s.backup, 0);
-  cr_assert_null(s.active);
   cr_assert_eq(px_server_spec_literal(&cfg->upstreams[0], 1, &s), 0);
   cr_assert_str_eq(s.name, "[::1]:8080");
   cr_assert_eq(s.id, bal_server_id("app", "[::1]:8080"));

@@ -31,7 +31,6 @@ Test(srvwire, an_ipv4_spec_round_trips) {
   cr_expect_str_eq(out.name, in.name);
   cr_expect_eq(out.weight, 1000);
   cr_expect_eq(out.backup, 1);
-  cr_expect_null(out.active);
 }
 
 Test(srvwire, an_ipv6_spec_with_a_long_name_round_trips) {
