@@ -293,7 +293,9 @@ for ((i = 0; i < 10; i++)); do
   [ "$CODE" = 503 ] || fail "GET /api/ with api at 0 answered $CODE after a 503"
   [ $(($(now_ms) - t)) -lt 1000 ] || fail "a 503 took $(($(now_ms) - t)) ms"
 done
-say "   ok: 10 more, each 503 at once"
+curl -s -m 5 -D "$tmp/head" -o /dev/null "$URL/api/" || true
+grep -qi '^retry-after: *1' "$tmp/head" || fail "the 503 has no Retry-After: 1: $(cat "$tmp/head")"
+say "   ok: 10 more, each 503 at once, with Retry-After: 1"
 dc up -d --no-deps --scale api=1 api >"$tmp/scale.log" 2>&1 || { cat "$tmp/scale.log"; fail "scale api=1"; }
 t0=$(now_ms)
 wait_for $((RESOLVE_S + 15)) "200 on /api/ with api back to 1" answers /api/ 200
@@ -311,15 +313,21 @@ sed -i 's|^routes:$|routes:\n  - path: /v2/\n    upstream: api\n    strip_prefix
 grep -q '^  - path: /v2/' "$tmp/etc/lbproxy.yaml" || fail "could not edit the config copy"
 t_hup=$(now_ms)
 dc kill -s HUP lbproxy >"$tmp/kill.log" 2>&1 || { cat "$tmp/kill.log"; fail "kill -s HUP"; }
+# reloaded: the master logged "reload: requested" and then "generation: N active" after the HUP.
 reloaded() {
-  local line
+  local line t
+  t_req=
   while IFS= read -r line; do
-    [[ $line == *"generation: "*" active"* ]] && [ "$(log_time "$line")" -ge "$t_hup" ] && return 0
+    [[ $line == *"master info: reload: requested"* || $line == *"generation: "*" active"* ]] || continue
+    t=$(log_time "$line")
+    [ "$t" -ge "$t_hup" ] || continue
+    [[ $line == *"reload: requested"* ]] && t_req=$t
+    [[ $line == *" active"* && -n $t_req ]] && t_active=$t && return 0
   done < <(docker logs "$LBP" 2>&1)
   return 1
 }
-wait_for 30 "'generation: N active' line after the HUP" reloaded
-say "   reloaded $(($(now_ms) - t_hup)) ms after the HUP"
+wait_for 30 "'reload: requested' then 'generation: N active' in the log after the HUP" reloaded
+say "   the master got the HUP $((t_req - t_hup)) ms after '$COMPOSE kill' started; new generation active $((t_active - t_req)) ms later"
 wait_for 10 "200 on /v2/ (the new route)" answers /v2/ 200
 [ "$NAME" = "$(ids api)" ] || fail "/v2/ answered by '$NAME', not the api"
 t_end=$(($(now_ms) + 1000))
