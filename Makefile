@@ -38,6 +38,9 @@ PREFIX ?= /usr/local
 
 all: build
 
+# Packages this installs never leave a service running or enabled (nginx, haproxy and
+# prometheus are here for tests and benches, and nginx's default site would take port 80): a
+# policy-rc.d that forbids starting one guards the install, and the services are disabled after.
 deps:
 	@missing=""; \
 	for p in $(PACKAGES) $(EXTRA_PACKAGES); do \
@@ -46,8 +49,19 @@ deps:
 	if [ -n "$$missing" ]; then \
 	  echo "make deps: installing$$missing"; \
 	  SUDO=; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
+	  guard=; if [ ! -e /usr/sbin/policy-rc.d ]; then \
+	    printf '#!/bin/sh\nexit 101\n' | $$SUDO tee /usr/sbin/policy-rc.d >/dev/null && \
+	    $$SUDO chmod 755 /usr/sbin/policy-rc.d && guard=1; \
+	  fi; \
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	  rc=$$?; [ -z "$$guard" ] || $$SUDO rm -f /usr/sbin/policy-rc.d; \
+	  for p in $$missing; do case $$p in nginx*|haproxy|prometheus) s=$${p%-light}; \
+	    $$SUDO systemctl disable --now $$s >/dev/null 2>&1; \
+	    $$SUDO update-rc.d $$s disable >/dev/null 2>&1; \
+	    echo "make deps: $$s installed for tests and benches only: its service is not started or enabled";; \
+	  esac; done; \
+	  exit $$rc; \
 	fi
 
 $(BUILD_DIR)/CMakeCache.txt:

@@ -24,7 +24,8 @@ mv "$dir/report.md.tmp" "$dir/report.md"
 read -r -a workloads <<<"$(sed -n 's/^workloads=//p' "$dir/meta.txt")"
 chart() { # OUTPUT COLUMN TITLE YLABEL
   local rows=$(((${#workloads[@]} + 1) / 2)) w
-  echo "set terminal svg size 1400,$((rows * 400 + 20)) dynamic noenhanced font 'sans,11'"
+    # An opaque white background: on a dark page (GitHub's dark theme) black text stays readable.
+  echo "set terminal svg size 1400,$((rows * 400 + 20)) dynamic noenhanced font 'sans,11' background rgb 'white'"
   echo "set output '$dir/$1'"
   echo "set multiplot layout $rows,2 title '$3'"
   echo "set style fill solid 0.85 border -1"

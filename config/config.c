@@ -137,6 +137,8 @@ void cfg_free(struct lbp_config *cfg) {
   free(cfg->warnings);
   free(cfg->pid_file);
   free(cfg->error_log);
+  free(cfg->access_log);
+  free(cfg->admin.listen);
   for (size_t i = 0; i < cfg->nupstreams; i++) {
     free(cfg->upstreams[i].name);
     free(cfg->upstreams[i].servers);

@@ -240,8 +240,10 @@ static int request_next(struct px_request *r, int ft, int err, int http_status) 
     return 0;
   r->up = NULL;
   r->server_failed = what != PX_DO_RETRY_FRESH;
-  px__request_log_failure(r, r->upstream, ft, http_status, why != NULL ? why : uv_strerror(err),
-                          what, status);
+  /* uv_strerror allocates (and leaks) a string for a code it does not know, 0 included. */
+  if (why == NULL)
+    why = err < 0 ? uv_strerror(err) : "no error code";
+  px__request_log_failure(r, r->upstream, ft, http_status, why, what, status);
   switch (what) {
   case PX_DO_RETRY_FRESH:
     r->retried_fresh = 1;

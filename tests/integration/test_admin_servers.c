@@ -12,7 +12,8 @@
 
 static struct hc_resp R;
 
-static const char pool_yaml[] = "upstreams:\n  app:\n    servers: [127.0.0.1:%1$u, 127.0.0.1:%2$u]\n";
+static const char pool_yaml[] =
+    "upstreams:\n  app:\n    servers: [127.0.0.1:%1$u, 127.0.0.1:%2$u]\n";
 
 /* GET (body NULL) or POST `body` to the admin API: the status; *json the parsed answer when
  * it is JSON (else NULL), *text the raw body (malloc'ed; may be NULL). */
@@ -76,7 +77,8 @@ static void name_of(int i, char *out, size_t cap) {
   snprintf(out, cap, "127.0.0.1:%u", T.be[i].port);
 }
 
-IT_TEST(admin_api, drain_lets_in_flight_finish_sends_no_new_requests_and_survives_restart_and_reload) {
+IT_TEST(admin_api,
+        drain_lets_in_flight_finish_sends_no_new_requests_and_survives_restart_and_reload) {
   char s1[32], s2[32], path[128], yaml[1024], v[16];
   json_t *j = NULL;
   int b1, b2, fd, busy = -1;
