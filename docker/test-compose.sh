@@ -47,7 +47,7 @@ wait_for() {
 
 # ---- the engine ----
 
-tool="$here/../../shared/tools/container-engine"
+tool="$(cd "$here/../.." && pwd)/shared/tools/container-engine" # ../shared from the repository
 if [ -x "$tool" ]; then
   say "engine: $tool"
   eval "$("$tool" | tail -n1)" # ENGINE=docker COMPOSE="docker-compose"
