@@ -679,7 +679,10 @@ void px_client_start(uv_tcp_t *tcp, const struct px_accept *a) {
     client_read_start(c);
     return;
   }
-  peer_from_socket(c);
+  if (a->peer != NULL)
+    set_peer(c, (const struct sockaddr_storage *)a->peer);
+  else
+    peer_from_socket(c);
   if (ctx->listeners[c->listener].mode == CFG_MODE_TCP) {
     client_start_tcp(c, NULL);
     return;

@@ -56,6 +56,8 @@ struct px_accept {
   unsigned flags;      /* enum px_client_flags */
   const char *initial; /* request bytes another worker already read (handover), or NULL */
   size_t initial_len;  /* served exactly as if they had just been read from the socket */
+  const struct sockaddr *peer; /* the client's address if the caller knows it, else NULL (then
+                                  the socket is asked: one getpeername) */
 };
 
 /* Creates the data plane for one worker. 0 or a negative UV error (then gen->cfg is still the

@@ -104,6 +104,8 @@ static const char *reason(int status) {
     return "OK";
   case 400:
     return "Bad Request";
+  case 403:
+    return "Forbidden";
   case 404:
     return "Not Found";
   case 405:
@@ -116,11 +118,20 @@ static const char *reason(int status) {
     return "URI Too Long";
   case 431:
     return "Request Header Fields Too Large";
+  case 500:
+    return "Internal Server Error";
   case 503:
     return "Service Unavailable";
   default:
     return status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error";
   }
+}
+
+/* What a client sends after its request is read into the connection's own buffer (the head
+ * is answered) and dropped. */
+static void linger_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b) {
+  struct aconn *c = h->data;
+  *b = uv_buf_init(c->buf, sizeof(c->buf));
 }
 
 static void linger_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
@@ -137,7 +148,7 @@ static void shutdown_cb(uv_shutdown_t *req, int status) {
     return;
   c->state = AC_LINGER;
   uv_timer_start(&c->timer, timer_cb, ADMIN_LINGER_MS, 0);
-  if (status < 0 || uv_read_start((uv_stream_t *)&c->tcp, NULL, linger_read) != 0)
+  if (status < 0 || uv_read_start((uv_stream_t *)&c->tcp, linger_alloc, linger_read) != 0)
     conn_close(c);
 }
 

@@ -223,6 +223,9 @@ static void act(const struct admin_req *req, struct admin_resp *resp, const char
                w != 0 ? w : (unsigned)gu->s[i].weight);
     else
       snprintf(why, sizeof(why), "%s by the admin API", admin_names[admin]);
+    /* Back in service: it ramps up (slow_start), as after a check brings it back. */
+    if (admin == BAL_ADMIN_ENABLED && u->st.admin != BAL_ADMIN_ENABLED)
+      u->st.up_since_ms = uv_now(req->m->loop);
     u->st.admin = admin;
     u->st.weight = w;
     servers_state_changed(u, why);

@@ -206,10 +206,9 @@ static void connected(uv_connect_t *req, int status) {
 
 /* Moves the client's fd from the mconn into the relay's side 0. */
 static int adopt_client(struct pconn *c, struct mconn *mc) {
-  uv_os_fd_t fd;
   int dup_fd;
 
-  if (uv_fileno((uv_handle_t *)&mc->tcp, &fd) != 0 || (dup_fd = dup(fd)) < 0)
+  if (mc->fd < 0 || (dup_fd = dup(mc->fd)) < 0)
     return UV_EBADF;
   if (uv_tcp_open(&c->tcp[0], dup_fd) != 0) {
     close(dup_fd);

@@ -23,14 +23,16 @@ static void gen_destroy(struct generation *g) {
     *pp = g->next;
   if (g->dispatch != NULL)
     g->dispatch->gen_fini(g);
+  /* Its counters live on in the master's totals, named while its servers' records are still
+   * there; a generation that never served (a failed reload) has nothing to keep. */
+  if (g->shm != NULL && g->t_current != 0)
+    totals_fold(g->m, g);
   servers_gen_free(g);
   for (size_t i = 0; i < LBP_MAX_LISTENERS; i++)
     if (g->listeners[i] != NULL)
       lsock_unref(g->listeners[i]);
-  if (g->shm != NULL) {
-    totals_fold(g->m, g); /* its counters live on in the master's totals */
+  if (g->shm != NULL)
     lbp_shm_unmap(g->shm, g->shm_len);
-  }
   if (g->shm_fd >= 0)
     close(g->shm_fd);
   if (g->access_fd >= 0)

@@ -88,8 +88,11 @@ static struct mconn *fifo_take(struct mconn_fifo *f, uint32_t seq) {
 
 /* ---- connections ---- */
 
-static void mconn_close_cb(uv_handle_t *h) {
-  struct mconn *c = h->data;
+/* Most connections never get a libuv handle: the master only passes their fd on (accept4,
+ * sendmsg, close). A handle is made when libuv must carry the fd (mconn_stream) or take it
+ * from a channel (mconn_accept); then closing goes through libuv. */
+
+static void mconn_free(struct mconn *c) {
   struct master *m = c->m;
 
   if (c->ls != NULL)
@@ -101,8 +104,23 @@ static void mconn_close_cb(uv_handle_t *h) {
   m->free_mconns = c;
 }
 
+static void mconn_close_cb(uv_handle_t *h) {
+  struct mconn *c = h->data;
+
+  if (c->fd_loose && c->fd >= 0)
+    close(c->fd);
+  mconn_free(c);
+}
+
 void mconn_close(struct mconn *c) {
-  uv_close((uv_handle_t *)&c->tcp, mconn_close_cb);
+  if (c->has_tcp) {
+    uv_close((uv_handle_t *)&c->tcp, mconn_close_cb);
+    return;
+  }
+  if (c->fd >= 0)
+    close(c->fd);
+  c->fd = -1;
+  mconn_free(c);
 }
 
 struct mconn *mconn_new(struct master *m, struct lsock *ls, int fd) {
@@ -111,23 +129,50 @@ struct mconn *mconn_new(struct master *m, struct lsock *ls, int fd) {
   if (c != NULL)
     m->free_mconns = c->next;
   else if ((c = malloc(sizeof(*c))) == NULL) {
-    close(fd);
+    if (fd >= 0)
+      close(fd);
     return NULL;
   } else {
     m->nmconns++;
   }
   memset(c, 0, sizeof(*c));
   c->m = m;
+  c->fd = fd;
   c->ls = ls->kind == LSOCK_PUBLIC ? ls : ls->group;
   lsock_hold(c->ls);
-  uv_tcp_init(m->loop, &c->tcp);
-  c->tcp.data = c;
-  if (fd >= 0 && uv_tcp_open(&c->tcp, fd) != 0) {
-    close(fd);
-    mconn_close(c);
-    return NULL;
+  if (fd < 0) {
+    uv_tcp_init(m->loop, &c->tcp); /* for mconn_accept */
+    c->tcp.data = c;
+    c->has_tcp = 1;
   }
   return c;
+}
+
+int mconn_accept(struct mconn *c, struct ipc_channel *ch) {
+  uv_os_fd_t fd;
+  int rc;
+
+  if (!c->has_tcp || c->fd >= 0)
+    return UV_EINVAL;
+  if ((rc = ipc_channel_accept(ch, (uv_stream_t *)&c->tcp)) != 0)
+    return rc;
+  if ((rc = uv_fileno((uv_handle_t *)&c->tcp, &fd)) != 0)
+    return rc;
+  c->fd = fd;
+  return 0;
+}
+
+uv_stream_t *mconn_stream(struct mconn *c) {
+  if (c->has_tcp)
+    return (uv_stream_t *)&c->tcp;
+  uv_tcp_init(c->m->loop, &c->tcp);
+  c->tcp.data = c;
+  c->has_tcp = 1;
+  if (uv_tcp_open(&c->tcp, c->fd) != 0) {
+    c->fd_loose = 1; /* the handle owns nothing: mconn_close closes the fd itself */
+    return NULL;
+  }
+  return (uv_stream_t *)&c->tcp;
 }
 
 /* ---- choosing a worker ---- */
@@ -210,7 +255,7 @@ static void sent_cb(struct ipc_out *out, int status) {
 }
 
 static int deliver(struct worker *w, struct mconn *c) {
-  unsigned char p[7];
+  unsigned char p[7 + IPC_PEER_MAX];
   int listener = gen_listener_index(w->gen, c->ls), rc;
 
   if (listener < 0)
@@ -221,13 +266,26 @@ static int deliver(struct worker *w, struct mconn *c) {
   c->refused = 0;
   ipc_put_u32(p, c->seq);
   ipc_put_u16(p + 4, (uint16_t)listener);
-  p[6] = c->handed ? IPC_CONN_HANDED : 0;
+  p[6] = (c->handed ? IPC_CONN_HANDED : 0) | (c->npeer ? IPC_CONN_PEER : 0);
+  memcpy(p + 7, c->peer, c->npeer);
   c->t_sent = uv_now(w->m->loop);
-  rc = ipc_send_out(&w->ch, &c->out, IPC_CONN, p, sizeof(p), c->bytes, c->nbytes,
-                    (uv_stream_t *)&c->tcp, sent_cb);
-  if (rc != 0)
+  /* 0: it is out already; 1: it is on its way (sent_cb will say). */
+  rc = c->has_tcp ? UV_EAGAIN
+                  : ipc_send_fd_now(&w->ch, &c->out, IPC_CONN, p, 7 + (uint32_t)c->npeer, c->bytes,
+                                    c->nbytes, c->fd, sent_cb);
+  if (rc == UV_EAGAIN) {
+    /* The channel is busy (or this connection has a handle already): libuv queues it. */
+    uv_stream_t *s = mconn_stream(c);
+    if (s == NULL)
+      return UV_EBADF;
+    if ((rc = ipc_send_out(&w->ch, &c->out, IPC_CONN, p, 7 + (uint32_t)c->npeer, c->bytes,
+                           c->nbytes, s, sent_cb)) != 0)
+      return rc;
+    rc = 1;
+  }
+  if (rc < 0)
     return rc;
-  c->sending = 1;
+  c->sending = rc == 1;
   fifo_push(&w->hp.unacked, c);
   w->hp.handed++;
   return 0;

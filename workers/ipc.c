@@ -14,31 +14,34 @@
  *    frame at every byte). Integers in payloads are big-endian.
  *
  * 3. Fds. A type with bit 0x80 (IPC_FD_FLAG) carries exactly one fd; no other type carries
- *    any. Such a frame is sent alone by one uv_write2(), so its fd rides SCM_RIGHTS on the
- *    frame's first byte. The kernel never merges a message carrying fds with bytes before it,
- *    so by the time the reader has the frame's last byte, libuv has queued exactly the fds of
- *    this and earlier fd frames, in order. The reader takes one pending fd per fd frame, so fds
- *    and frames cannot get out of step. A receiver at its fd limit gets the frame without its fd
- *    (the kernel drops it and flags the message truncated): the frame is still delivered, marked
- *    fd_here = 0, and what it carried is refused, not lost (the sender kept its own copy).
+ *    any. Such a frame is sent alone by one sendmsg (uv_write2(), or ipc_send_fd_now when
+ *    nothing is queued), so its fd rides SCM_RIGHTS on the frame's first byte. The kernel
+ *    never merges a message carrying fds with bytes before it, so by the time the reader has
+ *    the frame's last byte, libuv has queued exactly the fds of this and earlier fd frames, in
+ *    order. The reader takes one pending fd per fd frame, so fds and frames cannot get out of
+ *    step. A receiver at its fd limit gets the frame without its fd (the kernel drops it and
+ *    flags the message truncated): the frame is still delivered, marked fd_here = 0, and what
+ *    it carried is refused, not lost (the sender kept its own copy).
  *
  * 4. Start-up. worker: HELLO(u32 pid) -> master: CONFIG(u32 generation | u16 slot | u8 number
  *    of LISTEN frames that follow | u8 flags | u32 shared-memory size | 16-byte generation
  *    secret | u16 name length | file name | the exact config bytes the master validated) ->
  *    worker parses them without resolving anything (servers given as IP addresses are read as
- *    such; those given as host names come in SERVERS frames, see 10), maps the generation's shared memory at the size given (never one it
- *    computed), builds its data plane -> master: LISTEN(u8 kind | u16 listener index, fd) for
- *    each socket the strategy gives this slot -> worker: READY. The master counts a worker as
- *    serving only after READY, and switches a reload to a new generation only once every one of
- *    its workers is.
+ *    such; those given as host names come in SERVERS frames, see 10), maps the generation's
+ *    shared memory at the size given (never one it computed), builds its data plane ->
+ *    master: LISTEN(u8 kind | u16 listener index, fd) for each socket the strategy gives this
+ *    slot -> worker: READY. The master counts a worker as serving only after READY, and
+ *    switches a reload to a new generation only once every one of its workers is.
  *
- * 5. Connections. master: CONN(u32 seq | u16 listener index | u8 flags | bytes already read,
- *    fd), seq increasing per worker; flag HANDED marks a connection a draining worker gave
- *    back (it is between requests: the idle timeout applies, not the header one); the bytes
+ * 5. Connections. master: CONN(u32 seq | u16 listener index | u8 flags | [the client's
+ *    address: u8 family 4 or 6 | u16 port | 4 or 16 bytes, with flag PEER] | bytes already
+ *    read, fd), seq increasing per worker; flag HANDED marks a connection a draining worker gave
+ *    back (it is between requests: the idle timeout applies, not the header one); flag PEER
+ *    says the master's accept gave the address (the worker need not ask the socket); the bytes
  *    are empty for a fresh accept, and are the start of the next request for a handed one. The
- * master keeps its copy of the fd until the worker acknowledges it: at the end of each loop
- * iteration in which anything changed, the worker sends one STATUS(u32 highest seq taken | u32
- * active connections | u64 accepted in total). A worker that will not serve a connection answers
+ *    master keeps its copy of the fd until the worker acknowledges it: within 1 ms of taking
+ *    one (at once when 32 wait), the worker sends one STATUS(u32 highest seq taken | u32 active
+ *    connections | u64 accepted in total). A worker that will not serve a connection answers
  *    REFUSE(u32 seq | u8 reason); the master hands that fd, or every unacknowledged fd of a
  *    worker that died, to another worker: nothing is dropped or leaked.
  *
@@ -79,8 +82,10 @@
  */
 #include "ipc.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #define IPC_READ_BUF 65536
 
@@ -350,6 +355,104 @@ int ipc_send_out(struct ipc_channel *ch, struct ipc_out *out, uint8_t type, cons
   b[0] = uv_buf_init((char *)out->frame, IPC_HDR_LEN + len);
   b[1] = uv_buf_init((char *)extra, extralen);
   return uv_write2(&out->req, (uv_stream_t *)&ch->pipe, b, extralen ? 2 : 1, send_handle, out_cb);
+}
+
+int ipc_send_fd_now(struct ipc_channel *ch, struct ipc_out *out, uint8_t type, const void *payload,
+                    uint32_t len, const void *extra, uint32_t extralen, int fd, ipc_sent_cb cb) {
+  union {
+    struct cmsghdr h;
+    char space[CMSG_SPACE(sizeof(int))];
+  } ctl;
+  struct iovec iov[2];
+  struct msghdr msg;
+  struct cmsghdr *cm;
+  uv_os_fd_t pfd;
+  size_t total = IPC_HDR_LEN + (size_t)len + extralen, head = IPC_HDR_LEN + (size_t)len;
+  ssize_t n;
+  uv_buf_t rest[2];
+  unsigned nrest = 0;
+
+  if (len > IPC_SMALL || extralen > IPC_MAX_PAYLOAD - len || !(type & IPC_FD_FLAG) || fd < 0)
+    return UV_EINVAL;
+  if (ch->failed)
+    return UV_EPIPE;
+  /* Frames must leave in order: anything libuv still holds goes first. */
+  if (uv_stream_get_write_queue_size((uv_stream_t *)&ch->pipe) != 0 ||
+      uv_fileno((uv_handle_t *)&ch->pipe, &pfd) != 0)
+    return UV_EAGAIN;
+  ipc_header(out->frame, type, len + extralen);
+  if (len)
+    memcpy(out->frame + IPC_HDR_LEN, payload, len);
+  iov[0] = (struct iovec){out->frame, head};
+  iov[1] = (struct iovec){(void *)extra, extralen};
+  memset(&msg, 0, sizeof(msg));
+  memset(&ctl, 0, sizeof(ctl));
+  msg.msg_iov = iov;
+  msg.msg_iovlen = extralen ? 2 : 1;
+  msg.msg_control = ctl.space;
+  msg.msg_controllen = sizeof(ctl.space);
+  cm = CMSG_FIRSTHDR(&msg);
+  cm->cmsg_level = SOL_SOCKET;
+  cm->cmsg_type = SCM_RIGHTS;
+  cm->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+  do
+    n = sendmsg(pfd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+  if (n < 0)
+    return errno == EAGAIN || errno == EWOULDBLOCK ? UV_EAGAIN : -errno;
+  if ((size_t)n == total)
+    return 0;
+  /* The fd left with the first byte; the rest of the frame follows before anything else. */
+  if ((size_t)n < head)
+    rest[nrest++] = uv_buf_init((char *)out->frame + n, (unsigned)(head - (size_t)n));
+  if (extralen && (size_t)n < total)
+    rest[nrest++] = uv_buf_init((char *)extra + ((size_t)n > head ? (size_t)n - head : 0),
+                                (unsigned)(total - ((size_t)n > head ? (size_t)n : head)));
+  out->cb = cb;
+  n = uv_write(&out->req, (uv_stream_t *)&ch->pipe, rest, nrest, out_cb);
+  if (n != 0) {
+    ch->failed = 1; /* half a frame is on the wire: the channel cannot go on */
+    return (int)n;
+  }
+  return 1;
+}
+
+size_t ipc_put_peer(unsigned char *p, const struct sockaddr *sa) {
+  if (sa->sa_family == AF_INET) {
+    const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+    p[0] = 4;
+    memcpy(p + 1, &in->sin_port, 2); /* both in network order */
+    memcpy(p + 3, &in->sin_addr, 4);
+    return 7;
+  }
+  if (sa->sa_family == AF_INET6) {
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+    p[0] = 6;
+    memcpy(p + 1, &in6->sin6_port, 2);
+    memcpy(p + 3, &in6->sin6_addr, 16);
+    return 19;
+  }
+  return 0;
+}
+
+size_t ipc_get_peer(const char *p, size_t len, struct sockaddr_storage *ss) {
+  memset(ss, 0, sizeof(*ss));
+  if (len >= 7 && p[0] == 4) {
+    struct sockaddr_in *in = (struct sockaddr_in *)ss;
+    in->sin_family = AF_INET;
+    memcpy(&in->sin_port, p + 1, 2);
+    memcpy(&in->sin_addr, p + 3, 4);
+    return 7;
+  }
+  if (len >= 19 && p[0] == 6) {
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+    in6->sin6_family = AF_INET6;
+    memcpy(&in6->sin6_port, p + 1, 2);
+    memcpy(&in6->sin6_addr, p + 3, 16);
+    return 19;
+  }
+  return 0;
 }
 
 int ipc_send_small(struct ipc_channel *ch, struct ipc_out *out, uint8_t type, const void *payload,

@@ -42,7 +42,16 @@ enum ipc_listen_kind {
 /* Flags of IPC_CONN. */
 enum ipc_conn_flags {
   IPC_CONN_HANDED = 1, /* it comes back from a draining worker: between requests, not new */
+  IPC_CONN_PEER = 2,   /* the client's address follows the flags (ipc_put_peer): the worker
+                          need not ask the socket */
 };
+
+/* The client address of a CONN: u8 family (4 or 6) | u16 port | 4 or 16 address bytes. */
+#define IPC_PEER_MAX 19
+/* Writes sa (AF_INET or AF_INET6) at p: its length, or 0 for another family. */
+size_t ipc_put_peer(unsigned char *p, const struct sockaddr *sa);
+/* Reads an address at p (at most len bytes) into *ss: the bytes it took, or 0 if malformed. */
+size_t ipc_get_peer(const char *p, size_t len, struct sockaddr_storage *ss);
 
 /* Which log an IPC_LOGFD carries. */
 enum ipc_logfd_which {
@@ -125,7 +134,7 @@ void ipc_channel_close(struct ipc_channel *ch, uv_close_cb cb);
 /* Caller-owned memory for one outgoing frame: at most IPC_SMALL payload bytes in place, plus
  * optional `extra` bytes the caller keeps valid until the callback. Used for the per-connection
  * hot path (IPC_CONN) so that sending never allocates. */
-#define IPC_SMALL 24
+#define IPC_SMALL 32
 struct ipc_out;
 typedef void (*ipc_sent_cb)(struct ipc_out *out, int status);
 struct ipc_out {
@@ -142,6 +151,17 @@ struct ipc_out {
 int ipc_send_out(struct ipc_channel *ch, struct ipc_out *out, uint8_t type, const void *payload,
                  uint32_t len, const void *extra, uint32_t extralen, uv_stream_t *send_handle,
                  ipc_sent_cb cb);
+
+/* The hot path's send of a frame carrying a raw fd (no libuv handle around it): when nothing
+ * is queued on the channel, one sendmsg(2) from here, so the fd never needs a uv_tcp_t (whose
+ * set-up and close cost the master two system calls per connection). Returns 0 when the whole
+ * frame left now (cb never runs); 1 when part of it left, fd included, and the rest is queued
+ * (cb runs when it has left or failed); UV_EAGAIN when nothing was sent (bytes are queued on the
+ * channel, or its socket buffer is full): use ipc_send_out with a handle; another negative UV
+ * error when the channel failed. The caller keeps its copy of the fd either way. */
+int ipc_send_fd_now(struct ipc_channel *ch, struct ipc_out *out, uint8_t type,
+                    const void *payload, uint32_t len, const void *extra, uint32_t extralen, int fd,
+                    ipc_sent_cb cb);
 
 /* ipc_send_out without extra bytes. */
 int ipc_send_small(struct ipc_channel *ch, struct ipc_out *out, uint8_t type, const void *payload,

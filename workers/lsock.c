@@ -339,7 +339,9 @@ static void poll_cb(uv_poll_t *p, int status, int events) {
       lsock_update_polling(m); /* the kernel backlog holds the rest meanwhile */
       return;
     }
-    cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    struct sockaddr_storage ss;
+    socklen_t sslen = sizeof(ss);
+    cfd = accept4(fd, (struct sockaddr *)&ss, &sslen, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (cfd < 0) {
       if (errno == EINTR || errno == ECONNABORTED)
         continue;
@@ -355,6 +357,8 @@ static void poll_cb(uv_poll_t *p, int status, int events) {
     }
     if ((c = mconn_new(m, ls, cfd)) == NULL)
       continue; /* out of memory: closed */
+    /* The address came with the accept: the worker need not ask the socket for it. */
+    c->npeer = (uint8_t)ipc_put_peer(c->peer, (struct sockaddr *)&ss);
     ls->accepted++;
     dispatch_take(m, c);
   }

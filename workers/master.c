@@ -742,6 +742,7 @@ int master_run(const char *cfg_path) {
     pidfile_remove(m->pidfile, m->pidfile_fd);
     free(m->pidfile);
     totals_free(m);
+    free(m->memo);
     uv_loop_close(m->loop);
     free(m);
     return 1;
@@ -765,6 +766,7 @@ int master_run(const char *cfg_path) {
   uv_run(m->loop, UV_RUN_DEFAULT);
   handoff_free(m);
   totals_free(m);
+  free(m->memo);
   uv_loop_close(m->loop);
   rc = m->exit_code;
   free(m);

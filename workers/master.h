@@ -106,7 +106,10 @@ void lsock_drop_unused(struct master *m);
 /* A client connection in the master: accepted, or handed back by a draining worker. Its fd
  * stays open here until a worker acknowledges it, so it can be handed again elsewhere. */
 struct mconn {
-  uv_tcp_t tcp;
+  uv_tcp_t tcp; /* only when has_tcp: a libuv handle around fd (mconn_stream) */
+  int fd;       /* the client connection */
+  uint8_t has_tcp;
+  uint8_t fd_loose; /* has_tcp, but libuv refused the fd: closing the handle leaves it open */
   struct ipc_out out;
   struct master *m;
   struct lsock *ls; /* where it came from (gives its listener in any generation) */
@@ -118,6 +121,8 @@ struct mconn {
   uint8_t acked;   /* the worker took it: close once the send completes */
   uint8_t refused; /* the worker refused it: hand it on once the send completes */
   uint8_t handed;  /* it came back from a draining worker (between requests) */
+  uint8_t npeer;   /* the client's address as CONN carries it (ipc_put_peer), 0: unknown */
+  unsigned char peer[IPC_PEER_MAX];
   uint64_t t_sent; /* uv_now when its CONN went out */
   struct mconn *next;
 };
@@ -136,8 +141,15 @@ struct hpeer {
   uint64_t skip_until; /* refused for lack of fds: not chosen again before this (ms) */
 };
 
-/* A new mconn around an accepted fd (taken: closed on failure). NULL when out of memory. */
+/* A new mconn around an accepted fd (taken: closed on failure), or with fd -1 one that
+ * mconn_accept fills. NULL when out of memory. */
 struct mconn *mconn_new(struct master *m, struct lsock *ls, int fd);
+/* Takes the fd that came with the channel's current frame into c (made with fd -1). 0 or a
+ * negative UV error. */
+int mconn_accept(struct mconn *c, struct ipc_channel *ch);
+/* A libuv stream around c's fd, for the paths that need one (a send that had to queue, an
+ * upgrade's forward); made on first use. NULL when libuv refuses the fd. */
+uv_stream_t *mconn_stream(struct mconn *c);
 /* Closes and frees (once libuv is done with it). */
 void mconn_close(struct mconn *c);
 /* Hands c to a worker of the current generation chosen by `pick`, or queues it. */
@@ -221,6 +233,17 @@ int gen_reopen_access_log(struct generation *g);
 struct dnsname;
 struct ucheck;
 
+/* What an operator or the checks decided about an address a host name stopped giving: kept
+ * (the last SERVER_MEMO of them) so that it comes back in the same state (a DNS answer that
+ * briefly leaves an address out must not undo a drain). */
+#define SERVER_MEMO 256
+struct server_memo {
+  char upstream[64];
+  uint64_t id;
+  uint16_t weight;
+  uint8_t health, admin;
+};
+
 struct userver {
   struct master *m;
   struct userver *next;
@@ -237,6 +260,7 @@ struct userver {
   char detail[128];           /* the last check's outcome, or why it changed state */
   uint64_t checks, checks_failed, last_check_ms, last_change_ms; /* uv_now */
   uint64_t passive_fails;                                        /* FAILING reports */
+  uint8_t fresh; /* created since the last push: its state goes out after its SERVERS */
 };
 
 /* A server as one generation lists it: the configured weight and backup are per config. */
@@ -419,6 +443,8 @@ struct master {
   int steered;               /* a reuseport steering program is attached */
   struct mconn_fifo pending; /* held connections waiting for a worker */
   struct userver *servers;   /* every upstream server some generation lists */
+  struct server_memo *memo;  /* [SERVER_MEMO] states of addresses a name no longer gives */
+  unsigned memo_next;
   struct dnsname *names;     /* every server host name some generation uses */
   uint64_t rng;              /* check jitter */
   struct mconn *free_mconns;

@@ -20,11 +20,42 @@ struct userver *servers_find(const struct master *m, const char *upstream, uint6
   return NULL;
 }
 
-/* The record of a server, created up and enabled if new; referenced. NULL: out of memory. */
+/* The remembered state of (upstream, id), taken out of the memo; NULL if none. */
+static const struct server_memo *memo_take(struct master *m, const char *upstream, uint64_t id) {
+  for (unsigned i = 0; m->memo != NULL && i < SERVER_MEMO; i++) {
+    struct server_memo *e = &m->memo[i];
+    if (e->id == id && strcmp(e->upstream, upstream) == 0) {
+      e->id = 0; /* taken: the record holds it again */
+      return e;
+    }
+  }
+  return NULL;
+}
+
+/* A record of an address a host name gave is going: what was decided about it is kept. */
+static void memo_put(struct master *m, const struct userver *u) {
+  struct server_memo *e;
+
+  if (u->host[0] == '\0' || (u->st.admin == BAL_ADMIN_ENABLED && u->st.weight == 0 &&
+                             u->st.health == BAL_HEALTH_UP))
+    return; /* a literal server goes with its config line; nothing to keep for this one */
+  if (m->memo == NULL && (m->memo = calloc(SERVER_MEMO, sizeof(*m->memo))) == NULL)
+    return;
+  e = &m->memo[m->memo_next++ % SERVER_MEMO];
+  snprintf(e->upstream, sizeof(e->upstream), "%s", u->upstream);
+  e->id = u->id;
+  e->weight = u->st.weight;
+  e->health = u->st.health;
+  e->admin = u->st.admin;
+}
+
+/* The record of a server, created up and enabled if new (or as the memo remembers it);
+ * referenced. NULL: out of memory. */
 static struct userver *userver_ref(struct master *m, const char *upstream,
                                    const struct px_server_spec *spec, const char *host,
                                    uint16_t port) {
   struct userver *u = servers_find(m, upstream, spec->id);
+  const struct server_memo *memo;
 
   if (u != NULL) {
     u->refs++;
@@ -45,9 +76,16 @@ static struct userver *userver_ref(struct master *m, const char *upstream,
   u->st.health = BAL_HEALTH_UP;
   u->st.admin = BAL_ADMIN_ENABLED;
   u->chk.health = BAL_HEALTH_UP;
+  if ((memo = memo_take(m, upstream, spec->id)) != NULL) {
+    u->st.weight = memo->weight;
+    u->st.admin = memo->admin;
+    u->st.health = u->chk.health = memo->health;
+  }
   /* A server that appears while serving (a reload, a DNS change) ramps up (slow_start); those
-   * of the first generation are there from the start. */
-  u->st.up_since_ms = m->cur != NULL ? uv_now(m->loop) : 0;
+   * there before the first generation served (its literal servers and its names' first
+   * answers) are there from the start. */
+  u->st.up_since_ms = m->cur != NULL && m->cur->t_current != 0 ? uv_now(m->loop) : 0;
+  u->fresh = 1;
   u->last_change_ms = uv_now(m->loop);
   u->next = m->servers;
   m->servers = u;
@@ -63,6 +101,7 @@ static void userver_unref(struct userver *u) {
     pp = &(*pp)->next;
   if (*pp == u)
     *pp = u->next;
+  memo_put(u->m, u);
   check_stop(u);
   free(u->upstream);
   free(u);
@@ -345,6 +384,13 @@ void servers_name_changed(struct master *m, struct dnsname *d) {
           send_list(w, k);
     }
   }
+  /* The new addresses' states (their slow-start origin, a remembered drain) follow their
+   * SERVERS: a worker applies states by id, to servers it has. */
+  for (struct userver *u = m->servers; u != NULL; u = u->next)
+    if (u->fresh) {
+      u->fresh = 0;
+      servers_state_changed(u, NULL);
+    }
   servers_sync(m);
 }
 

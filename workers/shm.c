@@ -45,9 +45,14 @@ static size_t server_stride(void) {
   return sizeof(struct px_server_stats);
 }
 
-/* Server blocks reserved for an upstream of n (1..BAL_MAX_SERVERS) configured servers. */
-static unsigned reserve(size_t n) {
-  size_t r = n * LBP_SHM_SPARE;
+/* Server blocks reserved for an upstream: LBP_SHM_SPARE per configured server, and the most a
+ * pool can hold as soon as one of them is a host name (its addresses come and go). */
+static unsigned reserve(const struct cfg_upstream *up) {
+  size_t r = up->nservers * LBP_SHM_SPARE;
+
+  for (size_t k = 0; k < up->nservers; k++)
+    if (up->servers[k].dns)
+      r = BAL_MAX_SERVERS;
   return (unsigned)(r > BAL_MAX_SERVERS ? BAL_MAX_SERVERS : r);
 }
 
@@ -59,7 +64,7 @@ void lbp_shm_layout(const struct lbp_config *cfg, struct lbp_shm_layout *l) {
   l->nupstreams = (unsigned)cfg->nupstreams;
   l->nslots = cfg->workers;
   for (size_t i = 0; i < cfg->nupstreams; i++)
-    l->nservers += reserve(cfg->upstreams[i].nservers);
+    l->nservers += reserve(&cfg->upstreams[i]);
   l->ups_off = off;
   off = align_up(off + l->nupstreams * sizeof(struct shm_upstream), ALIGN);
   l->rr_off = off;
@@ -144,7 +149,7 @@ void lbp_shm_init(void *shm, const struct lbp_shm_layout *l, const struct lbp_co
   for (unsigned i = 0; i < l->nupstreams; i++) {
     const struct cfg_upstream *up = &cfg->upstreams[i];
     ups[i].first = first;
-    ups[i].count = reserve(up->nservers);
+    ups[i].count = reserve(up);
     first += ups[i].count;
     /* Servers written as IP addresses; a host name's addresses are claimed once resolved. */
     for (size_t k = 0, b = 0; k < up->nservers; k++)

@@ -14,11 +14,14 @@
  *   | server blocks (struct px_server_stats; each upstream owns a fixed range of them)
  *   | in-flight shares (u32 per slot per server block: what each worker adds to `active`)
  *
- * Each upstream reserves 8 server blocks per configured server (at most BAL_MAX_SERVERS): the
+ * Each upstream reserves 8 server blocks per configured server, or BAL_MAX_SERVERS as soon as
+ * one of them is a host name (never more than BAL_MAX_SERVERS): the
  * configured servers take the first ones (the master writes their ids before any worker
  * starts); the rest are free (id 0) for servers found later (DNS), which the master claims with
  * lbp_shm_server_claim before telling workers about them. A block is never given to another
- * server while its generation lives (a worker may still release a pick of the old one).
+ * server while its generation lives (a worker may still release a pick of the old one): a
+ * generation whose names gave more distinct addresses than that counts the rest in each worker
+ * only (the master warns; a reload starts afresh).
  */
 
 #include "stats.h"

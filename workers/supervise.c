@@ -252,8 +252,7 @@ static void on_handover(struct worker *w, const char *payload, uint32_t len) {
     return; /* nothing arrived, or nothing we can place: the channel discards the fd */
   if ((c = mconn_new(m, w->gen->listeners[listener], -1)) == NULL)
     return;
-  if (ipc_channel_accept(&w->ch, (uv_stream_t *)&c->tcp) != 0 ||
-      (len > 2 && (c->bytes = malloc(len - 2)) == NULL)) {
+  if (mconn_accept(c, &w->ch) != 0 || (len > 2 && (c->bytes = malloc(len - 2)) == NULL)) {
     mconn_close(c);
     return;
   }

@@ -167,7 +167,7 @@ static void child_conn(struct upgrade *u, const char *payload, uint32_t len) {
   if ((idx = gen_listener_by_name(m->cur, name)) < 0 ||
       (c = mconn_new(m, m->cur->listeners[idx], -1)) == NULL)
     return; /* the channel closes the fd */
-  if (ipc_channel_accept(&u->ch, (uv_stream_t *)&c->tcp) != 0 ||
+  if (mconn_accept(c, &u->ch) != 0 ||
       (len > 1 + namelen && (c->bytes = malloc(len - 1 - namelen)) == NULL)) {
     mconn_close(c);
     return;
@@ -339,8 +339,8 @@ int upgrade_forward(struct master *m, struct mconn *c) {
   free(c->bytes);
   c->bytes = buf;
   c->nbytes += (uint32_t)namelen;
-  if (ipc_send_out(&u->ch, &c->out, IPC_UP_CONN, &hdr, 1, c->bytes, c->nbytes,
-                   (uv_stream_t *)&c->tcp, forwarded_cb) != 0)
+  if (mconn_stream(c) == NULL || ipc_send_out(&u->ch, &c->out, IPC_UP_CONN, &hdr, 1, c->bytes,
+                                              c->nbytes, mconn_stream(c), forwarded_cb) != 0)
     mconn_close(c);
   return 1;
 }

@@ -40,6 +40,8 @@
 #define MAX_SOCKETS        (2 * LBP_MAX_LISTENERS)
 #define STATUS_OUTS        4
 #define STATUS_COALESCE_MS 100
+#define ACK_DELAY_MS       1  /* acknowledgements wait this long to go several in one STATUS */
+#define ACK_BATCH          32 /* ... unless this many are waiting */
 #define ORPHAN_DRAIN_MS    5000
 
 struct wlisten {
@@ -60,7 +62,7 @@ struct wproc {
   int expect_sockets, got_sockets;
   struct wlisten *socks[MAX_SOCKETS];
   uv_check_t check;
-  uv_timer_t status_timer, drain_timer, log_timer;
+  uv_timer_t status_timer, ack_timer, drain_timer, log_timer;
   struct alog alog; /* the access log (access_log), buffered */
   uv_signal_t sigterm;
   int least_loaded;
@@ -108,6 +110,7 @@ static int send_status(struct wproc *w) {
     w->sent_active = pc->active;
     w->sent_accepted = pc->accepted;
     uv_timer_stop(&w->status_timer);
+    uv_timer_stop(&w->ack_timer);
     return 0;
   }
   return -1; /* all in flight: a later iteration sends the newer values */
@@ -137,11 +140,13 @@ static void status_timer_cb(uv_timer_t *t) {
 }
 
 /* After each loop iteration: one STATUS frame tells the master which connections were taken
- * (the ack), how many are open and how many in total. An ack goes at once (the master holds
- * the fds and the window until then), and so does a change of load under handoff-least (the
- * master picks by it); counters that only feed the stats line wait up to STATUS_COALESCE_MS,
- * so a busy worker of the shared or reuseport strategies sends ten frames a second, not one
- * per iteration. A draining worker with nothing left leaves from here. */
+ * (the ack), how many are open and how many in total. An ack waits ACK_DELAY_MS (or until
+ * ACK_BATCH are waiting), so that under load one frame acknowledges many connections: the
+ * master only holds its copies of the fds a little longer (its window is far larger). A change
+ * of load under handoff-least (the master picks by it) goes the same way; counters that only
+ * feed the stats line wait up to STATUS_COALESCE_MS, so a busy worker of the shared or
+ * reuseport strategies sends ten frames a second, not one per iteration. A draining worker
+ * with nothing left leaves from here. */
 static void check_cb(uv_check_t *h) {
   struct wproc *w = h->data;
   const struct px_counters *pc;
@@ -152,7 +157,10 @@ static void check_cb(uv_check_t *h) {
   pc = px_ctx_counters(w->px);
   urgent = w->last_seq != w->sent_seq || (w->least_loaded && pc->active != w->sent_active);
   if (urgent && !w->orphan) {
-    send_status(w);
+    if (w->last_seq - w->sent_seq >= ACK_BATCH)
+      send_status(w);
+    else if (!uv_is_active((uv_handle_t *)&w->ack_timer))
+      uv_timer_start(&w->ack_timer, status_timer_cb, ACK_DELAY_MS, 0);
   } else if ((pc->accepted != w->sent_accepted || pc->active != w->sent_active) && !w->orphan &&
              !uv_is_active((uv_handle_t *)&w->status_timer)) {
     uv_timer_start(&w->status_timer, status_timer_cb, STATUS_COALESCE_MS, 0);
@@ -345,7 +353,7 @@ static void orphaned(struct wproc *w, const char *why) {
 static void accept_one(struct wlisten *l) {
   struct wproc *w = l->w;
   struct px_accept a = {l->listener, l->kind == IPC_LISTEN_PRIVATE ? PX_CLIENT_PROXY_PROTOCOL : 0,
-                        NULL, 0};
+                        NULL, 0, NULL};
   uv_tcp_t *tcp = w->px != NULL ? px_client_new(w->px) : NULL;
 
   if (tcp == NULL) {
@@ -589,10 +597,16 @@ static void take_conn(struct wproc *w, const char *payload, uint32_t len) {
   uint32_t seq = len >= 4 ? ipc_get_u32(payload) : 0;
   unsigned listener = len >= 6 ? ipc_get_u16(payload + 4) : ~0u;
   unsigned flags = len >= 7 ? (uint8_t)payload[6] : 0;
+  size_t off = 7, npeer = 0;
+  struct sockaddr_storage peer;
+  uv_tcp_t *tcp;
+
+  if (len >= 7 && (flags & IPC_CONN_PEER))
+    off += (npeer = ipc_get_peer(payload + 7, len - 7, &peer));
   struct px_accept a = {listener,
                         PX_CLIENT_FD_SHARED | ((flags & IPC_CONN_HANDED) ? PX_CLIENT_HANDED : 0),
-                        len > 7 ? payload + 7 : NULL, len > 7 ? len - 7 : 0};
-  uv_tcp_t *tcp;
+                        len > off ? payload + off : NULL, len > off ? len - off : 0,
+                        npeer > 0 ? (const struct sockaddr *)&peer : NULL};
 
   if (!w->ch.fd_here) {
     /* The kernel could not give us the fd (we are at our fd limit). The master still has
@@ -783,6 +797,8 @@ int worker_run(int channel_fd) {
   w.check.data = &w;
   uv_check_start(&w.check, check_cb);
   uv_timer_init(w.loop, &w.status_timer);
+  uv_timer_init(w.loop, &w.ack_timer);
+  w.ack_timer.data = &w;
   uv_timer_init(w.loop, &w.drain_timer);
   w.status_timer.data = w.drain_timer.data = &w;
   alog_init(&w.alog, w.loop);

@@ -18,6 +18,7 @@
 #include "ipc.h"
 
 #include <stdint.h>
+#include <sys/socket.h>
 #include <string.h>
 
 #define MAX_FRAMES   4096
@@ -102,6 +103,21 @@ static void same(const struct run *a, int rca, const struct ipc_decoder *da, con
     FUZZ_CHECK(da->len == db->len, "%s: partial %zu vs %zu", what, da->len, db->len);
 }
 
+/* 5. A CONN's client address (ipc_get_peer) is read within its bytes, and writing what was
+ *    read gives the same bytes back. */
+static void peer_round_trip(const uint8_t *data, size_t size) {
+  struct sockaddr_storage ss;
+  unsigned char again[IPC_PEER_MAX];
+  size_t n = ipc_get_peer((const char *)data, size, &ss);
+
+  FUZZ_CHECK(n == 0 || n == 7 || n == 19, "peer took %zu bytes", n);
+  FUZZ_CHECK(n <= size, "peer read past the input");
+  if (n > 0) {
+    FUZZ_CHECK(ipc_put_peer(again, (struct sockaddr *)&ss) == n, "peer length changed");
+    FUZZ_CHECK(memcmp(again, data, n) == 0, "peer bytes changed");
+  }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static struct run one, split, bytes, stopped;
   struct ipc_decoder d1, d2, d3, d4;
@@ -110,6 +126,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
   if (size > 1u << 16)
     return 0;
+  peer_round_trip(data, size);
   one.n = split.n = bytes.n = stopped.n = 0;
   one.bytes = split.bytes = bytes.bytes = stopped.bytes = 0;
   one.stop_at = split.stop_at = bytes.stop_at = SIZE_MAX;

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -475,5 +476,37 @@ IT_TEST(admin,
   close(a);
   close(b);
   cr_assert_eq(wait_active(0), 0);
+  it_stop();
+}
+
+/* After its answer the master reads until the client's FIN (up to a second): bytes a client
+ * sends late are read and dropped, so the close is a FIN, never an RST that could destroy the
+ * answer on a real network. */
+IT_TEST(admin, lingers_after_an_answer_so_late_client_bytes_do_not_reset_it) {
+  struct hc_resp r;
+  char junk[1000], c;
+  int fd;
+  ssize_t n;
+
+  it_start("handoff", 1, 1, NULL);
+  fd = hc_connect(T.px.admin_port, NULL);
+  cr_assert_geq(fd, 0);
+  const char *req = "GET /events HTTP/1.1\r\nHost: admin\r\n\r\n";
+  cr_assert_eq(hc_send_all(fd, req, strlen(req)), 0);
+  cr_assert_eq(hc_read_response(fd, &r, 0), 0);
+  cr_assert_eq(r.status, 200);
+  /* The master has shut its side by now; give it time to have closed if it did not linger. */
+  poll(NULL, 0, 100);
+  memset(junk, 'x', sizeof(junk));
+  /* A closed socket answers the first bytes with an RST, and the next send fails. */
+  cr_assert_eq(send(fd, junk, sizeof(junk), MSG_NOSIGNAL), (ssize_t)sizeof(junk));
+  poll(NULL, 0, 50);
+  n = send(fd, junk, sizeof(junk), MSG_NOSIGNAL);
+  cr_assert_eq(n, (ssize_t)sizeof(junk), "the master reset the connection: %s",
+               n < 0 ? strerror(errno) : "short send");
+  shutdown(fd, SHUT_WR);
+  n = recv(fd, &c, 1, 0);
+  cr_assert_eq(n, 0, "expected the master's FIN, got %zd (%s)", n, n < 0 ? strerror(errno) : "data");
+  close(fd);
   it_stop();
 }

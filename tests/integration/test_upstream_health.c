@@ -471,6 +471,56 @@ IT_TEST(health, a_host_name_is_re_resolved_and_each_address_is_a_server) {
   it_stop();
 }
 
+IT_TEST(health, a_drained_address_stays_drained_when_a_dns_answer_leaves_it_out_for_a_while) {
+  static const char *const names[] = {"d1", "d2"};
+  char hosts[700], yaml[1024], listen_at[64], req[256], *body = NULL;
+  uint16_t port = 0;
+  long from;
+
+  memset(&T, 0, sizeof(T));
+  cr_assert_eq(h_tmpdir(T.dir, sizeof(T.dir)), 0);
+  cr_assert_eq(h_write_file(T.dir, "hosts", "127.0.0.1 localhost\n", hosts, sizeof(hosts)), 0);
+  if (private_hosts(hosts) != 0)
+    cr_skip_test("needs root to give the test its own /etc/hosts");
+  for (int i = 0; i < 2; i++) {
+    const char *extra[3] = {"--listen", listen_at, NULL};
+    snprintf(listen_at, sizeof(listen_at), "127.0.0.%d:%u", i + 2, port);
+    cr_assert_eq(h_backend_start(&T.be[i], T.dir, names[i], extra), 0, "backend %d", i);
+    T.nbe = i + 1;
+    port = T.be[i].port;
+  }
+  hosts_set(hosts, "127.0.0.1 localhost\n127.0.0.2 web.test\n127.0.0.3 web.test\n");
+  snprintf(yaml, sizeof(yaml),
+           "listen: 127.0.0.1:0\nworkers: 2\ndispatch: handoff\nadmin:\n  listen: 127.0.0.1:0\n"
+           "upstreams:\n  app:\n    resolve_interval: 100ms\n    servers: [web.test:%u]\n",
+           port);
+  cr_assert_eq(h_proxy_start(&T.px, T.dir, yaml), 0);
+  T.started = 1;
+  cr_assert(all_answer(names, 2, 10000));
+  snprintf(req, sizeof(req),
+           "POST /upstreams/app/servers/127.0.0.3:%u/drain HTTP/1.1\r\nHost: a\r\n"
+           "Content-Length: 0\r\n\r\n",
+           port);
+  cr_assert_eq(it_admin_raw(req, &body, NULL, 0), 200, "%s", body ? body : "");
+  free(body);
+  cr_assert(only_these(names, 1, 10), "a drained address got traffic");
+  /* The answer leaves it out, then gives it back: it comes back drained. */
+  from = it_log_size();
+  hosts_set(hosts, "127.0.0.1 localhost\n127.0.0.2 web.test\n");
+  cr_assert_gt((from = it_wait_log("web.test resolves to 1 address", from, 10000)), 0);
+  hosts_set(hosts, "127.0.0.1 localhost\n127.0.0.2 web.test\n127.0.0.3 web.test\n");
+  cr_assert_gt(it_wait_log("web.test resolves to 2 addresses", from, 10000), 0);
+  cr_assert(only_these(names, 1, 20), "the drain was forgotten when the address came back");
+  body = it_admin_get("/upstreams/app", &(int){0});
+  cr_assert_not_null(body);
+  snprintf(req, sizeof(req), "\"server\":\"127.0.0.3:%u\"", port);
+  char *at = strstr(body, req);
+  cr_assert_not_null(at, "%s", body);
+  cr_assert(strncmp(strstr(at, "\"state\":"), "\"state\":\"draining\"", 18) == 0, "%s", at);
+  free(body);
+  it_stop();
+}
+
 IT_TEST(health, an_unresolvable_name_at_start_is_a_warning_and_a_down_server) {
   char yaml[512];
 

@@ -23,7 +23,7 @@ static unsigned accept_flags; /* how the next connections "reached" the worker *
 /* Every connection to `listener` is given to the data plane. */
 static void on_conn(uv_stream_t *s, int status) {
   uv_tcp_t *tcp = px_client_new(ctx);
-  struct px_accept a = {0, accept_flags, NULL, 0};
+  struct px_accept a = {0, accept_flags, NULL, 0, NULL};
 
   cr_assert_not_null(tcp);
   cr_assert_eq(uv_accept(s, (uv_stream_t *)tcp), 0);

@@ -169,7 +169,7 @@ static void on_request(void *arg, const struct px_request_log *l) {
 
 static void on_conn(uv_stream_t *s, int status) {
   uv_tcp_t *tcp = px_client_new(ctx);
-  struct px_accept a = {listener_index, 0, NULL, 0};
+  struct px_accept a = {listener_index, 0, NULL, 0, NULL};
 
   cr_assert_eq(status, 0);
   cr_assert_not_null(tcp);

@@ -1,6 +1,7 @@
 /* Tests for workers/ipc.c: framing split at every byte, and fds travelling with their frames. */
 #include "ipc.h"
 
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -180,6 +181,7 @@ struct fdtest {
   uv_tcp_t dummy;
   int frames, fds, sent_ok;
   char marker_seen[NCONN];
+  char order[4 * NCONN]; /* what arrived: 's' for a STATUS, 'a' + idx for an fd frame */
 };
 
 static void noop_error(struct ipc_channel *ch, int err) {}
@@ -188,6 +190,8 @@ static void noop_error(struct ipc_channel *ch, int err) {}
  * from the received fd proves it is that pipe. */
 static void on_frame(struct ipc_channel *ch, uint8_t type, const char *payload, uint32_t len) {
   struct fdtest *t = ch->data;
+  if (t->frames < (int)sizeof(t->order) - 1)
+    t->order[t->frames] = type == IPC_STATUS ? 's' : (char)('a' + payload[0]);
   t->frames++;
   if (type == IPC_STATUS)
     return; /* fd-less frames interleaved with fd frames */
@@ -278,4 +282,91 @@ Test(ipc_channel, refuses_a_handle_on_a_type_without_the_fd_flag) {
   uv_close((uv_handle_t *)&p, NULL);
   ipc_channel_close(&ch, NULL);
   uv_run(loop, UV_RUN_DEFAULT);
+}
+
+Test(ipc_channel, sends_a_raw_fd_itself_when_idle_and_defers_to_libuv_when_bytes_are_queued) {
+  static struct fdtest t;
+  static char big[1 << 20];
+  int sv[2], small = 4096;
+
+  memset(&t, 0, sizeof(t));
+  t.loop = uv_default_loop();
+  cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  cr_assert_eq(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+  cr_assert_eq(ipc_channel_init(t.loop, &t.tx, on_frame, noop_error, &t), 0);
+  cr_assert_eq(ipc_channel_init(t.loop, &t.rx, on_frame, noop_error, &t), 0);
+  cr_assert_eq(ipc_channel_open(&t.tx, sv[0]), 0);
+  cr_assert_eq(ipc_channel_open(&t.rx, sv[1]), 0);
+  for (int i = 0; i < NCONN; i++) {
+    int p[2];
+    unsigned char idx = (unsigned char)i;
+    char mark = (char)('a' + i);
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, p), 0);
+    cr_assert_eq(write(p[1], &mark, 1), 1);
+    t.keep[i] = p[1];
+    t.outs[i].req.data = &t;
+    if (i >= NCONN / 2) {
+      /* A frame libuv could not write at once (the reader is not reading yet): no fd frame
+       * may overtake it, so they all go through libuv from then on. */
+      if (i == NCONN / 2)
+        cr_assert_eq(ipc_send(&t.tx, IPC_STATUS, big, sizeof(big)), 0);
+      cr_assert_gt(uv_stream_get_write_queue_size((uv_stream_t *)&t.tx.pipe), 0);
+      cr_assert_eq(ipc_send_fd_now(&t.tx, &t.outs[i], IPC_LISTEN, &idx, 1, NULL, 0, p[0], out_cb),
+                   UV_EAGAIN);
+      cr_assert_eq(uv_pipe_init(t.loop, &t.sent[i], 0), 0);
+      cr_assert_eq(uv_pipe_open(&t.sent[i], p[0]), 0);
+      cr_assert_eq(
+          ipc_send_small(&t.tx, &t.outs[i], IPC_LISTEN, &idx, 1, (uv_stream_t *)&t.sent[i], out_cb),
+          0);
+      continue;
+    }
+    /* Idle channel: the whole frame leaves now, with its fd, and no callback follows. */
+    cr_assert_eq(ipc_send_fd_now(&t.tx, &t.outs[i], IPC_LISTEN, &idx, 1, NULL, 0, p[0], out_cb), 0);
+    close(p[0]); /* the sender's copy: the receiver has its own now */
+    t.sent_ok++;
+  }
+  cr_assert_eq(ipc_send_fd_now(&t.tx, &t.outs[0], IPC_STATUS, "x", 1, NULL, 0, 0, out_cb),
+               UV_EINVAL);
+  cr_assert_eq(ipc_channel_start(&t.rx), 0);
+  for (int spins = 0; spins < 5000 && (t.frames < NCONN + 1 || t.sent_ok < NCONN); spins++)
+    uv_run(t.loop, UV_RUN_ONCE);
+  cr_assert_eq(t.frames, NCONN + 1);
+  cr_assert_str_eq(t.order, "abcsdef", "frames out of order: %s", t.order);
+  cr_assert_eq(t.fds, NCONN);
+  cr_assert_eq(t.sent_ok, NCONN);
+  for (int i = 0; i < NCONN; i++) {
+    cr_assert(t.marker_seen[i], "fd %d", i);
+    close(t.keep[i]);
+  }
+  for (int i = NCONN / 2; i < NCONN; i++)
+    uv_close((uv_handle_t *)&t.sent[i], NULL);
+  ipc_channel_close(&t.tx, NULL);
+  ipc_channel_close(&t.rx, NULL);
+  uv_run(t.loop, UV_RUN_DEFAULT);
+  cr_assert_eq(uv_loop_close(t.loop), 0);
+}
+
+Test(ipc_peer, an_ipv4_and_an_ipv6_address_round_trip_and_bad_bytes_are_refused) {
+  struct sockaddr_in in = {.sin_family = AF_INET, .sin_port = htons(40001)};
+  struct sockaddr_in6 in6 = {.sin6_family = AF_INET6, .sin6_port = htons(443)};
+  struct sockaddr_storage ss;
+  unsigned char b[IPC_PEER_MAX];
+
+  inet_pton(AF_INET, "10.1.2.3", &in.sin_addr);
+  inet_pton(AF_INET6, "2001:db8::7", &in6.sin6_addr);
+  cr_assert_eq(ipc_put_peer(b, (struct sockaddr *)&in), 7);
+  cr_assert_eq(ipc_get_peer((const char *)b, 7, &ss), 7);
+  cr_assert_eq(ss.ss_family, AF_INET);
+  cr_assert_eq(memcmp(&((struct sockaddr_in *)&ss)->sin_addr, &in.sin_addr, 4), 0);
+  cr_assert_eq(((struct sockaddr_in *)&ss)->sin_port, in.sin_port);
+  cr_assert_eq(ipc_get_peer((const char *)b, 6, &ss), 0, "a short address is refused");
+  cr_assert_eq(ipc_put_peer(b, (struct sockaddr *)&in6), 19);
+  cr_assert_eq(ipc_get_peer((const char *)b, 19, &ss), 19);
+  cr_assert_eq(ss.ss_family, AF_INET6);
+  cr_assert_eq(memcmp(&((struct sockaddr_in6 *)&ss)->sin6_addr, &in6.sin6_addr, 16), 0);
+  cr_assert_eq(ipc_get_peer((const char *)b, 18, &ss), 0);
+  b[0] = 5;
+  cr_assert_eq(ipc_get_peer((const char *)b, 19, &ss), 0, "an unknown family is refused");
+  struct sockaddr un = {.sa_family = AF_UNIX};
+  cr_assert_eq(ipc_put_peer(b, &un), 0);
 }
