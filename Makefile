@@ -4,6 +4,8 @@
 #   make run      deps + build, then the proxy on config/lbproxy.yaml with two demo backends
 #   make test     deps + build, then every test (Criterion, via CTest)
 #   make bench    benchmark every dispatch strategy against nginx and HAProxy (QUICK=1: short)
+#   make install  build, then install (PREFIX=/usr/local, DESTDIR=): binary, /etc/lbproxy config
+#                 (never replaced), systemd unit
 #   make fuzz     libFuzzer targets (clang) in build-fuzz/, each run FUZZ_SECONDS (default 60)
 #   make clean    remove build directories
 
@@ -30,7 +32,9 @@ FUZZ_PACKAGES := clang libclang-rt-dev
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?=
 
-.PHONY: all deps test-deps build run test bench fuzz clean format
+PREFIX ?= /usr/local
+
+.PHONY: all deps test-deps build run test install bench fuzz clean format
 
 all: build
 
@@ -85,6 +89,10 @@ ifeq ($(SANITIZE),1)
 	@if grep -nE "ERROR: (Address|Leak)Sanitizer|runtime error:" $(BUILD_DIR)/ctest.log; then \
 	  echo "sanitizer reports above"; exit 1; fi
 endif
+
+# cmake --install does the work (packaging/CMakeLists.txt); DESTDIR goes in front of every path.
+install: deps build
+	DESTDIR="$(DESTDIR)" cmake --install $(BUILD_DIR) --prefix "$(PREFIX)"
 
 bench:
 	@$(MAKE) --no-print-directory deps EXTRA_PACKAGES="wrk nginx-light haproxy gnuplot-nox valgrind"

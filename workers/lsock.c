@@ -460,7 +460,9 @@ static void steer(struct master *m, struct lsock *pub, int on) {
 
   rc = on ? setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof(prog))
           : setsockopt(fd, SOL_SOCKET, SO_DETACH_REUSEPORT_BPF, &zero, sizeof(zero));
-  if (rc != 0)
+  /* Detaching from a socket that has no program (every start, when no previous master left
+   * one) fails with ENOENT: there was nothing to undo. */
+  if (rc != 0 && !(!on && errno == ENOENT))
     LBP_WARN("reuseport steering %s on %s: %s", on ? "on" : "off", pub->name, strerror(errno));
   m->steered = on && rc == 0;
 }

@@ -108,6 +108,20 @@ BACKEND_TEST(backend, root_names_the_backend_and_keep_alive_reuses_one_connectio
   close(fd);
 }
 
+/* A scaled container service runs one command for every replica: each names itself. */
+BACKEND_TEST(backend, name_dash_names_the_backend_after_the_host) {
+  char host[256] = "", v[256], body[260];
+  cr_assert_eq(gethostname(host, sizeof(host) - 1), 0);
+  h_backend_stop(&g_be);
+  start_backend((const char *const[]){"--name", "-", NULL});
+  get("/");
+  cr_assert_eq(g_r.status, 200);
+  cr_assert_eq(hc_header(&g_r, "x-backend", v, sizeof(v)), 0);
+  cr_assert_str_eq(v, host);
+  snprintf(body, sizeof(body), "%s\n", host);
+  cr_assert_str_eq(g_r.body, body);
+}
+
 BACKEND_TEST(backend, bytes_of_one_mebibyte_arrive_with_the_pattern_checksum) {
   get("/bytes?n=1048576");
   cr_assert_eq(g_r.status, 200);

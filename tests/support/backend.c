@@ -545,7 +545,7 @@ static void build_root(void) {
 }
 
 static void usage(void) {
-  fprintf(stderr, "usage: lbp-backend [--listen HOST:PORT] [--name NAME] [--size BYTES] "
+  fprintf(stderr, "usage: lbp-backend [--listen HOST:PORT] [--name NAME|-] [--size BYTES] "
                   "[--raw 1] [--keepalive-timeout MS] "
                   "[--delay MS] [--procs N] [--record 0|1] [--cr-tolerant 0|1]\n");
   exit(2);
@@ -581,6 +581,14 @@ static void parse_args(int argc, char **argv) {
       g_opt.cr_tolerant = atoi(v);
     else
       usage();
+  }
+  /* --name -: the host name, so that each replica of a scaled container service names itself
+   * (a container's host name is its short id). */
+  static char host[256];
+  if (strcmp(g_opt.name, "-") == 0) {
+    if (gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0')
+      snprintf(host, sizeof(host), "backend");
+    g_opt.name = host;
   }
   if (g_opt.procs < 1 || g_opt.size > (1LL << 30) || strlen(g_opt.name) > 200)
     usage();
