@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -244,6 +245,26 @@ int it_wait_stats(long from, int timeout_ms,
       return 1;
   }
   return 0;
+}
+
+void it_sigstop(pid_t pid) {
+  char path[64], buf[512], *p;
+  int64_t deadline = h_now_ms() + 10000;
+
+  cr_assert_eq(kill(pid, SIGSTOP), 0);
+  snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+  for (;;) {
+    FILE *f = fopen(path, "r");
+    size_t n = f != NULL ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+    if (f != NULL)
+      fclose(f);
+    buf[n] = '\0';
+    /* "pid (comm) S ...": the state follows the last ')'. */
+    if ((p = strrchr(buf, ')')) != NULL && p[1] == ' ' && (p[2] == 'T' || p[2] == 't'))
+      return;
+    cr_assert_lt(h_now_ms(), deadline, "process %ld never stopped", (long)pid);
+    poll(NULL, 0, 1);
+  }
 }
 
 pid_t it_worker_pid(int slot) {

@@ -85,6 +85,9 @@ char *it_admin_get(const char *path, int *status);
 
 /* Worker pid of slot `slot` (1-based) from the latest "worker N ready pid=" line; -1 if none. */
 pid_t it_worker_pid(int slot);
+/* SIGSTOPs pid and waits (deadline 10 s) until the kernel says it is stopped: kill() returns
+ * before a process running on another CPU has actually stopped. */
+void it_sigstop(pid_t pid);
 
 /* A test run once per dispatch strategy; the body sees `const char *dispatch`. */
 #define IT_EACH_STRATEGY(suite, name)                                                              \

@@ -875,7 +875,7 @@ IT_TEST(stability, a_draining_worker_that_never_finishes_is_killed_after_the_dea
 
   it_start("handoff", 1, 1, "shutdown_timeout: 500ms\n");
   w1 = it_worker_pid(1);
-  cr_assert_eq(kill(w1, SIGSTOP), 0);
+  it_sigstop(w1);
   it_yaml(yaml, sizeof(yaml), "handoff", 1, "shutdown_timeout: 500ms\n");
   cr_assert_gt(it_reload(yaml, 2, 30000), 0);
   cr_assert_gt(it_wait_log("still draining after", 0, 20000), 0, "the stuck worker was left");

@@ -287,7 +287,7 @@ static void redispatch_after_a_stuck_worker_dies(const char *dispatch) {
   cr_assert_gt(stuck, 0);
   /* A stopped worker still has its channel open but reads nothing: the fds handed to it stay
    * unacknowledged in the master. */
-  cr_assert_eq(kill(stuck, SIGSTOP), 0);
+  it_sigstop(stuck);
   for (int i = 0; i < 10; i++) {
     fds[i] = hc_connect(T.px.port, NULL);
     cr_assert_geq(fds[i], 0);
