@@ -158,6 +158,9 @@ static int set_hostport(struct cfg__ctx *ctx, const struct field *f, const char 
   if (a.port < f->min || a.port > f->max)
     return cfg__error(ctx, line, col, path, "port %u is out of range (%llu..%llu)", a.port,
                       (unsigned long long)f->min, (unsigned long long)f->max);
+  if (f->check != NULL && (why = f->check(a.host)) != NULL)
+    return cfg__error(ctx, line, col, path, "bad address '%s': %s",
+                      cfg__show(shown, sizeof(shown), text), why);
   a.line = line;
   a.col = col;
   memcpy((char *)base + f->offset, &a, sizeof(a));

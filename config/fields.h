@@ -40,7 +40,8 @@ struct field {
   unsigned flags;
   const void *aux;
   custom_fn fn;
-  const char *(*check)(const char *s); /* T_STRING: NULL if fine, else why not */
+  const char *(*check)(const char *s); /* T_STRING (T_HOSTPORT: its host): NULL if fine, else
+                                          why not */
   /* T_CUSTOM: writes the value back as YAML for cfg_dump (`base` as for fn). */
   void (*dump)(FILE *out, const struct lbp_config *cfg, const void *base, int indent, int *first);
 };

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <ctype.h>
 #include <string.h>
 #include <uv.h>
 
@@ -49,6 +50,7 @@ static const char *check_route_path(const char *s);
 static const char *check_set_host(const char *s);
 static const char *check_check_host(const char *s);
 static const char *check_admin_listen(const char *s);
+static const char *check_server_host(const char *s);
 
 /* clang-format off */
 static const struct field timeout_fields[] = {
@@ -74,7 +76,8 @@ static const struct field limit_fields[] = {
 };
 
 static const struct field server_fields[] = {
-  KEY("address", T_HOSTPORT, AT(struct cfg_server, addr),   1, 65535, NULL, .flags = REQUIRED),
+  KEY("address", T_HOSTPORT, AT(struct cfg_server, addr),   1, 65535, NULL, .flags = REQUIRED,
+      .check = check_server_host),
   KEY("weight",  T_UINT,     AT(struct cfg_server, weight), 1, 1000,  "1"),
   KEY("backup",  T_BOOL,     AT(struct cfg_server, backup), 0, 0,     "false"),
   {0},
@@ -530,6 +533,33 @@ static const char *check_check_host(const char *s) {
   for (; *s != '\0'; s++)
     if ((unsigned char)*s <= ' ' || *s == 0x7f || *s == '/')
       return "a Host value has no spaces, control characters or '/'";
+  return NULL;
+}
+
+/* A server's host: an IP address, or a DNS name the master will resolve (letters, digits, '-',
+ * '_' in dot-separated labels of 1..63 bytes, 253 at most): never empty, never anything a
+ * resolver would be handed blindly. */
+static const char *check_server_host(const char *s) {
+  size_t label = 0, n = strlen(s);
+
+  if (n == 0)
+    return "a server needs a host (an IP address or a name) before the port";
+  if (strchr(s, ':') != NULL)
+    return NULL; /* an IPv6 address in brackets: checked by the address parser */
+  if (n > 253)
+    return "a host name is at most 253 bytes";
+  for (; *s != '\0'; s++) {
+    if (*s == '.') {
+      if (label == 0)
+        return "a host name has no empty label (two dots, or a dot first)";
+      label = 0;
+    } else if (isalnum((unsigned char)*s) || *s == '-' || *s == '_') {
+      if (++label > 63)
+        return "a label of a host name is at most 63 bytes";
+    } else {
+      return "a host name has only letters, digits, '-', '_' and dots";
+    }
+  }
   return NULL;
 }
 

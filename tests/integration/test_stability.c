@@ -56,9 +56,13 @@ static void stop_loads_expect_nothing_lost(struct load *ka, struct load *nc) {
   struct load_stats s;
 
   load_stop(ka, &s);
+  /* The figures, for the record (stderr): requests, failures, connections. */
+  fprintf(stderr, "[%s] keep-alive load: %s\n", T.dispatch, load_format(&s, text, sizeof(text)));
   cr_assert_eq(load_failed(&s), 0, "keep-alive load: %s", load_format(&s, text, sizeof(text)));
   cr_assert_gt(s.ok, 0);
   load_stop(nc, &s);
+  fprintf(stderr, "[%s] new-connection load: %s\n", T.dispatch,
+          load_format(&s, text, sizeof(text)));
   cr_assert_eq(load_failed(&s), 0, "new-connection load: %s", load_format(&s, text, sizeof(text)));
   cr_assert_eq(s.kinds[LOAD_REFUSED], 0);
   cr_assert_gt(s.ok, 0);
@@ -345,6 +349,8 @@ IT_EACH_STRATEGY(stability, a_kill_storm_fails_only_requests_in_flight_and_leaks
     pace(&t0, 200);
   }
   load_stop(&nc, &s);
+  fprintf(stderr, "[%s] kill storm, %d kills: %s\n", T.dispatch, kills,
+          load_format(&s, text, sizeof(text)));
   /* At most the requests in flight on the killed worker: one per load thread per kill. */
   cr_assert_leq(load_failed(&s), (uint64_t)kills * 3, "%d kills: %s", kills,
                 load_format(&s, text, sizeof(text)));

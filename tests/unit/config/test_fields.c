@@ -224,6 +224,16 @@ Test(fields, bad_addresses_say_what_is_wrong) {
                "brackets: [::1]:80)");
   expect_error("upstreams:\n  app:\n    servers: [1.2.3.4:0]\n",
                "t.yaml:3:15: upstreams.app.servers[0]: port 0 is out of range (1..65535)");
+  /* Found by fuzz_config: a server without a host was taken for a name to resolve. */
+  expect_error("upstreams:\n  app:\n    servers:\n      -    :80\n",
+               "t.yaml:4:12: upstreams.app.servers[0]: bad address ':80': a server needs a host "
+               "(an IP address or a name) before the port");
+  expect_error("upstreams:\n  app:\n    servers: [web:80, \"x..y:1\"]\n",
+               "t.yaml:3:23: upstreams.app.servers[1]: bad address 'x..y:1': a host name has no "
+               "empty label (two dots, or a dot first)");
+  expect_error("upstreams:\n  app:\n    servers: [\"we%b:80\"]\n",
+               "t.yaml:3:15: upstreams.app.servers[0]: bad address 'we%b:80': a host name has "
+               "only letters, digits, '-', '_' and dots");
 }
 
 Test(fields, a_duplicate_key_is_reported_at_the_second_one) {
