@@ -33,8 +33,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#define WINDOW       256
-#define NOFD_SKIP_MS 100
+#define WINDOW           256
+#define NOFD_SKIP_MS     100
+#define PENDING_RETRY_MS 10 /* how soon held connections are looked at again (see flush) */
 
 /* ---- FIFOs ---- */
 
@@ -423,6 +424,10 @@ void handoff_give(struct master *m, struct mconn *c) {
     handoff_flush(m);
 }
 
+static void pending_timer_cb(uv_timer_t *t) {
+  handoff_flush(t->data);
+}
+
 void handoff_flush(struct master *m) {
   struct mconn *c;
 
@@ -432,6 +437,16 @@ void handoff_flush(struct master *m) {
       fifo_push_front(&m->pending, c);
       break;
     }
+  }
+  /* Connections still wait: room comes back with an acknowledgement, a refusal, a worker
+   * gone or ready, but also silently (a worker's skip_until running out, a switch of
+   * generation). While the queue holds them the master does not accept, so nothing else
+   * would wake it: look again shortly, whatever happens. */
+  if (m->pending.len > 0 && !m->stopping) {
+    if (!uv_is_active((uv_handle_t *)&m->pending_timer))
+      uv_timer_start(&m->pending_timer, pending_timer_cb, PENDING_RETRY_MS, 0);
+  } else {
+    uv_timer_stop(&m->pending_timer);
   }
   lsock_update_polling(m);
 }

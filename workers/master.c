@@ -172,6 +172,7 @@ static void master_finish(struct master *m) {
   close_if_open((uv_handle_t *)&m->accept_retry);
   close_if_open((uv_handle_t *)&m->retire_timer);
   close_if_open((uv_handle_t *)&m->watchdog);
+  close_if_open((uv_handle_t *)&m->pending_timer);
 }
 
 static void kill_cb(uv_timer_t *t) {
@@ -674,6 +675,8 @@ static int master_init(struct master *m, const char *cfg_path) {
   uv_timer_init(m->loop, &m->accept_retry);
   uv_timer_init(m->loop, &m->retire_timer);
   uv_timer_init(m->loop, &m->watchdog);
+  uv_timer_init(m->loop, &m->pending_timer);
+  m->pending_timer.data = m;
   m->stats_timer.data = m->kill_timer.data = m->start_timer.data = m;
   m->accept_retry.data = m->retire_timer.data = m->watchdog.data = m;
   if ((rc = uv_exepath(m->exe, &exelen)) != 0) {

@@ -467,6 +467,7 @@ struct master {
   unsigned nevents, events_pos;
   uv_signal_t sig[7];
   uv_timer_t stats_timer, kill_timer, start_timer, accept_retry, retire_timer, watchdog;
+  uv_timer_t pending_timer;      /* handoff_flush again while connections wait (handoff.c) */
   struct worker *staged_workers; /* workers with CONN frames staged (hpeer.nstaged > 0) */
   uint8_t batching;              /* an accept batch runs: fresh connections' CONNs are staged */
   char *pidfile;                 /* path, while we hold it */

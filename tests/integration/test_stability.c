@@ -58,11 +58,15 @@ static void stop_loads_expect_nothing_lost(struct load *ka, struct load *nc) {
   load_stop(ka, &s);
   /* The figures, for the record (stderr): requests, failures, connections. */
   fprintf(stderr, "[%s] keep-alive load: %s\n", T.dispatch, load_format(&s, text, sizeof(text)));
+  if (load_failed(&s) != 0)
+    it_dump(T.px.proc.log);
   cr_assert_eq(load_failed(&s), 0, "keep-alive load: %s", load_format(&s, text, sizeof(text)));
   cr_assert_gt(s.ok, 0);
   load_stop(nc, &s);
   fprintf(stderr, "[%s] new-connection load: %s\n", T.dispatch,
           load_format(&s, text, sizeof(text)));
+  if (load_failed(&s) != 0)
+    it_dump(T.px.proc.log);
   cr_assert_eq(load_failed(&s), 0, "new-connection load: %s", load_format(&s, text, sizeof(text)));
   cr_assert_eq(s.kinds[LOAD_REFUSED], 0);
   cr_assert_gt(s.ok, 0);
