@@ -98,6 +98,17 @@ IT_TEST(page, shows_a_bar_per_worker_and_the_servers_with_live_numbers_in_chromi
       break;
     cr_assert_lt(h_now_ms(), deadline, "/stats never counted the 24 requests");
   }
+  /* What the admin API changes shows on the page: b2 drained, b1 at weight 5. */
+  snprintf(row, sizeof(row),
+           "POST /upstreams/app/servers/127.0.0.1:%u/drain HTTP/1.1\r\nHost: a\r\n"
+           "Content-Length: 0\r\n\r\n",
+           T.be[1].port);
+  cr_assert_eq(it_admin_raw(row, NULL, NULL, 0), 200);
+  snprintf(row, sizeof(row),
+           "POST /upstreams/app/servers/127.0.0.1:%u/weight HTTP/1.1\r\nHost: a\r\n"
+           "Content-Length: 1\r\n\r\n5",
+           T.be[0].port);
+  cr_assert_eq(it_admin_raw(row, NULL, NULL, 0), 200);
   snprintf(out, sizeof(out), "%s/dom.html", T.dir);
   cr_assert_eq(browse(bin, "--dump-dom", out), 0, "chromium failed (see %s.err)", out);
   dom = slurp(out);
@@ -115,6 +126,10 @@ IT_TEST(page, shows_a_bar_per_worker_and_the_servers_with_live_numbers_in_chromi
     cr_assert_eq(cell(p, "requests"), by_backend[b], "server b%d shows %ld, took %d", b + 1,
                  cell(p, "requests"), by_backend[b]);
     cr_assert_not_null(strstr(p, "<td class=\"t up\">up</td>"));
+    cr_assert_not_null(
+        strstr(p, b == 1 ? "<td class=\"t\">draining</td>" : "<td class=\"t\">enabled</td>"),
+        "server b%d's admin state is not shown:\n%.600s", b + 1, p);
+    cr_assert_eq(cell(p, "weight"), b == 0 ? 5 : 1, "server b%d's weight", b + 1);
   }
   cr_assert_eq(cell(strstr(dom, "data-worker=\"1\" data-metric=\"requests\"") - 40, "requests") +
                    cell(strstr(dom, "data-worker=\"2\" data-metric=\"requests\"") - 40, "requests"),
