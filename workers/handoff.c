@@ -362,9 +362,11 @@ static int deliver(struct worker *w, struct mconn *c) {
   memcpy(p + 7, c->peer, c->npeer);
   c->t_sent = uv_now(w->m->loop);
   if (w->m->batching && !c->has_tcp && c->nbytes == 0) {
-    stage(w, c, p, 7 + (uint32_t)c->npeer);
+    /* Unacknowledged first: a full batch is sent from stage(), and a send that fails must
+     * find it there to hand it on. */
     fifo_push(&w->hp.unacked, c);
     w->hp.handed++;
+    stage(w, c, p, 7 + (uint32_t)c->npeer);
     return 0;
   }
   send_staged(w); /* frames to a worker leave in the order of their sequence numbers */
@@ -394,7 +396,8 @@ static struct worker *pick(struct master *m) {
   return m->cur->dispatch->pick ? m->cur->dispatch->pick(m) : handoff_pick_rr(m);
 }
 
-/* Places c now if a worker has room; 0, or -1 if it must wait. */
+/* Places c now if a worker has room; 0, or -1 if it must wait (no room), or -2 (the worker
+ * chosen failed: it is skipped for a while, another may take c). */
 static int place(struct master *m, struct mconn *c) {
   struct worker *w = pick(m);
   int rc;
@@ -408,7 +411,13 @@ static int place(struct master *m, struct mconn *c) {
     mconn_close(c);
     return 0;
   }
-  return rc == 0 ? 0 : -1;
+  if (rc != 0) {
+    /* This worker cannot be sent to now (its channel failing): the others are tried, and
+     * one failing worker never holds up the whole queue. */
+    w->hp.skip_until = uv_now(m->loop) + NOFD_SKIP_MS;
+    return -2;
+  }
+  return 0;
 }
 
 void handoff_give(struct master *m, struct mconn *c) {
@@ -431,11 +440,15 @@ static void pending_timer_cb(uv_timer_t *t) {
 void handoff_flush(struct master *m) {
   struct mconn *c;
 
+  /* A failed place() takes its worker out for a while (has_room): the loop ends when no
+   * worker is left with room. */
   while (m->cur != NULL && m->pending.len > 0 && handoff_has_room(m)) {
+    int rc;
     c = fifo_pop(&m->pending);
-    if (place(m, c) != 0) {
+    if ((rc = place(m, c)) != 0) {
       fifo_push_front(&m->pending, c);
-      break;
+      if (rc == -1)
+        break;
     }
   }
   /* Connections still wait: room comes back with an acknowledgement, a refusal, a worker

@@ -15,13 +15,17 @@
  *
  * 3. Fds. A type with bit 0x80 (IPC_FD_FLAG) carries exactly one fd; no other type carries
  *    any. Such a frame is sent alone by one sendmsg (uv_write2(), or ipc_send_fd_now when
- *    nothing is queued), so its fd rides SCM_RIGHTS on the frame's first byte. The kernel
- *    never merges a message carrying fds with bytes before it, so by the time the reader has
- *    the frame's last byte, libuv has queued exactly the fds of this and earlier fd frames, in
- *    order. The reader takes one pending fd per fd frame, so fds and frames cannot get out of
- *    step. A receiver at its fd limit gets the frame without its fd (the kernel drops it and
- *    flags the message truncated): the frame is still delivered, marked fd_here = 0, and what
- *    it carried is refused, not lost (the sender kept its own copy).
+ *    nothing is queued; or a batch of up to IPC_BATCH_MAX such frames in one sendmsg, with
+ *    all their fds), so its fd rides SCM_RIGHTS on the first byte of its message. A read ends
+ *    after a message that carries fds, so by the time the reader has a frame's last byte,
+ *    libuv has queued the fds of this and earlier fd frames, in order. The reader takes one
+ *    pending fd per fd frame, so fds and frames do not get out of step. A receiver at its fd
+ *    limit gets the frame without its fd (the kernel drops it and flags the message
+ *    truncated): the frame is still delivered, marked fd_here = 0, and what it carried is
+ *    refused, not lost (the sender kept its own copy). Known gap: when a message was written
+ *    in part (its remaining bytes follow without fds) and the receiver was at its fd limit
+ *    for that message, the remaining bytes can be read together with the next message and its
+ *    fds, and the pairing slips (the reviewer's finding; a per-message fd count is the fix).
  *
  * 4. Start-up. worker: HELLO(u32 pid) -> master: CONFIG(u32 generation | u16 slot | u8 number
  *    of LISTEN frames that follow | u8 flags | u32 shared-memory size | 16-byte generation
@@ -39,8 +43,8 @@
  *    back (it is between requests: the idle timeout applies, not the header one); flag PEER
  *    says the master's accept gave the address (the worker need not ask the socket); the bytes
  *    are empty for a fresh accept, and are the start of the next request for a handed one. The
- *    master keeps its copy of the fd until the worker acknowledges it: within 1 ms of taking
- *    one (at once when 32 wait), the worker sends one STATUS(u32 highest seq taken | u32 active
+ *    master keeps its copy of the fd until the worker acknowledges it: at the end of the loop
+ *    iteration that took them, the worker sends one STATUS(u32 highest seq taken | u32 active
  *    connections | u64 accepted in total). A worker that will not serve a connection answers
  *    REFUSE(u32 seq | u8 reason); the master hands that fd, or every unacknowledged fd of a
  *    worker that died, to another worker: nothing is dropped or leaked.

@@ -40,8 +40,6 @@
 #define MAX_SOCKETS        (2 * LBP_MAX_LISTENERS)
 #define STATUS_OUTS        4
 #define STATUS_COALESCE_MS 100
-#define ACK_DELAY_MS       1  /* acknowledgements wait this long to go several in one STATUS */
-#define ACK_BATCH          32 /* ... unless this many are waiting */
 #define ORPHAN_DRAIN_MS    5000
 
 struct wlisten {
@@ -62,7 +60,7 @@ struct wproc {
   int expect_sockets, got_sockets;
   struct wlisten *socks[MAX_SOCKETS];
   uv_check_t check;
-  uv_timer_t status_timer, ack_timer, drain_timer, log_timer;
+  uv_timer_t status_timer, drain_timer, log_timer;
   struct alog alog; /* the access log (access_log), buffered */
   uv_signal_t sigterm;
   int least_loaded;
@@ -110,7 +108,6 @@ static int send_status(struct wproc *w) {
     w->sent_active = pc->active;
     w->sent_accepted = pc->accepted;
     uv_timer_stop(&w->status_timer);
-    uv_timer_stop(&w->ack_timer);
     return 0;
   }
   return -1; /* all in flight: a later iteration sends the newer values */
@@ -140,13 +137,14 @@ static void status_timer_cb(uv_timer_t *t) {
 }
 
 /* After each loop iteration: one STATUS frame tells the master which connections were taken
- * (the ack), how many are open and how many in total. An ack waits ACK_DELAY_MS (or until
- * ACK_BATCH are waiting), so that under load one frame acknowledges many connections: the
- * master only holds its copies of the fds a little longer (its window is far larger). A change
- * of load under handoff-least (the master picks by it) goes the same way; counters that only
- * feed the stats line wait up to STATUS_COALESCE_MS, so a busy worker of the shared or
- * reuseport strategies sends ten frames a second, not one per iteration. A draining worker
- * with nothing left leaves from here. */
+ * (the ack), how many are open and how many in total. An ack goes in the iteration that took
+ * the connections, before the poll that could read the first of their bytes: a worker killed
+ * after that can only lose connections the master no longer counts on it, never a request it
+ * had read (a 1 ms delay was tried and dropped for that). A batch of CONN frames taken in one
+ * read is acknowledged by one frame. A change of load under handoff-least (the master picks by
+ * it) goes at once too; counters that only feed the stats line wait up to STATUS_COALESCE_MS,
+ * so a busy worker of the shared or reuseport strategies sends ten frames a second, not one
+ * per iteration. A draining worker with nothing left leaves from here. */
 static void check_cb(uv_check_t *h) {
   struct wproc *w = h->data;
   const struct px_counters *pc;
@@ -157,10 +155,7 @@ static void check_cb(uv_check_t *h) {
   pc = px_ctx_counters(w->px);
   urgent = w->last_seq != w->sent_seq || (w->least_loaded && pc->active != w->sent_active);
   if (urgent && !w->orphan) {
-    if (w->last_seq - w->sent_seq >= ACK_BATCH)
-      send_status(w);
-    else if (!uv_is_active((uv_handle_t *)&w->ack_timer))
-      uv_timer_start(&w->ack_timer, status_timer_cb, ACK_DELAY_MS, 0);
+    send_status(w);
   } else if ((pc->accepted != w->sent_accepted || pc->active != w->sent_active) && !w->orphan &&
              !uv_is_active((uv_handle_t *)&w->status_timer)) {
     uv_timer_start(&w->status_timer, status_timer_cb, STATUS_COALESCE_MS, 0);
@@ -797,8 +792,6 @@ int worker_run(int channel_fd) {
   w.check.data = &w;
   uv_check_start(&w.check, check_cb);
   uv_timer_init(w.loop, &w.status_timer);
-  uv_timer_init(w.loop, &w.ack_timer);
-  w.ack_timer.data = &w;
   uv_timer_init(w.loop, &w.drain_timer);
   w.status_timer.data = w.drain_timer.data = &w;
   alog_init(&w.alog, w.loop);
