@@ -42,10 +42,11 @@
 #define SO_DETACH_REUSEPORT_BPF 68
 #endif
 
-#define BACKLOG         4096
-#define ACCEPT_BATCH    64  /* connections per poll callback, so one socket cannot starve others */
-#define RETIRE_GRACE_MS 250 /* handshakes in flight on a retiring member complete meanwhile */
-#define EMFILE_PAUSE_MS 100 /* out of fds: stop accepting this long rather than spin */
+#define BACKLOG          4096
+#define ACCEPT_BATCH     64  /* connections per poll callback, so one socket cannot starve others */
+#define RETIRE_GRACE_MS  250 /* handshakes in flight on a retiring member complete meanwhile */
+#define RETIRE_SETTLE_MS 20  /* retired members' fds are closed by then: steering can go */
+#define EMFILE_PAUSE_MS  100 /* out of fds: stop accepting this long rather than spin */
 
 static void lsock_free_cb(uv_handle_t *h);
 
@@ -476,7 +477,7 @@ static void drain_backlog(struct lsock *ls) {
 static void retire_cb(uv_timer_t *t) {
   struct master *m = t->data;
   struct lsock *ls, *next;
-  int left = 0;
+  int left = 0, closed = 0;
 
   for (ls = m->lsocks; ls != NULL; ls = next) {
     next = ls->next;
@@ -485,6 +486,14 @@ static void retire_cb(uv_timer_t *t) {
     drain_backlog(ls);
     LBP_INFO("listening socket %s (worker %u) retired", ls->name, ls->slot + 1);
     lsock_close(ls);
+    closed = 1;
+  }
+  if (closed) {
+    /* Their fds close in the loop's close phase: until then the kernel may still queue on
+     * them, so the steering stays until the next pass (a connection queued there at the
+     * close would be reset; seen in CI). */
+    uv_timer_start(&m->retire_timer, retire_cb, RETIRE_SETTLE_MS, 0);
+    return;
   }
   for (ls = m->lsocks; ls != NULL; ls = ls->next)
     left |= ls->retiring && ls->kind == LSOCK_MEMBER;
