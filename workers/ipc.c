@@ -361,16 +361,49 @@ int ipc_send_out(struct ipc_channel *ch, struct ipc_out *out, uint8_t type, cons
   return uv_write2(&out->req, (uv_stream_t *)&ch->pipe, b, extralen ? 2 : 1, send_handle, out_cb);
 }
 
-int ipc_send_fd_now(struct ipc_channel *ch, struct ipc_out *out, uint8_t type, const void *payload,
-                    uint32_t len, const void *extra, uint32_t extralen, int fd, ipc_sent_cb cb) {
+/* One sendmsg of `iov` with `nfds` fds on its first byte, when nothing is queued on the
+ * channel (frames leave in order: what libuv holds goes first). The bytes written, or UV_EAGAIN
+ * (queued bytes, or a full buffer: ENOBUFS too, as libuv takes it), or another UV error. */
+static ssize_t send_fds_now(struct ipc_channel *ch, struct iovec *iov, unsigned niov,
+                            const int *fds, unsigned nfds) {
   union {
     struct cmsghdr h;
-    char space[CMSG_SPACE(sizeof(int))];
+    char space[CMSG_SPACE(sizeof(int) * IPC_BATCH_MAX)];
   } ctl;
-  struct iovec iov[2];
   struct msghdr msg;
   struct cmsghdr *cm;
   uv_os_fd_t pfd;
+  ssize_t n;
+
+  if (nfds == 0 || nfds > IPC_BATCH_MAX)
+    return UV_EINVAL;
+  if (ch->failed)
+    return UV_EPIPE;
+  if (uv_stream_get_write_queue_size((uv_stream_t *)&ch->pipe) != 0 ||
+      uv_fileno((uv_handle_t *)&ch->pipe, &pfd) != 0)
+    return UV_EAGAIN;
+  memset(&msg, 0, sizeof(msg));
+  memset(&ctl, 0, sizeof(ctl));
+  msg.msg_iov = iov;
+  msg.msg_iovlen = niov;
+  msg.msg_control = ctl.space;
+  msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+  cm = CMSG_FIRSTHDR(&msg);
+  cm->cmsg_level = SOL_SOCKET;
+  cm->cmsg_type = SCM_RIGHTS;
+  cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+  memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
+  do
+    n = sendmsg(pfd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+  if (n < 0)
+    return errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS ? UV_EAGAIN : -errno;
+  return n;
+}
+
+int ipc_send_fd_now(struct ipc_channel *ch, struct ipc_out *out, uint8_t type, const void *payload,
+                    uint32_t len, const void *extra, uint32_t extralen, int fd, ipc_sent_cb cb) {
+  struct iovec iov[2];
   size_t total = IPC_HDR_LEN + (size_t)len + extralen, head = IPC_HDR_LEN + (size_t)len;
   ssize_t n;
   uv_buf_t rest[2];
@@ -378,33 +411,13 @@ int ipc_send_fd_now(struct ipc_channel *ch, struct ipc_out *out, uint8_t type, c
 
   if (len > IPC_SMALL || extralen > IPC_MAX_PAYLOAD - len || !(type & IPC_FD_FLAG) || fd < 0)
     return UV_EINVAL;
-  if (ch->failed)
-    return UV_EPIPE;
-  /* Frames must leave in order: anything libuv still holds goes first. */
-  if (uv_stream_get_write_queue_size((uv_stream_t *)&ch->pipe) != 0 ||
-      uv_fileno((uv_handle_t *)&ch->pipe, &pfd) != 0)
-    return UV_EAGAIN;
   ipc_header(out->frame, type, len + extralen);
   if (len)
     memcpy(out->frame + IPC_HDR_LEN, payload, len);
   iov[0] = (struct iovec){out->frame, head};
   iov[1] = (struct iovec){(void *)extra, extralen};
-  memset(&msg, 0, sizeof(msg));
-  memset(&ctl, 0, sizeof(ctl));
-  msg.msg_iov = iov;
-  msg.msg_iovlen = extralen ? 2 : 1;
-  msg.msg_control = ctl.space;
-  msg.msg_controllen = sizeof(ctl.space);
-  cm = CMSG_FIRSTHDR(&msg);
-  cm->cmsg_level = SOL_SOCKET;
-  cm->cmsg_type = SCM_RIGHTS;
-  cm->cmsg_len = CMSG_LEN(sizeof(int));
-  memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-  do
-    n = sendmsg(pfd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
-  while (n < 0 && errno == EINTR);
-  if (n < 0)
-    return errno == EAGAIN || errno == EWOULDBLOCK ? UV_EAGAIN : -errno;
+  if ((n = send_fds_now(ch, iov, extralen ? 2 : 1, &fd, 1)) < 0)
+    return (int)n;
   if ((size_t)n == total)
     return 0;
   /* The fd left with the first byte; the rest of the frame follows before anything else. */
@@ -431,42 +444,13 @@ size_t ipc_frame(struct ipc_out *out, uint8_t type, const void *payload, uint32_
 
 ssize_t ipc_send_frames_now(struct ipc_channel *ch, struct ipc_out *const *outs, const size_t *lens,
                             const int *fds, unsigned n) {
-  union {
-    struct cmsghdr h;
-    char space[CMSG_SPACE(sizeof(int) * IPC_BATCH_MAX)];
-  } ctl;
   struct iovec iov[IPC_BATCH_MAX];
-  struct msghdr msg;
-  struct cmsghdr *cm;
-  uv_os_fd_t pfd;
-  ssize_t w;
 
   if (n == 0 || n > IPC_BATCH_MAX)
     return UV_EINVAL;
-  if (ch->failed)
-    return UV_EPIPE;
-  if (uv_stream_get_write_queue_size((uv_stream_t *)&ch->pipe) != 0 ||
-      uv_fileno((uv_handle_t *)&ch->pipe, &pfd) != 0)
-    return UV_EAGAIN;
   for (unsigned i = 0; i < n; i++)
     iov[i] = (struct iovec){outs[i]->frame, lens[i]};
-  memset(&msg, 0, sizeof(msg));
-  memset(&ctl, 0, sizeof(ctl));
-  msg.msg_iov = iov;
-  msg.msg_iovlen = n;
-  msg.msg_control = ctl.space;
-  msg.msg_controllen = CMSG_SPACE(sizeof(int) * n);
-  cm = CMSG_FIRSTHDR(&msg);
-  cm->cmsg_level = SOL_SOCKET;
-  cm->cmsg_type = SCM_RIGHTS;
-  cm->cmsg_len = CMSG_LEN(sizeof(int) * n);
-  memcpy(CMSG_DATA(cm), fds, sizeof(int) * n);
-  do
-    w = sendmsg(pfd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
-  while (w < 0 && errno == EINTR);
-  if (w < 0)
-    return errno == EAGAIN || errno == EWOULDBLOCK ? UV_EAGAIN : -errno;
-  return w;
+  return send_fds_now(ch, iov, n, fds, n);
 }
 
 int ipc_send_laid_out(struct ipc_channel *ch, struct ipc_out *out, size_t len,

@@ -427,24 +427,33 @@ static int only_these(const char *const *want, int nw, int n) {
   return 1;
 }
 
-IT_TEST(health, a_host_name_is_re_resolved_and_each_address_is_a_server) {
-  static const char *const names[] = {"d1", "d2", "d3", "d4", "d5"};
-  char hosts[700], yaml[1024], listen_at[64];
+/* A test of host names: its own /etc/hosts (path in `hosts`), and n backends named names[i]
+ * on one port at 127.0.0.2, .3, ... (all of 127/8 is loopback). The port, or a skipped test
+ * where the mount namespace cannot be had. */
+static uint16_t dns_setup(char *hosts, size_t cap, const char *const *names, int n) {
+  char listen_at[64];
   uint16_t port = 0;
 
   memset(&T, 0, sizeof(T));
   cr_assert_eq(h_tmpdir(T.dir, sizeof(T.dir)), 0);
-  cr_assert_eq(h_write_file(T.dir, "hosts", "127.0.0.1 localhost\n", hosts, sizeof(hosts)), 0);
+  cr_assert_eq(h_write_file(T.dir, "hosts", "127.0.0.1 localhost\n", hosts, cap), 0);
   if (private_hosts(hosts) != 0)
     cr_skip_test("needs root to give the test its own /etc/hosts");
-  /* Five servers on one port, at 127.0.0.2 .. 127.0.0.6 (all of 127/8 is loopback). */
-  for (int i = 0; i < 5; i++) {
+  for (int i = 0; i < n; i++) {
     const char *extra[3] = {"--listen", listen_at, NULL};
     snprintf(listen_at, sizeof(listen_at), "127.0.0.%d:%u", i + 2, port);
     cr_assert_eq(h_backend_start(&T.be[i], T.dir, names[i], extra), 0, "backend %d", i);
     T.nbe = i + 1;
     port = T.be[i].port;
   }
+  return port;
+}
+
+IT_TEST(health, a_host_name_is_re_resolved_and_each_address_is_a_server) {
+  static const char *const names[] = {"d1", "d2", "d3", "d4", "d5"};
+  char hosts[700], yaml[1024];
+  uint16_t port = dns_setup(hosts, sizeof(hosts), names, 5); /* 127.0.0.2 .. 127.0.0.6 */
+
   hosts_set(hosts, "127.0.0.1 localhost\n127.0.0.2 web.test\n127.0.0.3 web.test\n"
                    "127.0.0.4 web.test\n");
   snprintf(yaml, sizeof(yaml),
@@ -473,22 +482,10 @@ IT_TEST(health, a_host_name_is_re_resolved_and_each_address_is_a_server) {
 
 IT_TEST(health, a_drained_address_stays_drained_when_a_dns_answer_leaves_it_out_for_a_while) {
   static const char *const names[] = {"d1", "d2"};
-  char hosts[700], yaml[1024], listen_at[64], req[256], *body = NULL;
-  uint16_t port = 0;
+  char hosts[700], yaml[1024], req[256], *body = NULL;
+  uint16_t port = dns_setup(hosts, sizeof(hosts), names, 2);
   long from;
 
-  memset(&T, 0, sizeof(T));
-  cr_assert_eq(h_tmpdir(T.dir, sizeof(T.dir)), 0);
-  cr_assert_eq(h_write_file(T.dir, "hosts", "127.0.0.1 localhost\n", hosts, sizeof(hosts)), 0);
-  if (private_hosts(hosts) != 0)
-    cr_skip_test("needs root to give the test its own /etc/hosts");
-  for (int i = 0; i < 2; i++) {
-    const char *extra[3] = {"--listen", listen_at, NULL};
-    snprintf(listen_at, sizeof(listen_at), "127.0.0.%d:%u", i + 2, port);
-    cr_assert_eq(h_backend_start(&T.be[i], T.dir, names[i], extra), 0, "backend %d", i);
-    T.nbe = i + 1;
-    port = T.be[i].port;
-  }
   hosts_set(hosts, "127.0.0.1 localhost\n127.0.0.2 web.test\n127.0.0.3 web.test\n");
   snprintf(yaml, sizeof(yaml),
            "listen: 127.0.0.1:0\nworkers: 2\ndispatch: handoff\nadmin:\n  listen: 127.0.0.1:0\n"

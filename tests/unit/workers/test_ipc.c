@@ -224,27 +224,55 @@ static void out_cb(struct ipc_out *out, int status) {
   t->sent_ok++;
 }
 
-Test(ipc_channel, carries_each_fd_with_its_own_frame_in_order) {
-  static struct fdtest t;
+/* A fresh fdtest on a socketpair: t->tx sends, t->rx receives (not started). `sndbuf` > 0
+ * shrinks the sender's buffer so that libuv has to queue. */
+static void pair_up(struct fdtest *t, int sndbuf) {
   int sv[2];
 
-  memset(&t, 0, sizeof(t));
-  t.loop = uv_default_loop();
+  memset(t, 0, sizeof(*t));
+  t->loop = uv_default_loop();
   cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-  cr_assert_eq(ipc_channel_init(t.loop, &t.tx, on_frame, noop_error, &t), 0);
-  cr_assert_eq(ipc_channel_init(t.loop, &t.rx, on_frame, noop_error, &t), 0);
-  cr_assert_eq(ipc_channel_open(&t.tx, sv[0]), 0);
-  cr_assert_eq(ipc_channel_open(&t.rx, sv[1]), 0);
+  if (sndbuf > 0)
+    cr_assert_eq(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)), 0);
+  cr_assert_eq(ipc_channel_init(t->loop, &t->tx, on_frame, noop_error, t), 0);
+  cr_assert_eq(ipc_channel_init(t->loop, &t->rx, on_frame, noop_error, t), 0);
+  cr_assert_eq(ipc_channel_open(&t->tx, sv[0]), 0);
+  cr_assert_eq(ipc_channel_open(&t->rx, sv[1]), 0);
+}
+
+/* A socketpair whose far end holds the marker 'a' + i (kept in t->keep[i]); the near end, the
+ * fd to send. */
+static int marked_fd(struct fdtest *t, int i) {
+  int p[2];
+  char mark = (char)('a' + i);
+
+  cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, p), 0);
+  cr_assert_eq(write(p[1], &mark, 1), 1);
+  t->keep[i] = p[1];
+  return p[0];
+}
+
+/* Every marker seen; everything closed; the loop ends empty. */
+static void finish(struct fdtest *t) {
+  for (int i = 0; i < NCONN; i++) {
+    cr_assert(t->marker_seen[i], "fd %d", i);
+    close(t->keep[i]);
+  }
+  ipc_channel_close(&t->tx, NULL);
+  ipc_channel_close(&t->rx, NULL);
+  uv_run(t->loop, UV_RUN_DEFAULT);
+  cr_assert_eq(uv_loop_close(t->loop), 0);
+}
+
+Test(ipc_channel, carries_each_fd_with_its_own_frame_in_order) {
+  static struct fdtest t;
+
+  pair_up(&t, 0);
   cr_assert_eq(ipc_channel_start(&t.rx), 0);
   for (int i = 0; i < NCONN; i++) {
-    int p[2];
     unsigned char idx = (unsigned char)i;
-    char mark = (char)('a' + i);
-    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, p), 0);
-    cr_assert_eq(write(p[1], &mark, 1), 1);
-    t.keep[i] = p[1];
     cr_assert_eq(uv_pipe_init(t.loop, &t.sent[i], 0), 0);
-    cr_assert_eq(uv_pipe_open(&t.sent[i], p[0]), 0);
+    cr_assert_eq(uv_pipe_open(&t.sent[i], marked_fd(&t, i)), 0);
     t.outs[i].req.data = &t;
     cr_assert_eq(
         ipc_send_small(&t.tx, &t.outs[i], IPC_LISTEN, &idx, 1, (uv_stream_t *)&t.sent[i], out_cb),
@@ -257,15 +285,9 @@ Test(ipc_channel, carries_each_fd_with_its_own_frame_in_order) {
   cr_assert_eq(t.frames, 2 * NCONN);
   cr_assert_eq(t.fds, NCONN);
   cr_assert_eq(t.sent_ok, NCONN);
-  for (int i = 0; i < NCONN; i++) {
-    cr_assert(t.marker_seen[i]);
+  for (int i = 0; i < NCONN; i++)
     uv_close((uv_handle_t *)&t.sent[i], NULL);
-    close(t.keep[i]);
-  }
-  ipc_channel_close(&t.tx, NULL);
-  ipc_channel_close(&t.rx, NULL);
-  uv_run(t.loop, UV_RUN_DEFAULT);
-  cr_assert_eq(uv_loop_close(t.loop), 0);
+  finish(&t);
 }
 
 Test(ipc_channel, refuses_a_handle_on_a_type_without_the_fd_flag) {
@@ -290,23 +312,11 @@ Test(ipc_channel, refuses_a_handle_on_a_type_without_the_fd_flag) {
 Test(ipc_channel, sends_a_raw_fd_itself_when_idle_and_defers_to_libuv_when_bytes_are_queued) {
   static struct fdtest t;
   static char big[1 << 20];
-  int sv[2], small = 4096;
 
-  memset(&t, 0, sizeof(t));
-  t.loop = uv_default_loop();
-  cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-  cr_assert_eq(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
-  cr_assert_eq(ipc_channel_init(t.loop, &t.tx, on_frame, noop_error, &t), 0);
-  cr_assert_eq(ipc_channel_init(t.loop, &t.rx, on_frame, noop_error, &t), 0);
-  cr_assert_eq(ipc_channel_open(&t.tx, sv[0]), 0);
-  cr_assert_eq(ipc_channel_open(&t.rx, sv[1]), 0);
+  pair_up(&t, 4096);
   for (int i = 0; i < NCONN; i++) {
-    int p[2];
     unsigned char idx = (unsigned char)i;
-    char mark = (char)('a' + i);
-    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, p), 0);
-    cr_assert_eq(write(p[1], &mark, 1), 1);
-    t.keep[i] = p[1];
+    int fd = marked_fd(&t, i);
     t.outs[i].req.data = &t;
     if (i >= NCONN / 2) {
       /* A frame libuv could not write at once (the reader is not reading yet): no fd frame
@@ -314,18 +324,18 @@ Test(ipc_channel, sends_a_raw_fd_itself_when_idle_and_defers_to_libuv_when_bytes
       if (i == NCONN / 2)
         cr_assert_eq(ipc_send(&t.tx, IPC_STATUS, big, sizeof(big)), 0);
       cr_assert_gt(uv_stream_get_write_queue_size((uv_stream_t *)&t.tx.pipe), 0);
-      cr_assert_eq(ipc_send_fd_now(&t.tx, &t.outs[i], IPC_LISTEN, &idx, 1, NULL, 0, p[0], out_cb),
+      cr_assert_eq(ipc_send_fd_now(&t.tx, &t.outs[i], IPC_LISTEN, &idx, 1, NULL, 0, fd, out_cb),
                    UV_EAGAIN);
       cr_assert_eq(uv_pipe_init(t.loop, &t.sent[i], 0), 0);
-      cr_assert_eq(uv_pipe_open(&t.sent[i], p[0]), 0);
+      cr_assert_eq(uv_pipe_open(&t.sent[i], fd), 0);
       cr_assert_eq(
           ipc_send_small(&t.tx, &t.outs[i], IPC_LISTEN, &idx, 1, (uv_stream_t *)&t.sent[i], out_cb),
           0);
       continue;
     }
     /* Idle channel: the whole frame leaves now, with its fd, and no callback follows. */
-    cr_assert_eq(ipc_send_fd_now(&t.tx, &t.outs[i], IPC_LISTEN, &idx, 1, NULL, 0, p[0], out_cb), 0);
-    close(p[0]); /* the sender's copy: the receiver has its own now */
+    cr_assert_eq(ipc_send_fd_now(&t.tx, &t.outs[i], IPC_LISTEN, &idx, 1, NULL, 0, fd, out_cb), 0);
+    close(fd); /* the sender's copy: the receiver has its own now */
     t.sent_ok++;
   }
   cr_assert_eq(ipc_send_fd_now(&t.tx, &t.outs[0], IPC_STATUS, "x", 1, NULL, 0, 0, out_cb),
@@ -337,16 +347,9 @@ Test(ipc_channel, sends_a_raw_fd_itself_when_idle_and_defers_to_libuv_when_bytes
   cr_assert_str_eq(t.order, "abcsdef", "frames out of order: %s", t.order);
   cr_assert_eq(t.fds, NCONN);
   cr_assert_eq(t.sent_ok, NCONN);
-  for (int i = 0; i < NCONN; i++) {
-    cr_assert(t.marker_seen[i], "fd %d", i);
-    close(t.keep[i]);
-  }
   for (int i = NCONN / 2; i < NCONN; i++)
     uv_close((uv_handle_t *)&t.sent[i], NULL);
-  ipc_channel_close(&t.tx, NULL);
-  ipc_channel_close(&t.rx, NULL);
-  uv_run(t.loop, UV_RUN_DEFAULT);
-  cr_assert_eq(uv_loop_close(t.loop), 0);
+  finish(&t);
 }
 
 Test(ipc_peer, an_ipv4_and_an_ipv6_address_round_trip_and_bad_bytes_are_refused) {
@@ -376,25 +379,16 @@ Test(ipc_peer, an_ipv4_and_an_ipv6_address_round_trip_and_bad_bytes_are_refused)
 
 Test(ipc_channel, a_batch_of_fd_frames_leaves_in_one_sendmsg_and_pairs_each_fd_with_its_frame) {
   static struct fdtest t;
+  static char big[1 << 20];
   struct ipc_out *outs[NCONN];
   size_t lens[NCONN];
-  int fds[NCONN], sv[2];
+  int fds[NCONN], small = 4096;
+  uv_os_fd_t txfd;
 
-  memset(&t, 0, sizeof(t));
-  t.loop = uv_default_loop();
-  cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-  cr_assert_eq(ipc_channel_init(t.loop, &t.tx, on_frame, noop_error, &t), 0);
-  cr_assert_eq(ipc_channel_init(t.loop, &t.rx, on_frame, noop_error, &t), 0);
-  cr_assert_eq(ipc_channel_open(&t.tx, sv[0]), 0);
-  cr_assert_eq(ipc_channel_open(&t.rx, sv[1]), 0);
+  pair_up(&t, 0);
   for (int i = 0; i < NCONN; i++) {
-    int p[2];
     unsigned char idx = (unsigned char)i;
-    char mark = (char)('a' + i);
-    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, p), 0);
-    cr_assert_eq(write(p[1], &mark, 1), 1);
-    t.keep[i] = p[1];
-    fds[i] = p[0];
+    fds[i] = marked_fd(&t, i);
     outs[i] = &t.outs[i];
     lens[i] = ipc_frame(outs[i], IPC_LISTEN, &idx, 1);
   }
@@ -403,9 +397,8 @@ Test(ipc_channel, a_batch_of_fd_frames_leaves_in_one_sendmsg_and_pairs_each_fd_w
   for (int i = 0; i < NCONN; i++)
     close(fds[i]); /* the receiver has its own copies */
   /* Bytes queued in libuv: a batch must wait its turn. */
-  static char big[1 << 20];
-  int small = 4096;
-  cr_assert_eq(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+  cr_assert_eq(uv_fileno((uv_handle_t *)&t.tx.pipe, &txfd), 0);
+  cr_assert_eq(setsockopt(txfd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
   cr_assert_eq(ipc_send(&t.tx, IPC_STATUS, big, sizeof(big)), 0);
   cr_assert_eq(ipc_send_frames_now(&t.tx, outs, lens, fds, 1), UV_EAGAIN);
   cr_assert_eq(ipc_channel_start(&t.rx), 0);
@@ -414,12 +407,5 @@ Test(ipc_channel, a_batch_of_fd_frames_leaves_in_one_sendmsg_and_pairs_each_fd_w
   cr_assert_eq(t.frames, NCONN + 1);
   cr_assert_str_eq(t.order, "abcdefs");
   cr_assert_eq(t.fds, NCONN);
-  for (int i = 0; i < NCONN; i++) {
-    cr_assert(t.marker_seen[i], "fd %d", i);
-    close(t.keep[i]);
-  }
-  ipc_channel_close(&t.tx, NULL);
-  ipc_channel_close(&t.rx, NULL);
-  uv_run(t.loop, UV_RUN_DEFAULT);
-  cr_assert_eq(uv_loop_close(t.loop), 0);
+  finish(&t);
 }

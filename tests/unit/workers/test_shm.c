@@ -2,6 +2,7 @@
  * read it. */
 #include "shm.h"
 
+#include "balancer.h"
 #include "config.h"
 #include "proxy.h"
 
@@ -147,6 +148,29 @@ Test(shm, a_worker_refuses_a_segment_it_would_misread) {
   cr_assert_eq(lbp_shm_check(shm, l.len, 2, 0), UV_EINVAL);
   words[0] ^= 1;
   cr_assert_eq(lbp_shm_check(shm, l.len, 2, 0), 0);
+  lbp_shm_unmap(shm, l.len);
+  close(fd);
+  cfg_free(cfg);
+}
+
+Test(shm, an_upstream_with_a_host_name_reserves_a_block_for_every_address_a_pool_can_hold) {
+  /* A name's addresses come and go (compose scaling): 8 per entry ran out after 8 of them. */
+  struct lbp_config *cfg = load("upstreams:\n  a:\n    servers: [web.test:80]\n"
+                                "  b:\n    servers: [127.0.0.1:3, web.test:81]\n"
+                                "routes:\n  - {path: /a, upstream: a}\n  - {upstream: b}\n");
+  struct lbp_shm_layout l;
+  unsigned n;
+  int fd;
+  void *shm = make(cfg, &l, &fd);
+
+  lbp_shm_servers(shm, 0, &n);
+  cr_assert_eq(n, BAL_MAX_SERVERS);
+  lbp_shm_servers(shm, 1, &n);
+  cr_assert_eq(n, BAL_MAX_SERVERS);
+  for (uint64_t id = 1; id <= BAL_MAX_SERVERS; id++)
+    cr_assert_geq(lbp_shm_server_claim(shm, 0, id * 7919), 0, "address %llu got no block",
+                  (unsigned long long)id);
+  cr_assert_eq(lbp_shm_server_claim(shm, 0, 1234567), UV_ENOSPC);
   lbp_shm_unmap(shm, l.len);
   close(fd);
   cfg_free(cfg);
