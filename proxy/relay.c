@@ -18,11 +18,26 @@
  * 4. Ending is asynchronous: reads stop and the streams' `data` is given back at once; `done`
  *    runs from the timer's close callback, so it never runs inside the owner's own call.
  *
+ * 5. Splice (both streams TCP sockets, the default): a direction does not let libuv read; its
+ *    allocator hands libuv no buffer, so a readable socket comes to the read callback as
+ *    UV_ENOBUFS (libuv's documented answer to an empty buffer, reading stays on), which splices
+ *    socket -> pipe -> socket. The pipe is the process's one splice pipe and is empty whenever
+ *    no splice is running: what the destination does not take at once is read out of it into
+ *    the direction's buffer and written by step 1, which also stops reading until it is out.
+ *    So an idle relay still costs nothing, the pipe costs two fds per process, and every
+ *    deadline and end works as for copied bytes.
+ *
  * A direction holds a buffer only while it has bytes in it, so an idle relay costs none.
  */
 #include "relay.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
+
+#define SPLICE_PIPE_SIZE (256 * 1024) /* asked for; the kernel may give less */
+#define SPLICE_ROUNDS    4            /* chunks per readable event, then other sockets' turn */
 
 enum { R_NEW, R_RUNNING, R_ENDING, R_ENDED };
 
@@ -171,6 +186,10 @@ static void dir_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   struct px_relay *r = h->data;
   struct px_relay_dir *d = &r->dir[side_of(r, (uv_stream_t *)h)];
 
+  if (d->from_fd >= 0) {
+    *buf = uv_buf_init(NULL, 0); /* splice: the read callback moves the bytes (UV_ENOBUFS) */
+    return;
+  }
   if (d->b == NULL && (d->b = px_buf_get(r->pool)) == NULL) {
     *buf = uv_buf_init(NULL, 0); /* UV_ENOBUFS: the read callback ends the relay */
     return;
@@ -178,11 +197,121 @@ static void dir_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   *buf = uv_buf_init(d->b->data + d->len, (unsigned)(r->pool->size - d->len));
 }
 
+/* The process's splice pipe (close-on-exec, non-blocking), made on first use; -1 when pipes
+ * cannot be had, and relays copy. */
+static int splice_pipe[2] = {-1, -1};
+static size_t splice_cap;
+
+static int splice_pipe_ready(void) {
+  static int failed;
+  int cap;
+
+  if (splice_pipe[0] >= 0)
+    return 1;
+  if (failed || pipe2(splice_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+    failed = 1;
+    return 0;
+  }
+  cap = fcntl(splice_pipe[1], F_SETPIPE_SZ, SPLICE_PIPE_SIZE);
+  if (cap < 0)
+    cap = fcntl(splice_pipe[1], F_GETPIPE_SZ);
+  splice_cap = cap > 0 ? (size_t)cap : 4096;
+  return 1;
+}
+
+int px_relay_splice_prepare(void) {
+  return splice_pipe_ready() ? 0 : -1;
+}
+
+/* Empties the pipe into dst (at most n bytes, all that is in it); returns the bytes read. */
+static size_t pipe_drain(char *dst, size_t n) {
+  static char scratch[16 * 1024];
+  size_t got = 0;
+  ssize_t k;
+
+  while (dst == NULL || got < n) {
+    k = read(splice_pipe[0], dst != NULL ? dst + got : scratch,
+             dst != NULL ? n - got : sizeof(scratch));
+    if (k > 0)
+      got += (size_t)k;
+    else if (k < 0 && errno == EINTR)
+      continue;
+    else
+      break;
+  }
+  return got;
+}
+
+static void dir_eof(struct px_relay *r, struct px_relay_dir *d);
+
+/* Readable source, splice mode: up to SPLICE_ROUNDS chunks socket -> pipe -> socket. A chunk
+ * the destination does not take goes into the direction's buffer and out by dir_flush. */
+static void dir_splice(struct px_relay *r, struct px_relay_dir *d) {
+  size_t chunk = r->pool->size < splice_cap ? r->pool->size : splice_cap;
+
+  for (int round = 0; round < SPLICE_ROUNDS && r->state == R_RUNNING; round++) {
+    ssize_t n =
+        splice(d->from_fd, NULL, splice_pipe[1], NULL, chunk, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    size_t left;
+
+    if (n == 0) {
+      dir_eof(r, d);
+      return;
+    }
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      if (errno == EINVAL || errno == ENOSYS)
+        d->from_fd = -1; /* this socket cannot splice: copy from now on */
+      else if (errno != EAGAIN)
+        relay_end(r, PX_RELAY_RESET, side_of(r, d->from));
+      return;
+    }
+    r->last_io = uv_now(d->from->loop);
+    for (left = (size_t)n; left > 0;) {
+      ssize_t w =
+          splice(splice_pipe[0], NULL, d->to_fd, NULL, left, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      if (w > 0) {
+        left -= (size_t)w;
+        r->spliced += (uint64_t)w;
+      } else if (w < 0 && errno == EINTR) {
+        continue;
+      } else if (w < 0 && errno != EAGAIN) {
+        pipe_drain(NULL, 0);
+        relay_end(r, PX_RELAY_RESET, side_of(r, d->to));
+        return;
+      } else {
+        break; /* the destination is full */
+      }
+    }
+    if (left == 0)
+      continue;
+    /* The rest waits in the direction's buffer; the pipe is empty again. */
+    r->splice_fallbacks++;
+    if ((d->b = px_buf_get(r->pool)) == NULL) {
+      pipe_drain(NULL, 0);
+      relay_end(r, PX_RELAY_RESET, side_of(r, d->from));
+      return;
+    }
+    d->len = pipe_drain(d->b->data, left);
+    if (d->len != left) { /* cannot be: the pipe held exactly `left` bytes */
+      relay_end(r, PX_RELAY_RESET, side_of(r, d->from));
+      return;
+    }
+    dir_flush(r, d);
+    return;
+  }
+}
+
 static void dir_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   struct px_relay *r = s->data;
   int side = side_of(r, s);
   struct px_relay_dir *d = &r->dir[side];
 
+  if (nread == UV_ENOBUFS && d->from_fd >= 0) {
+    dir_splice(r, d);
+    return;
+  }
   if (nread > 0) {
     r->last_io = uv_now(s->loop);
     d->len += (size_t)nread;
@@ -193,12 +322,19 @@ static void dir_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     buf_release(r, d);
   if (nread == 0)
     return;
-  uv_read_stop(s);
-  d->reading = 0;
   if (nread != UV_EOF) {
+    uv_read_stop(s);
+    d->reading = 0;
     relay_end(r, PX_RELAY_RESET, side);
     return;
   }
+  dir_eof(r, d);
+}
+
+/* The source ended: no more reading; the shutdown follows once the pending write is done. */
+static void dir_eof(struct px_relay *r, struct px_relay_dir *d) {
+  uv_read_stop(d->from);
+  d->reading = 0;
   d->eof = 1;
   if (!d->writing)
     dir_shut(r, d);
@@ -275,6 +411,27 @@ void px_relay_init(struct px_relay *r, struct px_bufpool *pool, uint64_t idle_ms
   r->linger_side = linger_side >= 0 ? linger_side : 0;
   r->linger_ms = linger_side >= 0 ? linger_ms : 0;
   r->end_side = -1;
+  r->splice = 1;
+}
+
+void px_relay_set_splice(struct px_relay *r, int on) {
+  r->splice = (uint8_t)(on != 0);
+}
+
+/* Both streams' fds when both are TCP sockets and splice is on and possible, else -1s. */
+static void relay_splice_fds(struct px_relay *r) {
+  uv_os_fd_t fd[2];
+
+  for (int i = 0; i < 2; i++)
+    r->dir[i].from_fd = r->dir[i].to_fd = -1;
+  if (!r->splice || r->dir[0].from->type != UV_TCP || r->dir[1].from->type != UV_TCP ||
+      uv_fileno((uv_handle_t *)r->dir[0].from, &fd[0]) != 0 ||
+      uv_fileno((uv_handle_t *)r->dir[1].from, &fd[1]) != 0 || !splice_pipe_ready())
+    return;
+  for (int i = 0; i < 2; i++) {
+    r->dir[i].from_fd = fd[i];
+    r->dir[i].to_fd = fd[1 - i];
+  }
 }
 
 /* Writes bytes the owner already had for this direction's destination (they stay the owner's):
@@ -324,6 +481,7 @@ void px_relay_start(struct px_relay *r, uv_loop_t *loop, uv_stream_t *s0, uv_str
     r->saved_data[i] = s[i]->data;
     s[i]->data = r;
   }
+  relay_splice_fds(r);
   /* dir[i] carries bytes to side 1 - i: pre[1 - i] goes first. */
   for (int i = 0; i < 2 && r->state == R_RUNNING; i++)
     dir_prefix(r, &r->dir[i], pre != NULL ? &pre[1 - i] : NULL);

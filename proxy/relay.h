@@ -29,6 +29,7 @@ struct px_relay_dir {
   uint64_t write_since; /* loop time the pending write started */
   uv_write_t wreq;
   uv_shutdown_t sreq;
+  int from_fd, to_fd; /* for splice(2); -1 when this direction copies */
   uint8_t reading, writing, eof, shut, shut_done;
 };
 
@@ -42,7 +43,10 @@ struct px_relay {
   void *saved_data[2]; /* the streams' own `data` while the relay runs */
   uint64_t idle_ms, send_ms, linger_ms;
   uint64_t last_io, linger_since;
-  int linger_side; /* -1: none */
+  int linger_side;           /* -1: none */
+  uint64_t spliced;          /* bytes moved by splice(2), never entering user space */
+  uint32_t splice_fallbacks; /* times a spliced chunk had to wait in a buffer for its reader */
+  uint8_t splice;            /* splice when both streams are TCP sockets (px_relay_set_splice) */
   px_relay_done_cb done;
   uint8_t state;
   int8_t end_side;
@@ -56,6 +60,16 @@ struct px_relay {
  * client's FIN). */
 void px_relay_init(struct px_relay *r, struct px_bufpool *pool, uint64_t idle_ms, uint64_t send_ms,
                    int linger_side, uint64_t linger_ms);
+
+/* Between init and start: splice(2) on (the default) or off. With it on and both streams TCP
+ * sockets, bytes go socket -> pipe -> socket in the kernel (one pipe per process, always empty
+ * between calls); a chunk the destination cannot take at once is read out of the pipe into a
+ * buffer and written the usual way, so backpressure, deadlines and ends behave alike. */
+void px_relay_set_splice(struct px_relay *r, int on);
+
+/* Makes the process's splice pipe now (else the first relay does), so a process's descriptors
+ * are all open once it started: fd counts stay flat. Returns 0, or -1 when relays will copy. */
+int px_relay_splice_prepare(void);
 
 /* Starts relaying between s0 and s1. pre[1] (pre may be NULL, an entry empty) is written to s1
  * first, as if read from s0 (a PROXY header, request bytes already read), pre[0] to s0

@@ -31,8 +31,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#define RELAY_BUF      (16 * 1024)
-#define RELAY_FREE_MAX 64
+#define RELAY_BUF      (64 * 1024)
+#define RELAY_FREE_MAX 16
 #define LINGER_MS      (10 * 1000) /* after the worker's side ended, the client's may take this long */
 
 /* One relayed connection: the client's socket (0) and the one to the worker (1), borrowed by

@@ -25,6 +25,7 @@
 #include "admin.h"
 #include "dispatch.h"
 #include "log.h"
+#include "relay.h"
 #include "totals.h"
 
 #include <errno.h>
@@ -669,6 +670,7 @@ static int master_init(struct master *m, const char *cfg_path) {
   m->t_start_ms = (uint64_t)time(NULL) * 1000;
   m->cfg_path = cfg_path;
   m->pidfile_fd = -1;
+  px_relay_splice_prepare(); /* proxy dispatch's relays splice: the pipe is open from the start */
   uv_timer_init(m->loop, &m->stats_timer);
   uv_timer_init(m->loop, &m->kill_timer);
   uv_timer_init(m->loop, &m->start_timer);

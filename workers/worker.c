@@ -23,6 +23,7 @@
 #include "accesslog.h"
 #include "log.h"
 #include "proxy.h"
+#include "relay.h"
 #include "shm.h"
 #include "srvwire.h"
 
@@ -781,6 +782,7 @@ int worker_run(int channel_fd) {
 #endif
   lbp_log_init("worker", LBP_LOG_INFO);
   ignore_signals();
+  px_relay_splice_prepare(); /* tunnels (Upgrade, TCP mode) splice */
   memset(&w, 0, sizeof(w));
   w.loop = uv_default_loop();
   if (ipc_channel_init(w.loop, &w.ch, on_frame, on_channel_error, &w) != 0 ||

@@ -7,6 +7,8 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -54,6 +56,7 @@ static void close_cb(uv_handle_t *h) {
 static void setup(void) {
   int b;
 
+  signal(SIGPIPE, SIG_IGN); /* as lbproxy's processes: a write to a reset socket is EPIPE */
   uv_loop_init(&loop);
   px_bufpool_init(&pool, 4096, 4);
   done_calls = closed = 0;
@@ -78,9 +81,13 @@ static void teardown(void) {
 }
 
 TestSuite(relay, .init = setup, .fini = teardown, .timeout = 30);
+TestSuite(relay_splice, .init = setup, .fini = teardown, .timeout = 30);
+
+static int use_splice; /* the suite runs twice: bytes copied (relay) and spliced (relay_splice) */
 
 static void start(uint64_t idle_ms, uint64_t send_ms, const uv_buf_t pre[2]) {
   px_relay_init(&relay, &pool, idle_ms, send_ms, -1, 0);
+  px_relay_set_splice(&relay, use_splice);
   relay.data = &relay;
   px_relay_start(&relay, &loop, (uv_stream_t *)&side[0], (uv_stream_t *)&side[1], pre, on_done);
 }
@@ -99,6 +106,7 @@ struct pump {
   uint64_t wsum, rsum;
   size_t got;
   unsigned seed;
+  atomic_int stop; /* set: the writer stops early (at a chunk's end); `n` is then what it wrote */
 };
 
 static uint64_t mix(uint64_t h, const unsigned char *p, size_t n) {
@@ -113,7 +121,7 @@ static void *pump_write(void *arg) {
   size_t left = p->n;
 
   p->wsum = 0xcbf29ce484222325ULL;
-  while (left > 0) {
+  while (left > 0 && !atomic_load(&p->stop)) {
     size_t k = left < sizeof(buf) ? left : sizeof(buf);
     for (size_t i = 0; i < k; i++)
       buf[i] = (unsigned char)rand_r(&p->seed);
@@ -125,6 +133,7 @@ static void *pump_write(void *arg) {
     }
     left -= k;
   }
+  p->n -= left;
   shutdown(p->wfd, SHUT_WR);
   return NULL;
 }
@@ -142,7 +151,7 @@ static void *pump_read(void *arg) {
   return NULL;
 }
 
-Test(relay, carries_megabytes_both_ways_intact_and_ends_after_both_half_closes) {
+static void carries_megabytes_both_ways_intact_and_ends_after_both_half_closes(void) {
   struct pump ab = {.wfd = peer[0], .rfd = peer[1], .n = 3 << 20, .seed = 1};
   struct pump ba = {.wfd = peer[1], .rfd = peer[0], .n = 2 << 20, .seed = 2};
   pthread_t t[4];
@@ -161,9 +170,13 @@ Test(relay, carries_megabytes_both_ways_intact_and_ends_after_both_half_closes) 
   cr_assert_eq(ba.got, ba.n);
   cr_assert_eq(ba.rsum, ba.wsum);
   cr_assert_eq(pool.nfree <= pool.max_free, 1);
+  if (use_splice)
+    cr_assert_gt(relay.spliced, 0, "splice on, yet no byte was spliced");
+  else
+    cr_assert_eq(relay.spliced, 0);
 }
 
-Test(relay, a_half_close_passes_through_while_the_other_way_goes_on) {
+static void a_half_close_passes_through_while_the_other_way_goes_on(void) {
   char buf[16];
 
   start(0, 0, NULL);
@@ -186,7 +199,7 @@ Test(relay, a_half_close_passes_through_while_the_other_way_goes_on) {
   cr_assert_eq(why, PX_RELAY_DONE);
 }
 
-Test(relay, a_reset_reports_the_side_that_failed) {
+static void a_reset_reports_the_side_that_failed(void) {
   struct linger lg = {1, 0};
 
   start(0, 0, NULL);
@@ -198,7 +211,7 @@ Test(relay, a_reset_reports_the_side_that_failed) {
   cr_assert_eq(why_side, 1);
 }
 
-Test(relay, prefixes_go_first_each_way) {
+static void prefixes_go_first_each_way(void) {
   uv_buf_t pre[2] = {uv_buf_init("to0:", 4), uv_buf_init("to1:", 4)};
   char buf[16];
 
@@ -224,7 +237,7 @@ Test(relay, prefixes_go_first_each_way) {
   cr_assert_eq(why, PX_RELAY_STOPPED);
 }
 
-Test(relay, nothing_moving_ends_it_after_idle_ms) {
+static void nothing_moving_ends_it_after_idle_ms(void) {
   uint64_t t0;
 
   start(100, 0, NULL);
@@ -235,7 +248,7 @@ Test(relay, nothing_moving_ends_it_after_idle_ms) {
   cr_assert_geq(uv_now(&loop) - t0, 100);
 }
 
-Test(relay, a_reader_that_stops_reading_ends_it_after_send_ms) {
+static void a_reader_that_stops_reading_ends_it_after_send_ms(void) {
   static char big[1 << 16];
   int sent = 0;
 
@@ -254,7 +267,7 @@ Test(relay, a_reader_that_stops_reading_ends_it_after_send_ms) {
   cr_assert_eq(why_side, 1);
 }
 
-Test(relay, stop_gives_the_streams_back_at_once) {
+static void stop_gives_the_streams_back_at_once(void) {
   start(0, 0, NULL);
   px_relay_stop(&relay);
   cr_assert_eq(side[0].data, owner_data);
@@ -262,4 +275,104 @@ Test(relay, stop_gives_the_streams_back_at_once) {
   cr_assert(!uv_is_active((uv_handle_t *)&side[0]), "still reading");
   run_until_done();
   cr_assert_eq(done_calls, 1);
+}
+
+/* Splice: a reader that does not keep up makes spliced chunks wait in a buffer (the process's
+ * pipe must be empty between calls); every byte still arrives once, in order. The reader starts
+ * once that happened (the sockets' buffers are full), and the writer then stops. */
+static void a_slow_reader_makes_spliced_bytes_wait_in_a_buffer_intact(void) {
+  struct pump ab = {.wfd = peer[0], .rfd = peer[1], .n = (size_t)1 << 40, .seed = 3};
+  pthread_t t[2];
+
+  start(0, 0, NULL);
+  pthread_create(&t[0], NULL, pump_write, &ab);
+  while (relay.splice_fallbacks == 0 && done_calls == 0)
+    uv_run(&loop, UV_RUN_ONCE);
+  cr_assert_eq(done_calls, 0);
+  atomic_store(&ab.stop, 1);
+  pthread_create(&t[1], NULL, pump_read, &ab);
+  shutdown(peer[1], SHUT_WR);
+  run_until_done();
+  for (int i = 0; i < 2; i++)
+    pthread_join(t[i], NULL);
+
+  cr_assert_eq(why, PX_RELAY_DONE);
+  cr_assert_eq(ab.got, ab.n);
+  cr_assert_eq(ab.rsum, ab.wsum);
+  cr_assert_gt(relay.spliced, 0);
+}
+
+Test(relay_splice, a_slow_reader_makes_spliced_bytes_wait_in_a_buffer_intact) {
+  use_splice = 1;
+  a_slow_reader_makes_spliced_bytes_wait_in_a_buffer_intact();
+}
+
+Test(relay, carries_megabytes_both_ways_intact_and_ends_after_both_half_closes) {
+  use_splice = 0;
+  carries_megabytes_both_ways_intact_and_ends_after_both_half_closes();
+}
+
+Test(relay_splice, carries_megabytes_both_ways_intact_and_ends_after_both_half_closes) {
+  use_splice = 1;
+  carries_megabytes_both_ways_intact_and_ends_after_both_half_closes();
+}
+
+Test(relay, a_half_close_passes_through_while_the_other_way_goes_on) {
+  use_splice = 0;
+  a_half_close_passes_through_while_the_other_way_goes_on();
+}
+
+Test(relay_splice, a_half_close_passes_through_while_the_other_way_goes_on) {
+  use_splice = 1;
+  a_half_close_passes_through_while_the_other_way_goes_on();
+}
+
+Test(relay, a_reset_reports_the_side_that_failed) {
+  use_splice = 0;
+  a_reset_reports_the_side_that_failed();
+}
+
+Test(relay_splice, a_reset_reports_the_side_that_failed) {
+  use_splice = 1;
+  a_reset_reports_the_side_that_failed();
+}
+
+Test(relay, prefixes_go_first_each_way) {
+  use_splice = 0;
+  prefixes_go_first_each_way();
+}
+
+Test(relay_splice, prefixes_go_first_each_way) {
+  use_splice = 1;
+  prefixes_go_first_each_way();
+}
+
+Test(relay, nothing_moving_ends_it_after_idle_ms) {
+  use_splice = 0;
+  nothing_moving_ends_it_after_idle_ms();
+}
+
+Test(relay_splice, nothing_moving_ends_it_after_idle_ms) {
+  use_splice = 1;
+  nothing_moving_ends_it_after_idle_ms();
+}
+
+Test(relay, a_reader_that_stops_reading_ends_it_after_send_ms) {
+  use_splice = 0;
+  a_reader_that_stops_reading_ends_it_after_send_ms();
+}
+
+Test(relay_splice, a_reader_that_stops_reading_ends_it_after_send_ms) {
+  use_splice = 1;
+  a_reader_that_stops_reading_ends_it_after_send_ms();
+}
+
+Test(relay, stop_gives_the_streams_back_at_once) {
+  use_splice = 0;
+  stop_gives_the_streams_back_at_once();
+}
+
+Test(relay_splice, stop_gives_the_streams_back_at_once) {
+  use_splice = 1;
+  stop_gives_the_streams_back_at_once();
 }
