@@ -98,19 +98,19 @@ struct cfg_upstream {
   char *name;
   struct cfg_server *servers;
   size_t nservers;
-  unsigned keepalive;           /* idle upstream connections kept per server per worker, 32 */
+  unsigned keepalive;            /* idle upstream connections kept per server per worker, 32 */
   uint64_t keepalive_timeout_ms; /* an idle pooled connection is closed after this; 4s */
-  enum cfg_balance balance;     /* default round_robin */
-  enum cfg_hash_key hash_key;   /* required with balance hash */
-  char *hash_header;            /* hash_key header:<Name>: the name, else NULL */
-  int panic;                    /* nothing usable: try every server anyway; default false */
-  uint64_t slow_start_ms;       /* a server becoming usable ramps up over this; default 0 */
-  unsigned max_fails;           /* failures within fail_timeout that skip a server; 3; 0 = off */
-  uint64_t fail_timeout_ms;     /* the window, and how long a server is skipped; default 10s */
-  unsigned retries;             /* further attempts after a failure, default 1 */
-  unsigned retry_on;            /* 1 << enum cfg_retry_on; default connect_failure, reset */
-  unsigned retry_budget_pct;    /* retries at most this % of requests (sliding 10s), 20 */
-  uint64_t resolve_interval_ms; /* the master re-resolves server names this often; 5s; 0 = never */
+  enum cfg_balance balance;      /* default round_robin */
+  enum cfg_hash_key hash_key;    /* required with balance hash */
+  char *hash_header;             /* hash_key header:<Name>: the name, else NULL */
+  int panic;                     /* nothing usable: try every server anyway; default false */
+  uint64_t slow_start_ms;        /* a server becoming usable ramps up over this; default 0 */
+  unsigned max_fails;            /* failures within fail_timeout that skip a server; 3; 0 = off */
+  uint64_t fail_timeout_ms;      /* the window, and how long a server is skipped; default 10s */
+  unsigned retries;              /* further attempts after a failure, default 1 */
+  unsigned retry_on;             /* 1 << enum cfg_retry_on; default connect_failure, reset */
+  unsigned retry_budget_pct;     /* retries at most this % of requests (sliding 10s), 20 */
+  uint64_t resolve_interval_ms;  /* the master re-resolves server names this often; 5s; 0 = never */
   struct cfg_health_check health_check;
   int line, col; /* position of the upstream's name */
 };
@@ -190,7 +190,9 @@ struct lbp_config {
   int has_user_ids;
   uint64_t stats_interval_ms; /* master logs a per-worker "stats" line this often; 0 = never */
   uint16_t proxy_port_base;   /* dispatch proxy: worker i's private port is base+i; 0 = ephemeral */
-  char *pid_file;             /* NULL: none */
+  int rebalance;  /* dispatch handoff-least: move keep-alive connections off a worker that serves
+                     more than its share of requests (workers/rebalance.c), default yes */
+  char *pid_file; /* NULL: none */
   uint64_t shutdown_timeout_ms; /* graceful stop / drain deadline, default 30s */
   char *error_log;              /* "stderr" (default) or a file path */
   char *access_log;             /* "off" (default), "stdout" or a file path */

@@ -187,6 +187,7 @@ const struct field cfg__top_fields[] = {
       .check = check_nonempty),
   KEY("stats_interval",  T_DURATION, TOP(stats_interval_ms), 0, 24 * HOUR, "0"),
   KEY("proxy_port_base", T_UINT,     TOP(proxy_port_base),   0, 65535,     "0"),
+  KEY("rebalance",       T_BOOL,     TOP(rebalance),         0, 0,         "true"),
   KEY("pid_file",        T_STRING,   TOP(pid_file),          0, 0,         NULL,
       .check = check_path),
   KEY("shutdown_timeout", T_DURATION, TOP(shutdown_timeout_ms), 0, 24 * HOUR, "30s"),

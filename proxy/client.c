@@ -20,7 +20,9 @@
  *    own FIN when it may still be sending, so that a close never turns into an RST that destroys
  *    the end of our response in the client's kernel. A 101 makes it a TUNNEL.
  * 5. Drain: a connection between requests is handed over (HANDOVER) or closed; one in a request
- *    is handed over or closed when it ends.
+ *    is handed over or closed when it ends. Rebalancing (px_ctx_shed) hands over chosen
+ *    connections the same way, without draining: `recent` counts each one's requests since
+ *    the last shed, so the busiest go first.
  * 6. The struct is freed in the last close callback, with its request (and the tunnel's share).
  */
 #include "client.h"
@@ -61,6 +63,7 @@ struct px_client {
   struct px_tcp *tcps;    /* C_TCP */
   uint32_t lingered;
   uint32_t nwrites;
+  uint32_t recent; /* requests ended since the last shed (px_ctx_shed) */
   uint16_t listener;
   uint8_t state;
   uint8_t refs; /* handles not closed yet */
@@ -71,6 +74,7 @@ struct px_client {
   uint8_t deferred;  /* the timer runs a pipelined request, not a deadline */
   uint8_t fd_shared; /* the master may still hold this socket (handoff) */
   uint8_t proxy_protocol;
+  uint8_t shed; /* to be handed over when next between requests (px_ctx_shed) */
   uint8_t nodelay;
   uint8_t peer_len;
   char peer[52]; /* ", " + the client's address, for X-Forwarded-For */
@@ -366,7 +370,8 @@ static void client_next(struct px_client *c) {
   in->len -= in->pos;
   in->pos = in->fwd = 0;
   c->wait = PX_WAIT_NONE;
-  if (c->ctx->draining && client_can_hand_over(c)) {
+  c->recent++;
+  if ((c->ctx->draining || c->shed) && client_can_hand_over(c)) {
     client_handover(c);
     return;
   }
@@ -508,6 +513,49 @@ static void client_drain(struct px_client *c) {
   /* A private port's connection during a reload (the master's relay holds the client): its
    * next response says Connection: close (request.c), then it ends. Closing it idle could
    * cross a request the client is sending. */
+}
+
+/* Rebalancing: the candidates are the HTTP connections that can be handed over and ended a
+ * request since the last shed, busiest first. */
+static int by_recent_desc(const void *a, const void *b) {
+  uint32_t x = (*(struct px_client *const *)a)->recent, y = (*(struct px_client *const *)b)->recent;
+  return x < y ? 1 : x > y ? -1 : 0;
+}
+
+unsigned px__client_shed(struct px_ctx *ctx, unsigned permille) {
+  struct px_client **cand;
+  uint64_t total = 0, want, got = 0;
+  unsigned n = 0, marked = 0;
+
+  if ((cand = malloc(sizeof(*cand) * (ctx->nclients + 1))) == NULL)
+    return 0;
+  for (struct px_list *e = ctx->clients.next; e != &ctx->clients; e = e->next) {
+    struct px_client *c = px_container_of(e, struct px_client, link);
+    total += c->recent;
+    if (c->recent > 0 && !c->shed && client_can_hand_over(c) &&
+        (c->state == C_IDLE || c->state == C_REQUEST))
+      cand[n++] = c;
+  }
+  qsort(cand, n, sizeof(*cand), by_recent_desc);
+  want = total * permille / 1000;
+  for (unsigned i = 0; i < n && got < want; i++) {
+    /* One connection that alone carries more than half again what is left would move the
+     * imbalance, not cure it. */
+    if (cand[i]->recent > (want - got) * 3 / 2)
+      continue;
+    got += cand[i]->recent;
+    cand[i]->shed = 1;
+    marked++;
+  }
+  free(cand);
+  for (struct px_list *e = ctx->clients.next; e != &ctx->clients;) {
+    struct px_client *c = px_container_of(e, struct px_client, link);
+    e = e->next;
+    c->recent = 0;
+    if (c->shed && c->state == C_IDLE)
+      client_handover(c); /* idle now: goes at once (busy ones go from client_next) */
+  }
+  return marked;
 }
 
 void px__client_drain_all(struct px_ctx *ctx) {

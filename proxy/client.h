@@ -10,4 +10,7 @@ void px__client_close_all(struct px_ctx *ctx);
 /* Applies ctx->draining to every client connection (px_ctx_drain). */
 void px__client_drain_all(struct px_ctx *ctx);
 
+/* Marks the connections to give back for px_ctx_shed; returns how many. */
+unsigned px__client_shed(struct px_ctx *ctx, unsigned permille);
+
 #endif

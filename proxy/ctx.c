@@ -253,6 +253,15 @@ void px_ctx_drain(struct px_ctx *ctx, px_handover_fn fn, void *arg) {
   px__client_drain_all(ctx);
 }
 
+unsigned px_ctx_shed(struct px_ctx *ctx, unsigned permille, px_handover_fn fn, void *arg) {
+  if (ctx->draining || ctx->closing || fn == NULL)
+    return 0;
+  /* Where shed connections go; a drain later sets its own (NULL for a graceful stop). */
+  ctx->handover = fn;
+  ctx->handover_arg = arg;
+  return px__client_shed(ctx, permille > 1000 ? 1000 : permille);
+}
+
 int px_ctx_full(const struct px_ctx *ctx) {
   return ctx->full;
 }

@@ -49,13 +49,12 @@ struct px_gen {
   uint8_t secret[16]; /* what the master's PROXY headers carry (private ports) */
 };
 
-
 /* How a connection reached this worker. */
 struct px_accept {
-  unsigned listener;   /* index into cfg->listeners */
-  unsigned flags;      /* enum px_client_flags */
-  const char *initial; /* request bytes another worker already read (handover), or NULL */
-  size_t initial_len;  /* served exactly as if they had just been read from the socket */
+  unsigned listener;           /* index into cfg->listeners */
+  unsigned flags;              /* enum px_client_flags */
+  const char *initial;         /* request bytes another worker already read (handover), or NULL */
+  size_t initial_len;          /* served exactly as if they had just been read from the socket */
   const struct sockaddr *peer; /* the client's address if the caller knows it, else NULL (then
                                   the socket is asked: one getpeername) */
 };
@@ -91,6 +90,16 @@ typedef int (*px_handover_fn)(void *arg, uv_tcp_t *tcp, unsigned listener, const
                               size_t len);
 void px_ctx_drain(struct px_ctx *ctx, px_handover_fn fn, void *arg);
 void px_client_handed_over(uv_tcp_t *tcp);
+
+/* Rebalancing (the master asks: workers/rebalance.c): gives about `permille`/1000 of this
+ * worker's requests away as whole keep-alive connections. The connections that ended the most
+ * requests since the last call are taken first, skipping any that alone would overshoot by
+ * half, until their requests reach that share; each goes to `fn` (as in a drain, with the bytes
+ * of its next request read so far) when it is next between requests: at once if idle, else
+ * when its current response is complete. Connections that cannot be handed over (private
+ * ports, tunnels, tcp listeners) are never taken. Request counts start again from 0. Returns
+ * how many connections were marked; nothing during a drain. */
+unsigned px_ctx_shed(struct px_ctx *ctx, unsigned permille, px_handover_fn fn, void *arg);
 
 /* Connection limit (limits.max_connections): 1 when this worker has as many client connections
  * as it may; the worker then stops taking more (pauses listeners, refuses fds). `room` (NULL to

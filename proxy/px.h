@@ -47,8 +47,8 @@ struct px_pool {
   unsigned retries;           /* further attempts after a failure */
   unsigned retry_on;          /* 1 << enum bal_failure (config's enum cfg_retry_on, same order) */
   unsigned retry_budget_pct;
-  enum cfg_hash_key hash_key;      /* what a `hash` balancer hashes */
-  const char *hash_header;         /* hash_key header:<Name>: the name */
+  enum cfg_hash_key hash_key; /* what a `hash` balancer hashes */
+  const char *hash_header;    /* hash_key header:<Name>: the name */
 };
 
 /* A route as the data plane uses it. */

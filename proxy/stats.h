@@ -37,6 +37,7 @@ enum px_stat {
   PX_ST_CLIENT_TIMEOUTS,   /* clients too slow with a head (408) or a body */
   PX_ST_RETRIES,           /* attempts on another server after a failure */
   PX_ST_CUT,               /* responses cut short (an upstream failure once bytes had gone) */
+  PX_ST_REBALANCED,        /* keep-alive connections given back to rebalance requests */
   PX_ST_COUNT
 };
 

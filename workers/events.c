@@ -24,6 +24,7 @@ static const char *const names[] = {
     [EV_UPGRADE_FAILED] = "upgrade-failed",
     [EV_SERVER] = "server",
     [EV_DNS] = "dns",
+    [EV_REBALANCE] = "rebalance",
 };
 
 const char *event_name(enum event_type t) {

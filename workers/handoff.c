@@ -399,9 +399,13 @@ static struct worker *pick(struct master *m) {
 /* Places c now if a worker has room; 0, or -1 if it must wait (no room), or -2 (the worker
  * chosen failed: it is skipped for a while, another may take c). */
 static int place(struct master *m, struct mconn *c) {
-  struct worker *w = pick(m);
+  struct worker *w = NULL;
   int rc;
 
+  if (c->to > 0 && c->to <= m->cur->nslots && has_room(m, m->cur->by_slot[c->to - 1]))
+    w = m->cur->by_slot[c->to - 1]; /* rebalancing names the worker */
+  if (w == NULL)
+    w = pick(m);
   if (w == NULL)
     return -1;
   rc = deliver(w, c);

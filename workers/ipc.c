@@ -83,6 +83,12 @@
  *    after CONFIG (all of the generation's servers) and at each change (the one server);
  *    workers apply records by server id and ignore unknown ids. worker: FAILING(one state
  *    record) when its passive health made a server failing; the master spreads it as STATES.
+ *
+ * 11. Rebalancing (dispatch handoff-least, workers/rebalance.c). master: SHED(u16 permille)
+ *    asks a worker that serves more than its share of requests to give about that share of
+ *    its requests back as whole keep-alive connections; the worker hands each back with
+ *    HANDOVER (as in 6) when it is next between requests, and goes on serving. The master
+ *    takes HANDOVERs from a serving worker only for a while after asking it.
  */
 #include "ipc.h"
 
@@ -125,6 +131,8 @@ const char *ipc_type_name(uint8_t type) {
     return "up-conn";
   case IPC_UP_SECRET:
     return "up-secret";
+  case IPC_SHED:
+    return "shed";
   case IPC_SERVERS:
     return "servers";
   case IPC_STATES:

@@ -28,6 +28,7 @@ enum ipc_type {
   IPC_UP_READY = 13,               /* new master -> old master: ready to take over */
   IPC_UP_CONN = 14 | IPC_FD_FLAG,  /* old master -> new master: a handed-over connection */
   IPC_UP_SECRET = 15,              /* old master -> new master: the master's secret, first */
+  IPC_SHED = 16,                   /* master -> worker: give some busy connections back */
   IPC_SERVERS = 20,                /* master -> worker: an upstream's servers (host names) */
   IPC_STATES = 21,                 /* master -> worker: server states (health, admin, ...) */
   IPC_FAILING = 22,                /* worker -> master: passive health made a server failing */

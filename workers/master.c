@@ -174,6 +174,7 @@ static void master_finish(struct master *m) {
   close_if_open((uv_handle_t *)&m->retire_timer);
   close_if_open((uv_handle_t *)&m->watchdog);
   close_if_open((uv_handle_t *)&m->pending_timer);
+  close_if_open(rebalance_handle(m));
 }
 
 static void kill_cb(uv_timer_t *t) {
@@ -679,6 +680,7 @@ static int master_init(struct master *m, const char *cfg_path) {
   uv_timer_init(m->loop, &m->watchdog);
   uv_timer_init(m->loop, &m->pending_timer);
   m->pending_timer.data = m;
+  rebalance_init(m);
   m->stats_timer.data = m->kill_timer.data = m->start_timer.data = m;
   m->accept_retry.data = m->retire_timer.data = m->watchdog.data = m;
   if ((rc = uv_exepath(m->exe, &exelen)) != 0) {

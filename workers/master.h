@@ -122,6 +122,7 @@ struct mconn {
   uint8_t refused; /* the worker refused it: hand it on once the send completes */
   uint8_t handed;  /* it came back from a draining worker (between requests) */
   uint8_t npeer;   /* the client's address as CONN carries it (ipc_put_peer), 0: unknown */
+  uint16_t to;     /* rebalancing: the slot + 1 it should go to if that worker has room */
   unsigned char peer[IPC_PEER_MAX];
   uint64_t t_sent; /* uv_now when its CONN went out */
   struct mconn *next;
@@ -178,6 +179,17 @@ void handoff_close_pending(struct master *m);
 void handoff_free(struct master *m);
 /* Round-robin over the current generation's serving workers with room. */
 struct worker *handoff_pick_rr(struct master *m);
+
+/* ---- request-level rebalancing (rebalance.c) ---- */
+
+/* Starts the master's rebalancing tick (it only acts under handoff-least with `rebalance`). */
+void rebalance_init(struct master *m);
+uv_handle_t *rebalance_handle(struct master *m);
+/* 1 if w was asked to shed connections lately: its HANDOVERs are rebalancing, not a bug. */
+int rebalance_takes_from(struct master *m, const struct worker *w);
+/* Where a connection w shed goes: the slot + 1 of the least busy worker, counted as moved; 0
+ * when there is none (the strategy's pick decides). */
+unsigned rebalance_target(struct master *m, const struct worker *from);
 
 /* ---- generations (generation.c) ---- */
 
@@ -376,6 +388,9 @@ struct worker {
   struct hpeer hp;
   uint64_t accepted; /* from STATUS */
   uint32_t active;
+  uint64_t rb_last, rb_tick; /* rebalance.c: requests counted at the last tick, and in it */
+  uint64_t rb_asked;         /* uv_now when it was last asked to shed connections, 0: never */
+  uint8_t rb_known, rb_over; /* rb_last is set; ticks in a row over its share */
   struct lsock *socks[2 * LBP_MAX_LISTENERS]; /* the listening sockets it accepts on */
   uint8_t nsocks;
   uint8_t counted_pollers; /* its sockets count it in lsock.pollers */
@@ -415,8 +430,9 @@ enum event_type {
   EV_GENERATION,
   EV_UPGRADE,
   EV_UPGRADE_FAILED,
-  EV_SERVER, /* an upstream server changed state (checks, passive failures, admin) */
-  EV_DNS,    /* a server host name resolved to another set of addresses */
+  EV_SERVER,    /* an upstream server changed state (checks, passive failures, admin) */
+  EV_DNS,       /* a server host name resolved to another set of addresses */
+  EV_REBALANCE, /* a worker over its share of requests was asked to give connections away */
 };
 
 struct event {
@@ -467,6 +483,14 @@ struct master {
   unsigned nevents, events_pos;
   uv_signal_t sig[7];
   uv_timer_t stats_timer, kill_timer, start_timer, accept_retry, retire_timer, watchdog;
+  struct {
+    uv_timer_t timer;
+    uint32_t seen_gen;           /* the generation its counts are of */
+    unsigned target;             /* slot + 1 of the least busy worker of the last move, 0: none */
+    unsigned cooldown;           /* ticks to wait before judging again */
+    uint64_t asked;              /* SHED requests sent */
+    uint64_t moved;              /* connections sent to the target */
+  } rb;                          /* rebalance.c */
   uv_timer_t pending_timer;      /* handoff_flush again while connections wait (handoff.c) */
   struct worker *staged_workers; /* workers with CONN frames staged (hpeer.nstaged > 0) */
   uint8_t batching;              /* an accept batch runs: fresh connections' CONNs are staged */

@@ -35,6 +35,8 @@ const struct metric metrics_table[] = {
   WG("lbproxy_connections_active", "active", SRC_ACTIVE, "Client connections open now"),
   W("lbproxy_connections_handed_over_total", "handed_over", NULL, SRC_COUNTER, PX_ST_HANDED_OVER,
     "Idle keep-alive connections a draining worker gave back to the master"),
+  W("lbproxy_connections_rebalanced_total", "rebalanced", NULL, SRC_COUNTER, PX_ST_REBALANCED,
+    "Keep-alive connections a worker gave back to move requests to a less busy worker"),
   W("lbproxy_requests_total", "requests", NULL, SRC_COUNTER, PX_ST_REQUESTS,
     "HTTP requests that ended, answered or not"),
   CLASS("1xx"), CLASS("2xx"), CLASS("3xx"), CLASS("4xx"), CLASS("5xx"),

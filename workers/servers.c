@@ -36,8 +36,8 @@ static const struct server_memo *memo_take(struct master *m, const char *upstrea
 static void memo_put(struct master *m, const struct userver *u) {
   struct server_memo *e;
 
-  if (u->host[0] == '\0' || (u->st.admin == BAL_ADMIN_ENABLED && u->st.weight == 0 &&
-                             u->st.health == BAL_HEALTH_UP))
+  if (u->host[0] == '\0' ||
+      (u->st.admin == BAL_ADMIN_ENABLED && u->st.weight == 0 && u->st.health == BAL_HEALTH_UP))
     return; /* a literal server goes with its config line; nothing to keep for this one */
   if (m->memo == NULL && (m->memo = calloc(SERVER_MEMO, sizeof(*m->memo))) == NULL)
     return;

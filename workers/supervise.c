@@ -240,15 +240,17 @@ static void on_ready(struct worker *w) {
   master_workers_changed(m);
 }
 
-/* A draining worker gave back an idle connection: its fd and the bytes it had read. */
+/* A draining worker (or one asked to shed connections: rebalance.c) gave back a connection
+ * between requests: its fd and the bytes it had read. */
 static void on_handover(struct worker *w, const char *payload, uint32_t len) {
   struct master *m = w->m;
   unsigned listener = len >= 2 ? ipc_get_u16(payload) : ~0u;
   struct mconn *c;
 
-  /* Only a draining worker gives connections back; from any other it would be a bug (or a
-   * worker gone bad) and the master would only pile them up. */
-  if (!w->ch.fd_here || listener >= w->gen->cfg->nlisteners || w->state != W_DRAINING)
+  /* Only a draining worker, or one asked to shed, gives connections back; from any other it
+   * would be a bug (or a worker gone bad) and the master would only pile them up. */
+  if (!w->ch.fd_here || listener >= w->gen->cfg->nlisteners ||
+      (w->state != W_DRAINING && !rebalance_takes_from(m, w)))
     return; /* nothing arrived, or nothing we can place: the channel discards the fd */
   if ((c = mconn_new(m, w->gen->listeners[listener], -1)) == NULL)
     return;
@@ -258,6 +260,8 @@ static void on_handover(struct worker *w, const char *payload, uint32_t len) {
   }
   c->nbytes = len - 2;
   c->handed = 1;
+  if (w->state != W_DRAINING)
+    c->to = (uint16_t)rebalance_target(m, w);
   if (c->nbytes)
     memcpy(c->bytes, payload + 2, c->nbytes);
   master_handover(m, c);

@@ -266,6 +266,7 @@ struct handing {
   struct ipc_out out;
   struct wproc *w;
   uv_tcp_t *tcp;
+  int rebalanced; /* shed while serving (the master asked), not given back by a drain */
   unsigned char bytes[];
 };
 
@@ -277,13 +278,16 @@ static void handed_cb(struct ipc_out *out, int status) {
   if (status == 0) {
     w->handed++;
     if (w->shm != NULL)
-      px_stat_add(&lbp_shm_worker(w->shm, w->slot)->c[PX_ST_HANDED_OVER], 1);
+      px_stat_add(
+          &lbp_shm_worker(w->shm, w->slot)->c[h->rebalanced ? PX_ST_REBALANCED : PX_ST_HANDED_OVER],
+          1);
   }
   px_client_handed_over(h->tcp); /* the fd has left (or the channel is gone): close ours */
   free(h);
 }
 
-/* px_ctx_drain's callback: the connection goes back to the master with what we read of it. */
+/* px_ctx_drain's and px_ctx_shed's callback: the connection goes back to the master with what
+ * we read of it. */
 static int hand_back(void *arg, uv_tcp_t *tcp, unsigned listener, const char *bytes, size_t len) {
   struct wproc *w = arg;
   struct handing *h;
@@ -297,6 +301,7 @@ static int hand_back(void *arg, uv_tcp_t *tcp, unsigned listener, const char *by
   send_ack_now(w);
   h->w = w;
   h->tcp = tcp;
+  h->rebalanced = !w->draining;
   if (len)
     memcpy(h->bytes, bytes, len);
   ipc_put_u16(hdr, (uint16_t)listener);
@@ -726,6 +731,11 @@ static void on_frame(struct ipc_channel *ch, uint8_t type, const char *payload, 
     break;
   case IPC_STOP:
     stop_now(w, 0);
+    break;
+  case IPC_SHED:
+    /* Rebalancing: give some busy connections back (not while leaving in any way). */
+    if (len >= 2 && w->px != NULL && !w->draining && !w->stopping && !w->leaving && !w->orphan)
+      px_ctx_shed(w->px, ipc_get_u16(payload), hand_back, w);
     break;
   default:
     LBP_WARN("unexpected %s frame from the master", ipc_type_name(type));
