@@ -1,7 +1,7 @@
 /* lbp-micro: the per-request and per-connection hot paths in a loop, counted under callgrind. */
 
 /*
- * Usage: lbp-micro head|handoff|select[:ALGORITHM] ITERATIONS
+ * Usage: lbp-micro head|handoff|handoff-batch[:N]|select[:ALGORITHM] ITERATIONS
  *
  * 1. "head" does, per iteration, what a worker does for one keep-alive request (proxy/client.c):
  *    llhttp over a typical 400-byte browser request head with px_request_settings (pausing at
@@ -13,6 +13,17 @@
  *    does: the frame is decoded, the fd is accepted into a uv_tcp_t, which is then closed. Both
  *    ends live in one process and one libuv loop; the loop runs until the frame has arrived,
  *    the received handle is closed and the send callback has run.
+ * 2a. "handoff-batch" hands N accepted TCP sockets (default and at most IPC_BATCH_MAX, 32) over
+ *    in one batch, as the master does with the connections of one accept wakeup: N CONN frames
+ *    (sequence number, listener 0, flag PEER and the client's address from accept4), each laid
+ *    out with ipc_frame, leave with their N fds in one ipc_send_frames_now (one sendmsg); the
+ *    worker end decodes each frame as worker.c take_conn does (ipc_get_peer included), accepts
+ *    its fd into a uv_tcp_t and closes it; the loop runs until all N are closed. The master's
+ *    own batch logic (handoff.c stage, send_staged) is static and tied to its workers, so it is
+ *    not in the count; nor are the worker's STATUS ack and the master's close of its copies
+ *    ("handoff" leaves them out too). ITERATIONS counts connections, not batches (the last
+ *    batch is smaller when N does not divide it), so Ir / ITERATIONS is per connection and
+ *    compares with "handoff".
  * 2b. "select" picks a server and releases it, as a worker does once per request attempt
  *    (balancer.h: bal_select, bal_release), in a pool of 8 servers of weights 1 to 3 with
  *    in-flight counters in (here, local) shared memory and passive failure accounting on.
@@ -26,7 +37,10 @@
  *    wall-clock time per iteration is printed instead (noisy; callgrind's count is the figure).
  * 4. Each mode checks its result (route, iovec count, byte count, fds received, every server
  *    picked and every counter back to 0) and exits 1 if
- *    something is off, so a broken hot path cannot produce a flattering number.
+ *    something is off, so a broken hot path cannot produce a flattering number. handoff-batch
+ *    checks each frame's sequence number and address in every batch, and in the warm-up and
+ *    one batch after the measured loop also that each fd received is a stream socket of its
+ *    own, connected to the client its frame names (check_got).
  */
 #include "balancer.h"
 #include "config.h"
@@ -229,32 +243,41 @@ static int handoff_once(struct handoff_bench *b) {
   return b->failed ? -1 : 0;
 }
 
-/* A real accepted TCP socket to hand over: connect to a loopback listener and accept. */
-static int make_conn(int *client, int *server) {
+/* Real accepted TCP sockets to hand over: n clients connect to one loopback listener, and each
+ * is accepted as the master does (non-blocking, its address from accept4 into peers[i] when
+ * peers is not NULL). */
+static int make_conns(unsigned n, int *clients, int *servers, struct sockaddr_in *peers) {
   struct sockaddr_in sa;
-  socklen_t len = sizeof(sa);
-  int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  socklen_t len = sizeof(sa), plen;
+  int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), rc = 0;
 
   memset(&sa, 0, sizeof(sa));
   sa.sin_family = AF_INET;
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  *client = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (l < 0 || *client < 0 || bind(l, (struct sockaddr *)&sa, len) != 0 || listen(l, 1) != 0 ||
-      getsockname(l, (struct sockaddr *)&sa, &len) != 0 ||
-      connect(*client, (struct sockaddr *)&sa, len) != 0) {
-    perror("lbp-micro: loopback connection");
+  if (l < 0 || bind(l, (struct sockaddr *)&sa, len) != 0 || listen(l, (int)n) != 0 ||
+      getsockname(l, (struct sockaddr *)&sa, &len) != 0) {
+    perror("lbp-micro: loopback listener");
     return -1;
   }
-  *server = accept4(l, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+  for (unsigned i = 0; i < n && rc == 0; i++) {
+    plen = sizeof(*peers);
+    clients[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (clients[i] < 0 || connect(clients[i], (struct sockaddr *)&sa, len) != 0 ||
+        (servers[i] = accept4(l, peers ? (struct sockaddr *)&peers[i] : NULL, peers ? &plen : NULL,
+                              SOCK_CLOEXEC | SOCK_NONBLOCK)) < 0) {
+      perror("lbp-micro: loopback connection");
+      rc = -1;
+    }
+  }
   close(l);
-  return *server < 0 ? -1 : 0;
+  return rc;
 }
 
 static int handoff_setup(struct handoff_bench *b, int *client) {
   int sv[2], server;
 
   memset(b, 0, sizeof(*b));
-  if (uv_loop_init(&b->loop) != 0 || make_conn(client, &server) != 0 ||
+  if (uv_loop_init(&b->loop) != 0 || make_conns(1, client, &server, NULL) != 0 ||
       socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
     return -1;
   if (ipc_channel_init(&b->loop, &b->tx, rx_frame, ch_error, b) != 0 ||
@@ -299,6 +322,190 @@ static int run_handoff(long iters) {
   }
   handoff_teardown(&b, client);
   printf("micro handoff iterations=%ld ns_per_op=%.1f\n", iters, (double)t0 / (double)iters);
+  return 0;
+}
+
+/* ---- handoff-batch: N fds over the IPC channel in one sendmsg ---- */
+
+struct batch_bench {
+  uv_loop_t loop;
+  struct ipc_channel tx, rx; /* master end, worker end */
+  unsigned n;                /* connections per batch */
+  int clients[IPC_BATCH_MAX];
+  int fds[IPC_BATCH_MAX];                  /* the master's copies of the accepted sockets */
+  struct sockaddr_in peers[IPC_BATCH_MAX]; /* their client addresses, as accept4 gave them */
+  struct ipc_out outs[IPC_BATCH_MAX];
+  struct ipc_out *outp[IPC_BATCH_MAX];
+  size_t lens[IPC_BATCH_MAX];
+  uv_tcp_t got[IPC_BATCH_MAX]; /* the worker's handles for the received fds */
+  int got_fd[IPC_BATCH_MAX];   /* their fd numbers (checked batches only) */
+  unsigned want, received, closed;
+  int failed, check;
+  uint32_t seq, rseq; /* last sequence number sent, last received */
+};
+
+static int same_peer(const struct sockaddr_in *a, const struct sockaddr_storage *b) {
+  const struct sockaddr_in *in = (const struct sockaddr_in *)b;
+  return b->ss_family == AF_INET && in->sin_port == a->sin_port &&
+         in->sin_addr.s_addr == a->sin_addr.s_addr;
+}
+
+/* The checked batches' test of the i-th fd received: a stream socket, a descriptor of its own
+ * (not the master's copy, not one received before in this batch: the kernel installs a batch's
+ * fds together, so they differ even though each is closed right after it is taken), connected
+ * to the client whose address the frame carried, which is the client of the i-th fd sent. */
+static int check_got(struct batch_bench *b, unsigned i, const struct sockaddr_storage *peer) {
+  struct sockaddr_storage sa;
+  socklen_t len = sizeof(int);
+  uv_os_fd_t fd;
+  int type = 0;
+
+  if (uv_fileno((uv_handle_t *)&b->got[i], &fd) != 0 ||
+      getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM)
+    return -1;
+  for (unsigned k = 0; k < b->n; k++)
+    if (b->fds[k] == fd || (k < i && b->got_fd[k] == fd))
+      return -1;
+  b->got_fd[i] = fd;
+  len = sizeof(sa);
+  if (!same_peer(&b->peers[i], peer) || getpeername(fd, (struct sockaddr *)&sa, &len) != 0 ||
+      !same_peer(&b->peers[i], &sa))
+    return -1;
+  return 0;
+}
+
+static void batch_close_cb(uv_handle_t *h) {
+  struct batch_bench *b = h->data;
+  b->closed++;
+}
+
+/* The worker's side of one CONN (worker.c take_conn): sequence number, listener index, flags,
+ * the client's address; the fd into a fresh uv_tcp_t, closed at once. */
+static void batch_frame(struct ipc_channel *ch, uint8_t type, const char *payload, uint32_t len) {
+  struct batch_bench *b = ch->data;
+  struct sockaddr_storage peer;
+  uv_tcp_t *t = &b->got[b->received];
+
+  if (type != IPC_CONN || len < 7 || b->received == b->want || ipc_get_u32(payload) != ++b->rseq ||
+      ipc_get_u16(payload + 4) != 0 || !((uint8_t)payload[6] & IPC_CONN_PEER) ||
+      ipc_get_peer(payload + 7, len - 7, &peer) == 0 || uv_tcp_init(&b->loop, t) != 0) {
+    b->failed = 1;
+    return;
+  }
+  t->data = b;
+  if (ipc_channel_accept(ch, (uv_stream_t *)t) != 0 ||
+      (b->check && check_got(b, b->received, &peer) != 0))
+    b->failed = 1;
+  b->received++;
+  uv_close((uv_handle_t *)t, batch_close_cb);
+}
+
+static void batch_error(struct ipc_channel *ch, int err) {
+  struct batch_bench *b = ch->data;
+  fprintf(stderr, "lbp-micro: channel: %s\n", uv_strerror(err));
+  b->failed = 1;
+}
+
+/* k (<= n) fds from the master end to the worker end in one batch: each CONN laid out in its own
+ * frame (ipc_frame, as handoff.c stage() does), all of them with their fds in one
+ * ipc_send_frames_now (handoff.c send_staged). Returns 0, or -1 on any failure. */
+static int batch_once(struct batch_bench *b, unsigned k) {
+  unsigned char p[7 + IPC_PEER_MAX];
+  size_t total = 0, npeer;
+
+  b->want = k;
+  b->received = b->closed = 0;
+  for (unsigned i = 0; i < k; i++) {
+    ipc_put_u32(p, ++b->seq);
+    ipc_put_u16(p + 4, 0);
+    p[6] = IPC_CONN_PEER;
+    npeer = ipc_put_peer(p + 7, (const struct sockaddr *)&b->peers[i]);
+    b->lens[i] = ipc_frame(&b->outs[i], IPC_CONN, p, 7 + (uint32_t)npeer);
+    total += b->lens[i];
+  }
+  /* A short write would be finished with ipc_write_rest; with the channel emptied after every
+   * batch it does not happen here, so it counts as a failure. */
+  if (ipc_send_frames_now(&b->tx, b->outp, b->lens, b->fds, k) != (ssize_t)total)
+    return -1;
+  while (!(b->received == k && b->closed == k) && !b->failed)
+    uv_run(&b->loop, UV_RUN_ONCE);
+  return b->failed ? -1 : 0;
+}
+
+/* conns connections, in batches of n (the last one smaller when n does not divide conns). */
+static int batch_run(struct batch_bench *b, long conns) {
+  for (long done = 0; done < conns;) {
+    unsigned k = conns - done < (long)b->n ? (unsigned)(conns - done) : b->n;
+    if (batch_once(b, k) != 0)
+      return -1;
+    done += k;
+  }
+  return 0;
+}
+
+static int batch_setup(struct batch_bench *b, unsigned n) {
+  int sv[2];
+
+  memset(b, 0, sizeof(*b));
+  b->n = n;
+  for (unsigned i = 0; i < n; i++) {
+    b->clients[i] = b->fds[i] = -1;
+    b->outp[i] = &b->outs[i];
+  }
+  if (uv_loop_init(&b->loop) != 0 || make_conns(n, b->clients, b->fds, b->peers) != 0 ||
+      socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+    return -1;
+  if (ipc_channel_init(&b->loop, &b->tx, batch_frame, batch_error, b) != 0 ||
+      ipc_channel_init(&b->loop, &b->rx, batch_frame, batch_error, b) != 0 ||
+      ipc_channel_open(&b->tx, sv[0]) != 0 || ipc_channel_open(&b->rx, sv[1]) != 0 ||
+      ipc_channel_start(&b->rx) != 0)
+    return -1;
+  return 0;
+}
+
+static void batch_teardown(struct batch_bench *b) {
+  ipc_channel_close(&b->tx, NULL);
+  ipc_channel_close(&b->rx, NULL);
+  uv_run(&b->loop, UV_RUN_DEFAULT);
+  uv_loop_close(&b->loop);
+  for (unsigned i = 0; i < b->n; i++) {
+    close(b->fds[i]);
+    close(b->clients[i]);
+  }
+}
+
+static int run_handoff_batch(unsigned n, long iters) {
+  struct batch_bench b;
+  long warm = iters / 10 > 100 ? iters / 10 : 100;
+  long long t0;
+  int bad;
+
+  if (batch_setup(&b, n) != 0) {
+    fprintf(stderr, "lbp-micro: handoff-batch setup failed: %s\n", strerror(errno));
+    return 1;
+  }
+  /* The warm-up and one batch after the measured loop check every fd (check_got); the measured
+   * batches run the same code without those system calls. */
+  b.check = 1;
+  bad = batch_run(&b, warm);
+  b.check = 0;
+  t0 = now_ns();
+  CALLGRIND_START_INSTRUMENTATION;
+  if (bad == 0)
+    bad = batch_run(&b, iters);
+  CALLGRIND_STOP_INSTRUMENTATION;
+  t0 = now_ns() - t0;
+  b.check = 1;
+  if (bad == 0)
+    bad = batch_run(&b, n);
+  if (bad || b.seq != (uint32_t)(warm + iters + n) || b.rseq != b.seq) {
+    fprintf(stderr, "lbp-micro: handoff-batch failed after %u fds sent, %u received\n", b.seq,
+            b.rseq);
+    return 1;
+  }
+  batch_teardown(&b);
+  printf("micro handoff-batch batch=%u iterations=%ld batches=%ld ns_per_op=%.1f\n", n, iters,
+         (iters + n - 1) / n, (double)t0 / (double)iters);
   return 0;
 }
 
@@ -377,21 +584,51 @@ static int run_select(const char *name, long iters) {
   return 0;
 }
 
+/* "handoff-batch" or "handoff-batch:N": N (1 to IPC_BATCH_MAX, default IPC_BATCH_MAX) fds per
+ * batch. Returns 0 when arg names no such mode, -1 when its N is out of range. */
+static int batch_size(const char *arg, unsigned *n) {
+  char *end;
+  long v;
+
+  if (strcmp(arg, "handoff-batch") == 0) {
+    *n = IPC_BATCH_MAX;
+    return 1;
+  }
+  if (strncmp(arg, "handoff-batch:", 14) != 0)
+    return 0;
+  v = strtol(arg + 14, &end, 10);
+  if (end == arg + 14 || *end != '\0' || v < 1 || v > IPC_BATCH_MAX)
+    return -1;
+  *n = (unsigned)v;
+  return 1;
+}
+
+static int usage(void) {
+  fprintf(stderr,
+          "usage: lbp-micro head|handoff|handoff-batch[:N]|select[:ALGORITHM] ITERATIONS\n");
+  return 2;
+}
+
 int main(int argc, char **argv) {
   long iters = argc == 3 ? strtol(argv[2], NULL, 10) : 0;
+  unsigned n;
+  int batch;
 
-  if (iters <= 0 || iters > 100000000L) {
-    fprintf(stderr, "usage: lbp-micro head|handoff|select[:ALGORITHM] ITERATIONS\n");
-    return 2;
-  }
+  if (iters <= 0 || iters > 100000000L)
+    return usage();
   if (strcmp(argv[1], "head") == 0)
     return run_head(iters);
   if (strcmp(argv[1], "handoff") == 0)
     return run_handoff(iters);
+  if ((batch = batch_size(argv[1], &n)) > 0)
+    return run_handoff_batch(n, iters);
+  if (batch < 0) {
+    fprintf(stderr, "lbp-micro: handoff-batch:N takes 1 to %d fds per batch\n", IPC_BATCH_MAX);
+    return 2;
+  }
   if (strcmp(argv[1], "select") == 0)
     return run_select("round_robin", iters);
   if (strncmp(argv[1], "select:", 7) == 0)
     return run_select(argv[1] + 7, iters);
-  fprintf(stderr, "usage: lbp-micro head|handoff|select[:ALGORITHM] ITERATIONS\n");
-  return 2;
+  return usage();
 }

@@ -58,6 +58,21 @@ FILENAME == meta {
   next
 }
 
+# The micro table's description of an lbp-micro mode (micro.csv's first column).
+function micro_what(mode) {
+  if (mode == "head")
+    return "request head: llhttp parse + px_head rewrite + px_route (405-byte head, 3 routes)"
+  if (mode == "handoff")
+    return "fd handoff: ipc_send_small(IPC_CONN + fd) → decode → accept → close, " \
+           "over a socketpair"
+  if (mode == "handoff-batch")
+    return "fd handoff, per connection of a batch of 32: 32 IPC_CONN (client address) + fds in " \
+           "one ipc_send_frames_now → decode → accept → close"
+  if (mode == "select")
+    return "balancer: bal_select + bal_release, round_robin, 8 servers"
+  return mode
+}
+
 FILENAME == micro {
   if (FNR > 1) {
     nmicro++
@@ -263,12 +278,8 @@ END {
         "the same build gives the same count.\n"
   print "| operation | iterations | instructions/op |"
   print "|---|---:|---:|"
-  for (i = 1; i <= nmicro; i++) {
-    what = micro_mode[i] == "head" ? \
-      "request head: llhttp parse + px_head rewrite + px_route (405-byte head, 3 routes)" : \
-      "fd handoff: ipc_send_small(IPC_CONN + fd) → decode → accept → close, over a socketpair"
-    printf "| %s | %d | %d |\n", what, micro_iters[i], micro_ipo[i]
-  }
+  for (i = 1; i <= nmicro; i++)
+    printf "| %s | %d | %d |\n", micro_what(micro_mode[i]), micro_iters[i], micro_ipo[i]
   print ""
   print "## Charts\n"
   print "![req/s per target and workload](rps.svg)\n"

@@ -538,9 +538,10 @@ measure() { # ROUND WORKLOAD TARGET
 micro() {
   local mode iters out total ipo
   echo "mode,iterations,instructions,instructions_per_op" >"$RESULTS/micro.csv"
-  for mode in head handoff select; do
+  for mode in head handoff handoff-batch select; do
     iters=$MICRO_HEAD
-    [[ $mode == handoff ]] && iters=$MICRO_HANDOFF
+    # handoff-batch: iterations are connections (in batches of 32), so ipo is per connection.
+    [[ $mode == handoff* ]] && iters=$MICRO_HANDOFF
     out=$RESULTS/micro-$mode.callgrind
     valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" \
       "$MICRO" "$mode" "$iters" >"$RESULTS/micro-$mode.txt" 2>&1 ||
