@@ -27,20 +27,6 @@ static int resolve_workers(struct lbp_config *cfg) {
   return 0;
 }
 
-/* rebalance moves connections between workers of dispatch handoff-least only. */
-static int check_rebalance(struct cfg__ctx *ctx, const struct cfg__node *root,
-                           struct lbp_config *cfg) {
-  const struct cfg__node *n = cfg__map_get(root, "rebalance");
-
-  if (n == NULL || !cfg->rebalance || cfg->dispatch == CFG_DISPATCH_HANDOFF_LEAST)
-    return 0;
-  return cfg__warn(ctx, cfg, n->line, n->col, "rebalance",
-                   "has no effect unless dispatch is handoff-least (dispatch is %s)",
-                   cfg_dispatch_name(cfg->dispatch)) != 0
-             ? UV_ENOMEM
-             : 0;
-}
-
 /* Dispatch "proxy" gives worker i the private port base + i; all of them must exist. */
 static int check_port_base(struct cfg__ctx *ctx, const struct cfg__node *root,
                            struct lbp_config *cfg) {
@@ -504,10 +490,9 @@ int cfg__meaning(struct cfg__ctx *ctx, const struct cfg__node *root, struct lbp_
   int rc;
 
   if ((rc = resolve_workers(cfg)) != 0 || (rc = link_listeners(ctx, root, cfg)) != 0 ||
-      (rc = check_port_base(ctx, root, cfg)) != 0 || (rc = check_rebalance(ctx, root, cfg)) != 0 ||
-      (rc = check_upstreams(ctx, root, cfg)) != 0 || (rc = lookup_user(ctx, root, cfg)) != 0 ||
-      (rc = resolve_all(ctx, cfg)) != 0 || (rc = check_admin(ctx, root, cfg)) != 0 ||
-      (rc = warnings(ctx, cfg)) != 0)
+      (rc = check_port_base(ctx, root, cfg)) != 0 || (rc = check_upstreams(ctx, root, cfg)) != 0 ||
+      (rc = lookup_user(ctx, root, cfg)) != 0 || (rc = resolve_all(ctx, cfg)) != 0 ||
+      (rc = check_admin(ctx, root, cfg)) != 0 || (rc = warnings(ctx, cfg)) != 0)
     return rc;
   return 0;
 }

@@ -371,6 +371,8 @@ static void client_next(struct px_client *c) {
   in->pos = in->fwd = 0;
   c->wait = PX_WAIT_NONE;
   c->recent++;
+  if (c->shed && uv_now(c->ctx->loop) >= c->ctx->shed_until)
+    c->shed = 0; /* too late: the master no longer expects it */
   if ((c->ctx->draining || c->shed) && client_can_hand_over(c)) {
     client_handover(c);
     return;

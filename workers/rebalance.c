@@ -27,6 +27,7 @@
 #include "dispatch.h"
 #include "ipc.h"
 #include "log.h"
+#include "proxy.h"
 #include "shm.h"
 
 #define TICK_MS        250
@@ -34,8 +35,10 @@
 #define OVER_PCT       120
 #define OVER_TICKS     2
 #define COOLDOWN_TICKS 2
-#define MIN_PERMILLE   20   /* a smaller move is noise */
-#define ACCEPT_MS      5000 /* a marked connection in a long request may take this long to go */
+#define MIN_PERMILLE   20 /* a smaller move is noise */
+/* How long after asking the master takes a worker's HANDOVERs: longer than a worker keeps its
+ * marks (PX_SHED_MS), so a connection handed back in time is never refused and lost. */
+#define ACCEPT_MS (PX_SHED_MS + 2000)
 
 static int enabled(const struct master *m) {
   const struct generation *g = m->cur;
