@@ -3,7 +3,8 @@
 # Called by bench/report.sh as
 #   awk -F, -v meta=M -v micro=U -v results=C -v charts=DIR -f report.awk M U C > report.md
 # Every figure in a table is the median over rounds of that (workload, target); errors are
-# summed over rounds; connection shares are summed accepted counts over rounds. POSIX awk only
+# summed over rounds; connection and request shares are summed per-worker counts over rounds,
+# heavy and light request counts too. POSIX awk only
 # (Debian's default awk is mawk: no asort, no length(array)).
 
 function median(key,    n, v, i, j, t) {
@@ -50,6 +51,31 @@ BEGIN {
                       "500 connections"
   desc["idle-10k"] = "10 000 idle keep-alive connections held open (lbp-idle-conns) while wrk " \
                      "measures keep-alive small responses with 50 more"
+  desc["imbalanced"] = "imbalanced keep-alive (lbp-imbalance, not wrk): `GET /`, 50 connections " \
+                       "opened one at a time heavy, light, heavy, ...; a heavy one makes 10× the " \
+                       "requests of a light one. Per-worker request shares: the section below"
+}
+
+# The per-worker counts of a CSV column ("a;b" per row), summed over rounds into sums[w, t, k].
+function add_split(name, sums,    n, a, i) {
+  if (!(name in col) || $col[name] == "")
+    return
+  n = split($col[name], a, ";")
+  nworkers = n
+  for (i = 1; i <= n; i++)
+    sums[w SUBSEP t SUBSEP i] += a[i]
+}
+
+# "a / b (J j, n=N)" from summed per-worker counts, "–" without any.
+function split_cell(sums, w, t, jn,    s, k, cell) {
+  s = 0
+  for (k = 1; k <= nworkers; k++)
+    s += sums[w SUBSEP t SUBSEP k]
+  if (s == 0)
+    return "–"
+  for (k = 1; k <= nworkers; k++)
+    cell = cell (k > 1 ? " / " : "") sprintf("%.1f", 100 * sums[w SUBSEP t SUBSEP k] / s)
+  return cell " (J " fmt(jn, 3) ", n=" s ")"
 }
 
 FILENAME == meta {
@@ -94,16 +120,17 @@ FILENAME == results {
   t = $col["target"]
   nrows++
   split("rps mib_s p50_ms p99_ms p999_ms master_cpu_pct workers_cpu_pct cpu_us_per_req " \
-        "max_rss_mib fds_per_conn jain idle_conns idle_bytes_per_conn other_cpu_pct", names, " ")
+        "max_rss_mib fds_per_conn jain idle_conns idle_bytes_per_conn other_cpu_pct " \
+        "request_jain", names, " ")
   for (i = 1; i in names; i++)
-    if ($col[names[i]] != "")
+    if ((names[i] in col) && $col[names[i]] != "")
       vals[w SUBSEP t SUBSEP names[i]] = vals[w SUBSEP t SUBSEP names[i]] " " $col[names[i]]
   errors[w SUBSEP t] += $col["socket_errors"] + $col["timeouts"] + $col["non2xx"]
-  if ($col["accepted"] != "") {
-    n = split($col["accepted"], acc_a, ";")
-    nworkers = n
-    for (i = 1; i <= n; i++)
-      accepted[w SUBSEP t SUBSEP i] += acc_a[i]
+  add_split("accepted", accepted)
+  add_split("worker_requests", wrequests)
+  if (("heavy_requests" in col) && $col["heavy_requests"] != "") {
+    heavy[w SUBSEP t] += $col["heavy_requests"]
+    light[w SUBSEP t] += $col["light_requests"]
   }
 }
 
@@ -115,7 +142,8 @@ END {
   printf "# lbproxy bench: %s on %s\n\n", m["date"], m["host"]
   printf "A **%s** run: %s round(s) of %d workloads × %d targets, interleaved (each " \
          "round runs every workload; within a workload the target order rotates by one per " \
-         "round and reverses every other round). wrk measures %s s per target after a %s s warm-up, with 2 threads. Every " \
+         "round and reverses every other round). wrk (2 threads; for `imbalanced`, lbp-imbalance, one " \
+         "thread) measures %s s per target after a %s s warm-up. Every " \
          "figure is the **median over rounds**; errors are summed over rounds.\n\n",
          m["mode"], m["rounds"], nw, nt, m["duration_s"], m["warmup_s"]
   printf "Machine: %s, %s CPUs, Linux %s, open-file limit %s. Versions: lbproxy %s (Release), " \
@@ -242,7 +270,8 @@ END {
         "rounds), as % of the total, and Jain's fairness index (Σx)²/(n·Σx²) (median over " \
         "rounds): 1.00 is a perfect split, 0.50 means one of two workers took everything. " \
         "Keep-alive workloads open few connections (about 50), so there a small imbalance is " \
-        "a few connections; n is the number of connections counted.\n"
+        "a few connections; n is the number of connections counted. `imbalanced` counts its " \
+        "connections from their set-up (before the warm-up), since they stay open throughout.\n"
   line = "| strategy |"
   sep = "|---|"
   for (j = 1; j <= nw; j++) {
@@ -256,19 +285,16 @@ END {
     if (t !~ /^lbproxy-/)
       continue
     line = "| " t " |"
-    for (j = 1; j <= nw; j++) {
-      s = 0
-      for (k = 1; k <= nworkers; k++)
-        s += accepted[W[j] SUBSEP t SUBSEP k]
-      cell = ""
-      for (k = 1; k <= nworkers && s > 0; k++)
-        cell = cell (k > 1 ? " / " : "") sprintf("%.1f", 100 * accepted[W[j] SUBSEP t SUBSEP k] / s)
-      jn = med(W[j], t, "jain")
-      line = line " " (s > 0 ? cell " (J " fmt(jn, 3) ", n=" s ")" : "–") " |"
-    }
+    for (j = 1; j <= nw; j++)
+      line = line " " split_cell(accepted, W[j], t, med(W[j], t, "jain")) " |"
     print line
   }
   print ""
+
+  # ---- request share (imbalanced) ----
+  for (j = 1; j <= nw; j++)
+    if (W[j] == "imbalanced")
+      imbalance_section()
 
   # ---- micro ----
   print "## Hot path in instructions (callgrind)\n"
@@ -284,4 +310,37 @@ END {
   print "## Charts\n"
   print "![req/s per target and workload](rps.svg)\n"
   print "![p99 latency per target and workload](p99.svg)"
+}
+
+# The imbalanced workload's own table: the per-worker request share (lbproxy's /stats) next to
+# the connection share, the heavy:light request ratio lbp-imbalance kept, req/s and p99.
+function imbalance_section(    i, t, w, lb, r) {
+  w = "imbalanced"
+  print "## Request share per worker (imbalanced workload)\n"
+  print "lbp-imbalance opens 50 keep-alive connections one at a time (each has its first " \
+        "response before the next connects), heavy, light, heavy, ...; a heavy connection " \
+        "sends its next request as soon as it has a response, a light one only while the " \
+        "heavy ones' average count is ≥ 10× its own. A dispatcher that deals connections to " \
+        "two workers in turn thus gives one worker every heavy connection: about 10/11 " \
+        "(90.9 %) of the requests while the connection split is even. Request share: " \
+        "per-worker `requests` deltas from lbproxy's admin API (`/stats`) over the measured " \
+        "period (nothing in flight at either end), summed over rounds, with Jain's index over " \
+        "requests (median over rounds). nginx, HAProxy and direct expose no per-worker " \
+        "split (–). heavy : light is the requests of heavy over light connections, as " \
+        "lbp-imbalance counted them (10 : 1 when the rule held).\n"
+  print "| target | req/s | p99 ms | heavy : light | request share per worker, % | " \
+        "connection share per worker, % |"
+  print "|---|---:|---:|---:|---|---|"
+  for (i = 1; i <= nt; i++) {
+    t = T[i]
+    if (med(w, t, "rps") == "")
+      continue
+    lb = t ~ /^lbproxy-/
+    r = light[w SUBSEP t] > 0 ? sprintf("%.1f : 1", heavy[w SUBSEP t] / light[w SUBSEP t]) : "–"
+    printf "| %s | %s | %s | %s | %s | %s |\n", t, fmt(med(w, t, "rps"), 0),
+           fmt(med(w, t, "p99_ms"), 2), r,
+           lb ? split_cell(wrequests, w, t, med(w, t, "request_jain")) : "–",
+           lb ? split_cell(accepted, w, t, med(w, t, "jain")) : "–"
+  }
+  print ""
 }

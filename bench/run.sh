@@ -10,7 +10,10 @@
 #    workload every target, in an order rotated by one each round and reversed every other
 #    round, so neither slow drift of this shared machine nor the target measured just before
 #    always hits the same target. Each measurement starts its target fresh,
-#    warms it up, measures with wrk while sampling /proc, then stops it.
+#    warms it up, measures with wrk while sampling /proc, then stops it. The imbalanced
+#    workload uses lbp-imbalance instead of wrk: one process warms up, pauses with nothing in
+#    flight (lbproxy's per-worker request counts are read from its admin API then), measures,
+#    and holds its connections until the counts are read again.
 # 3. Anything dead (a target or backend process, wrk errors, no requests) stops the run with
 #    the log that shows why; the EXIT trap stops every process this script started.
 # 4. Results: bench/results/<date>-<host>[-quick]/ (results.csv, raw/, logs/, micro.*), then
@@ -40,6 +43,7 @@ BENCH=$ROOT/bench
 LBPROXY=$BUILD/workers/lbproxy
 BACKEND=$BUILD/tests/support/lbp-backend
 IDLE=$BUILD/bench/lbp-idle-conns
+IMB=$BUILD/bench/lbp-imbalance
 MICRO=$BUILD/bench/lbp-micro
 PATH=$PATH:/usr/sbin:/sbin
 
@@ -55,13 +59,16 @@ IDLE_CONNS=${LBP_BENCH_IDLE_CONNS:-10000}
 read -r -a TARGETS <<<"${LBP_BENCH_TARGETS:-direct lbproxy-handoff lbproxy-handoff-least \
 lbproxy-proxy lbproxy-shared lbproxy-reuseport nginx haproxy}"
 read -r -a WORKLOADS <<<"${LBP_BENCH_WORKLOADS:-ka-small close-small resp-64k resp-1m slow-10ms \
-idle-10k}"
-# Per workload: request path, wrk connections, a new connection per request (1) or keep-alive.
+idle-10k imbalanced}"
+# Per workload: request path, client connections, a new connection per request (1) or keep-alive.
 declare -A WL_PATH=([ka-small]=/ [close-small]=/ [resp-64k]="/bytes?n=65536"
-  [resp-1m]="/bytes?n=1048576" [slow-10ms]="/delay?ms=10" [idle-10k]=/)
+  [resp-1m]="/bytes?n=1048576" [slow-10ms]="/delay?ms=10" [idle-10k]=/ [imbalanced]=/)
 declare -A WL_CONNS=([ka-small]=50 [close-small]=50 [resp-64k]=50 [resp-1m]=20 [slow-10ms]=500
-  [idle-10k]=50)
+  [idle-10k]=50 [imbalanced]=50)
 declare -A WL_CLOSE=([close-small]=1)
+# imbalanced (lbp-imbalance): half the connections heavy, each making IMB_RATIO times the requests
+# of a light one, connected heavy, light, heavy, ... so that dealing in turn piles them up.
+IMB_HEAVY=0.5 IMB_RATIO=10
 
 die() {
   echo "bench: error: $*" >&2
@@ -75,10 +82,10 @@ for t in "${TARGETS[@]}"; do
   *) die "unknown target '$t'" ;;
   esac
 done
-for f in "$LBPROXY" "$BACKEND" "$IDLE" "$MICRO"; do
+for f in "$LBPROXY" "$BACKEND" "$IDLE" "$IMB" "$MICRO"; do
   [[ -x $f ]] || die "$f is missing: build with 'make bench' (or cmake --build $BUILD)"
 done
-for tool in wrk nginx haproxy gnuplot valgrind callgrind_annotate; do
+for tool in wrk curl nginx haproxy gnuplot valgrind callgrind_annotate; do
   command -v "$tool" >/dev/null || die "$tool is not installed (make bench installs it)"
 done
 
@@ -101,6 +108,7 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/lbp-bench.XXXXXX")
 # ---- processes: every one we start is a process-group leader (setsid), stopped at exit ----
 STARTED=()
 WRK_PID=""
+GEN_PID="" # lbp-imbalance, while it runs (it is in STARTED too)
 
 # Reads /proc/PID/stat after the command name: S_STATE, S_PPID, S_PGRP, S_CPU (utime+stime).
 read_stat() {
@@ -308,6 +316,9 @@ start_lbproxy() { # DISPATCH LOG
   T_LEADER=$SPAWNED T_MASTER=$SPAWNED
   wait_line "$2" ' master info: ready listen=' "$T_LEADER" 20 "lbproxy ($1)"
   T_PORT=$(sed -n 's/.* master info: ready listen=[0-9.]*:\([0-9]*\) .*/\1/p' "$2" | head -n 1)
+  T_ADMIN=$(sed -n 's/.* master info: ready listen=.* admin=\(127\.0\.0\.1:[0-9]*\).*/\1/p' "$2" |
+    head -n 1)
+  [[ -n $T_ADMIN ]] || die "lbproxy ($1): no admin address in its ready line (log: $2)"
   wait_children "$T_LEADER" 2 "lbproxy ($1)" "$2"
 }
 
@@ -349,6 +360,7 @@ start_peer() { # KIND LOG
 }
 
 target_start() { # TARGET LOG
+  T_ADMIN=""
   case $1 in
   direct) T_PORT=$BE_D_PORT T_LEADER="" T_MASTER="" T_WORKERS=() ;;
   lbproxy-*) start_lbproxy "${1#lbproxy-}" "$2" ;;
@@ -398,21 +410,117 @@ run_wrk() { # WORKLOAD SECONDS OUTFILE
   done
   wait "$WRK_PID" || die "wrk failed against $T_PORT (output: $out)"
   WRK_PID=""
-  line=$(grep '^LBP_RESULT ' "$out" | tail -n 1) || die "no result line from wrk (output: $out)"
+  read_result "$out" wrk
+  # A healthy target answers everything; a few errors in a million is noise, 1 % is a fault.
+  ((R[errors] * 100 <= R[requests])) ||
+    die "${R[errors]} errors out of ${R[requests]} requests (output: $out)"
+}
+declare -A R
+
+# Fills R[] from the LBP_RESULT line of OUTFILE (wrk-report.lua's keys; lbp-imbalance adds
+# heavy= and light=), with R[sockerr] and R[errors] summed from them.
+read_result() { # OUTFILE WHO
+  local line kv
+  line=$(grep '^LBP_RESULT ' "$1" | tail -n 1) || die "no result line from $2 (output: $1)"
   R=()
   # shellcheck disable=SC2086 # the line is space-separated key=value words
   for kv in ${line#LBP_RESULT }; do R[${kv%%=*}]=${kv#*=}; done
-  ((R[requests] > 0)) || die "no request succeeded (output: $out)"
+  ((R[requests] > 0)) || die "no request succeeded (output: $1)"
   R[sockerr]=$((R[connect_err] + R[read_err] + R[write_err]))
-  n=$((R[sockerr] + R[timeout_err] + R[status_err]))
-  # A healthy target answers everything; a few errors in a million is noise, 1 % is a fault.
-  ((n * 100 <= R[requests])) || die "$n errors out of ${R[requests]} requests (output: $out)"
+  R[errors]=$((R[sockerr] + R[timeout_err] + R[status_err]))
 }
-declare -A R
+
+# ---- lbp-imbalance (the imbalanced workload) ----
+
+# Starts lbp-imbalance against T_PORT and waits until it has set up its connections, warmed up
+# and paused with nothing in flight; sets GEN_PID.
+imb_start() { # TARGET OUTFILE
+  local out=$2 args
+  args=(--connect "127.0.0.1:$T_PORT" --path "${WL_PATH[imbalanced]}"
+    --conns "${WL_CONNS[imbalanced]}" --heavy "$IMB_HEAVY" --ratio "$IMB_RATIO"
+    --warmup "$WARMUP" --duration "$DURATION" --timeout-ms 10000 --hold)
+  # sh prints the command line first and execs the generator, so the pid stays its own.
+  # shellcheck disable=SC2016 # $0, $* and $@ are the inner sh's
+  spawn "$out" sh -c 'echo "# lbp-imbalance $*"; exec "$0" "$@"' "$IMB" "${args[@]}"
+  GEN_PID=$SPAWNED
+  wait_line "$out" '^warm requests=' "$GEN_PID" $((WARMUP + 60)) "lbp-imbalance against $1"
+  grep -q '^warm .* errors=0$' "$out" || die "lbp-imbalance against $1: errors in the set-up or \
+warm-up (output: $out)"
+}
+
+# Lets the paused lbp-imbalance measure; fills R[] from its result line. It then holds its
+# connections (quiet) until imb_stop. Samples the target's descriptors into FDS_MAX meanwhile.
+imb_measure() { # TARGET OUTFILE
+  local out=$2 deadline=$((SECONDS + DURATION + 30)) i=0 n
+  kill -USR1 "$GEN_PID"
+  FDS_MAX=0
+  until grep -q '^LBP_RESULT ' "$out"; do
+    is_running "$GEN_PID" || die "lbp-imbalance against $1 exited before its result (output: $out)"
+    ((SECONDS <= deadline)) || die "no result from lbp-imbalance against $1 (output: $out)"
+    if ((i++ % 5 == 0)); then
+      n=$(fd_count "${T_PROCS[@]}")
+      ((n > FDS_MAX)) && FDS_MAX=$n
+    fi
+    sleep 0.05
+  done
+  read_result "$out" lbp-imbalance
+  # Every connection counts here: one lost moves the load, so no error is noise.
+  ((R[errors] == 0)) || die "${R[errors]} errors from lbp-imbalance against $1 (output: $out)"
+}
+
+imb_stop() {
+  [[ -n $GEN_PID ]] || return 0
+  stop_group "$GEN_PID" 5 || true
+  GEN_PID=""
+}
+
+# lbproxy's per-worker request counts ("a,b") from its admin API's /stats: the "requests" of
+# each object in "workers" (the totals and the servers come before and after that array).
+admin_requests() {
+  local json counts
+  json=$(curl -sS --max-time 5 "http://$T_ADMIN/stats") ||
+    die "GET http://$T_ADMIN/stats failed"
+  counts=$(awk '{
+    s = substr($0, index($0, "\"workers\":["))
+    s = substr(s, 1, index(s, "],\"servers\":"))
+    while (match(s, /"requests":[0-9]+/)) {
+      out = out (out == "" ? "" : ",") substr(s, RSTART + 11, RLENGTH - 11)
+      s = substr(s, RSTART + RLENGTH)
+    }
+    print out }' <<<"$json")
+  [[ $counts =~ ^[0-9]+(,[0-9]+)+$ ]] || die "no per-worker request counts in /stats of $T_ADMIN"
+  echo "$counts"
+}
 
 # ---- lbproxy's stats lines: per-worker accepted counts ----
 
 stats_count() { grep -c ' master info: stats dispatch=' "$1" || true; }
+
+# Per-worker deltas between two count lists ("a,b"): prints "d1;d2 share1;share2 jain" (shares
+# in % of the sum; Jain's index (sum d)^2 / (n * sum d^2), 0 when nothing moved).
+shares() { # BEFORE AFTER
+  awk -v a="$1" -v b="$2" 'BEGIN {
+    n = split(a, x, ","); split(b, y, ","); s = 0; q = 0
+    for (i = 1; i <= n; i++) { d[i] = y[i] - x[i]; s += d[i]; q += d[i] * d[i] }
+    for (i = 1; i <= n; i++) {
+      acc = acc (i > 1 ? ";" : "") d[i]
+      sh = sh (i > 1 ? ";" : "") sprintf("%.1f", s ? 100 * d[i] / s : 0)
+    }
+    printf "%s %s %.4f\n", acc, sh, q ? s * s / (n * q) : 0 }'
+}
+
+# Sets wreq, wshare, wjain (measure's) from lbproxy's per-worker request counts now and BEFORE.
+# lbp-imbalance holds its connections with nothing in flight: the counts stand still, and their
+# sum is its own request count (a warning says otherwise).
+request_share() { # TARGET BEFORE LOG
+  local after sum
+  after=$(admin_requests)
+  read -r wreq wshare wjain < <(shares "$2" "$after")
+  sum=$((${wreq//;/+}))
+  ((sum * 100 >= R[requests] * 99 && sum * 100 <= R[requests] * 101)) ||
+    echo "bench: warning: $1: lbproxy's workers counted $sum requests, lbp-imbalance" \
+      "${R[requests]} (log: $3)" >&2
+}
 
 # Waits for a stats line newer than the first $2, and prints its accepted list ("a,b").
 stats_after() { # LOG COUNT
@@ -439,7 +547,8 @@ idle_target_conns() { # TARGET: what fits the descriptor limit (see NOFILE above
 CSV_HEADER="round,workload,target,conns,duration_s,requests,rps,mib_s,p50_ms,p90_ms,p99_ms,\
 p999_ms,max_ms,socket_errors,timeouts,non2xx,master_cpu_s,workers_cpu_s,master_cpu_pct,\
 workers_cpu_pct,cpu_us_per_req,max_rss_mib,fds_per_conn,accepted,share_pct,jain,idle_conns,\
-idle_bytes_per_conn,other_cpu_pct,steal_pct"
+idle_bytes_per_conn,other_cpu_pct,steal_pct,heavy_requests,light_requests,worker_requests,\
+request_share_pct,request_jain"
 
 # calc DIGITS EXPR [NAME=VALUE...]: prints the awk expression EXPR over the named values.
 calc() {
@@ -449,17 +558,34 @@ calc() {
   awk "${args[@]}" -v d="$d" "BEGIN { printf \"%.*f\", d, $e }"
 }
 
+# Warms TARGET up with WORKLOAD. lbproxy: sets s0 (measure's) to the per-worker accepted counts
+# from which connections count and, for imbalanced, rq0 to the request counts.
+warm_up() { # TARGET WORKLOAD TAG OUTFILE LOG
+  local lb=""
+  [[ $1 == lbproxy-* ]] && lb=1
+  if [[ $2 == imbalanced ]]; then
+    # Its connections are set up before the warm-up and stay: count them from the start.
+    if [[ -n $lb ]]; then s0=$(stats_after "$5" "$(stats_count "$5")"); fi
+    imb_start "$1" "$4"
+    if [[ -n $lb ]]; then rq0=$(admin_requests); fi
+  else
+    run_wrk "$2" "$WARMUP" "$RESULTS/raw/$3.warmup.txt"
+    if [[ -n $lb ]]; then s0=$(stats_after "$5" "$(stats_count "$5")"); fi
+  fi
+}
+
 measure() { # ROUND WORKLOAD TARGET
   local round=$1 w=$2 t=$3 tag="r$1-$2-$3" log out fd0 c0m c0w c1m c1w s0 s1 ncons
   local idle_n="" idle_bytes="" idle_pid="" idle_out rss0 rss1 acc="" share="" jain=""
   local mcpu="" wcpu="" mpct="" wpct="" cpr="" rss="" fpc="" c0b c1b c0k c1k m0 s0t other steal
+  local imb="" c0g c1g rq0="" wreq="" wshare="" wjain=""
+  [[ $w == imbalanced ]] && imb=1
   log=$RESULTS/logs/$tag.log
   out=$RESULTS/raw/$tag.txt
   : >"$log"
   target_start "$t" "$log"
   fd0=$(fd_count "${T_PROCS[@]}")
-  run_wrk "$w" "$WARMUP" "$RESULTS/raw/$tag.warmup.txt"
-  [[ $t == lbproxy-* ]] && s0=$(stats_after "$log" "$(stats_count "$log")")
+  warm_up "$t" "$w" "$tag" "$out" "$log"
   ncons=${WL_CONNS[$w]}
   if [[ $w == idle-* ]]; then
     idle_n=$(idle_target_conns "$t")
@@ -476,17 +602,20 @@ measure() { # ROUND WORKLOAD TARGET
   c0w=$(cpu_ticks "${T_WORKERS[@]}")
   c0b=$(cpu_ticks "${BE_PROCS[@]}")
   c0k=$(children_ticks)
+  c0g=$(cpu_ticks ${GEN_PID:+"$GEN_PID"})
   machine_ticks
   m0=$M_BUSY s0t=$M_STEAL
-  run_wrk "$w" "$DURATION" "$out"
+  if [[ -n $imb ]]; then imb_measure "$t" "$out"; else run_wrk "$w" "$DURATION" "$out"; fi
   c1m=$(cpu_ticks ${T_MASTER:+"$T_MASTER"})
   c1w=$(cpu_ticks "${T_WORKERS[@]}")
   c1b=$(cpu_ticks "${BE_PROCS[@]}")
   c1k=$(children_ticks)
+  c1g=$(cpu_ticks ${GEN_PID:+"$GEN_PID"})
   machine_ticks
   # Whatever else ran meanwhile (other users of this shared machine), and the hypervisor's steal.
+  # The load generator counts as the bench's: wrk once reaped, lbp-imbalance while it holds.
   other=$(calc 1 '1e8 * (m - t) / k / us' m=$((M_BUSY - m0)) k="$CLK_TCK" us="${R[duration_us]}" \
-    t=$((c1m - c0m + c1w - c0w + c1b - c0b + c1k - c0k)))
+    t=$((c1m - c0m + c1w - c0w + c1b - c0b + c1k - c0k + c1g - c0g)))
   steal=$(calc 1 '1e8 * s / k / us' s=$((M_STEAL - s0t)) k="$CLK_TCK" us="${R[duration_us]}")
   if [[ -n $idle_pid ]]; then
     is_running "$idle_pid" || die "lbp-idle-conns against $t died (output: $idle_out)"
@@ -507,16 +636,11 @@ measure() { # ROUND WORKLOAD TARGET
     fpc=$(calc 2 '(a - b) / n' a="$FDS_MAX" b="$fd0" n="$ncons")
   fi
   if [[ $t == lbproxy-* ]]; then
+    if [[ -n $imb ]]; then request_share "$t" "$rq0" "$log"; fi
     s1=$(stats_after "$log" "$(stats_count "$log")")
-    read -r acc share jain < <(awk -v a="$s0" -v b="$s1" 'BEGIN {
-      n = split(a, x, ","); split(b, y, ","); s = 0; q = 0
-      for (i = 1; i <= n; i++) { d[i] = y[i] - x[i]; s += d[i]; q += d[i] * d[i] }
-      for (i = 1; i <= n; i++) {
-        acc = acc (i > 1 ? ";" : "") d[i]
-        sh = sh (i > 1 ? ";" : "") sprintf("%.1f", s ? 100 * d[i] / s : 0)
-      }
-      printf "%s %s %.4f\n", acc, sh, q ? s * s / (n * q) : 0 }')
+    read -r acc share jain < <(shares "$s0" "$s1")
   fi
+  imb_stop
   target_stop "$t" "$log"
   check_backends
   local row=("$round" "$w" "$t" "$ncons" "$DURATION" "${R[requests]}" "${R[rps]}"
@@ -525,7 +649,8 @@ measure() { # ROUND WORKLOAD TARGET
     "$(calc 3 'x / 1000' x="${R[p99_us]}")" "$(calc 3 'x / 1000' x="${R[p999_us]}")"
     "$(calc 3 'x / 1000' x="${R[max_us]}")" "${R[sockerr]}" "${R[timeout_err]}"
     "${R[status_err]}" "$mcpu" "$wcpu" "$mpct" "$wpct" "$cpr" "$rss" "$fpc" "$acc" "$share"
-    "$jain" "$idle_n" "$idle_bytes" "$other" "$steal")
+    "$jain" "$idle_n" "$idle_bytes" "$other" "$steal" "${R[heavy]:-}" "${R[light]:-}" "$wreq"
+    "$wshare" "$wjain")
   (
     IFS=,
     echo "${row[*]}"
