@@ -63,7 +63,9 @@ struct px_client {
   struct px_tcp *tcps;    /* C_TCP */
   uint32_t lingered;
   uint32_t nwrites;
-  uint32_t recent; /* requests ended since the last shed (px_ctx_shed) */
+  uint32_t recent;       /* requests ended since the last shed (px_ctx_shed) */
+  uint64_t settle_until; /* handed over from another worker: not shed again before then */
+  uint64_t shed_until;   /* marked by px_ctx_shed: handed over if between requests before then */
   uint16_t listener;
   uint8_t state;
   uint8_t refs; /* handles not closed yet */
@@ -74,7 +76,6 @@ struct px_client {
   uint8_t deferred;  /* the timer runs a pipelined request, not a deadline */
   uint8_t fd_shared; /* the master may still hold this socket (handoff) */
   uint8_t proxy_protocol;
-  uint8_t shed; /* to be handed over when next between requests (px_ctx_shed) */
   uint8_t nodelay;
   uint8_t peer_len;
   char peer[52]; /* ", " + the client's address, for X-Forwarded-For */
@@ -359,7 +360,12 @@ static void op_wait(struct px_request *r, enum px_wait w) {
 }
 
 static int client_can_hand_over(const struct px_client *c);
-static void client_handover(struct px_client *c);
+static int client_handover(struct px_client *c);
+
+/* Marked by px_ctx_shed, and not too late for the master to expect it. */
+static int client_shed(const struct px_client *c) {
+  return c->shed_until != 0 && uv_now(c->ctx->loop) < c->shed_until;
+}
 
 /* The request ended with keep-alive: the next one, idle, or handed over. */
 static void client_next(struct px_client *c) {
@@ -371,12 +377,10 @@ static void client_next(struct px_client *c) {
   in->pos = in->fwd = 0;
   c->wait = PX_WAIT_NONE;
   c->recent++;
-  if (c->shed && uv_now(c->ctx->loop) >= c->ctx->shed_until)
-    c->shed = 0; /* too late: the master no longer expects it */
-  if ((c->ctx->draining || c->shed) && client_can_hand_over(c)) {
-    client_handover(c);
-    return;
-  }
+  if ((c->ctx->draining || client_shed(c)) && client_can_hand_over(c) &&
+      (client_handover(c) == 0 || c->ctx->draining))
+    return; /* gone, or (a drain that could not hand it) closing */
+  c->shed_until = 0;
   /* Nowhere to hand it: it stays, and its next response says Connection: close (closing it
    * now, between requests, could cross a request the client is already sending). */
   if (in->len > 0) {
@@ -461,12 +465,25 @@ static int client_can_hand_over(const struct px_client *c) {
   return c->ctx->handover != NULL && !c->proxy_protocol;
 }
 
-/* Gives the connection, between requests, to the drain's handover function with the bytes of
- * its next request read so far. */
-static void client_handover(struct px_client *c) {
+/* Gives the connection, between requests, to the handover function with the bytes of its
+ * next request read so far: 0 if it went. If the function refused it (-1), a drain closes it
+ * as after a Connection: close response; a shed leaves it serving here, untouched. */
+static int client_handover(struct px_client *c) {
   struct px_ctx *ctx = c->ctx;
   int rc;
 
+  /* The fd is in a write the worker queued: the client (its handle) must outlive that write,
+   * even if the context closes first (a stop right after a drain); px_client_handed_over
+   * drops this reference when the write is done, cancelled or failed. */
+  c->refs++;
+  rc = ctx->handover(ctx->handover_arg, &c->tcp, c->listener, c->in.b ? c->in.b->data : NULL,
+                     c->in.len);
+  if (rc < 0) {
+    c->refs--;
+    c->shed_until = 0;
+    if (!ctx->draining)
+      return -1;
+  }
   client_read_stop(c);
   uv_timer_stop(&c->timer);
   c->deferred = 0;
@@ -476,17 +493,9 @@ static void client_handover(struct px_client *c) {
     c->req = NULL;
   }
   c->state = C_HANDOVER;
-  /* The fd is in a write the worker queued: the client (its handle) must outlive that write,
-   * even if the context closes first (a stop right after a drain); px_client_handed_over
-   * drops this reference when the write is done, cancelled or failed. */
-  c->refs++;
-  rc = ctx->handover(ctx->handover_arg, &c->tcp, c->listener, c->in.b ? c->in.b->data : NULL,
-                     c->in.len);
-  if (rc < 0) {
-    c->refs--;
-    if (c->state == C_HANDOVER)
-      client_finish(c, 0);
-  }
+  if (rc < 0)
+    client_finish(c, 0);
+  return rc < 0 ? -1 : 0;
 }
 
 /* Has the client sent bytes we have not read yet? (A request on its way: not idle.) */
@@ -526,15 +535,18 @@ static int by_recent_desc(const void *a, const void *b) {
 
 unsigned px__client_shed(struct px_ctx *ctx, unsigned permille) {
   struct px_client **cand;
-  uint64_t total = 0, want, got = 0;
+  uint64_t total = 0, want, got = 0, now = uv_now(ctx->loop);
   unsigned n = 0, marked = 0;
 
   if ((cand = malloc(sizeof(*cand) * (ctx->nclients + 1))) == NULL)
     return 0;
   for (struct px_list *e = ctx->clients.next; e != &ctx->clients; e = e->next) {
     struct px_client *c = px_container_of(e, struct px_client, link);
+    if (client_shed(c))
+      continue; /* already on its way: neither counted nor chosen again */
     total += c->recent;
-    if (c->recent > 0 && !c->shed && client_can_hand_over(c) &&
+    /* One that came lately (maybe moved here by the last shed) stays: no bouncing. */
+    if (c->recent > 0 && now >= c->settle_until && client_can_hand_over(c) &&
         (c->state == C_IDLE || c->state == C_REQUEST))
       cand[n++] = c;
   }
@@ -546,7 +558,7 @@ unsigned px__client_shed(struct px_ctx *ctx, unsigned permille) {
     if (cand[i]->recent > (want - got) * 3 / 2)
       continue;
     got += cand[i]->recent;
-    cand[i]->shed = 1;
+    cand[i]->shed_until = now + PX_SHED_MS;
     marked++;
   }
   free(cand);
@@ -554,7 +566,7 @@ unsigned px__client_shed(struct px_ctx *ctx, unsigned permille) {
     struct px_client *c = px_container_of(e, struct px_client, link);
     e = e->next;
     c->recent = 0;
-    if (c->shed && c->state == C_IDLE)
+    if (client_shed(c) && c->state == C_IDLE)
       client_handover(c); /* idle now: goes at once (busy ones go from client_next) */
   }
   return marked;
@@ -715,6 +727,8 @@ void px_client_start(uv_tcp_t *tcp, const struct px_accept *a) {
   if (!(a->flags & PX_CLIENT_HANDED)) {
     ctx->counters.accepted++;
     px_stat_add(&ctx->st->c[PX_ST_ACCEPTED], 1);
+  } else {
+    c->settle_until = uv_now(ctx->loop) + PX_SHED_SETTLE_MS;
   }
   c->fd_shared = (a->flags & PX_CLIENT_FD_SHARED) != 0;
   c->proxy_protocol = (a->flags & PX_CLIENT_PROXY_PROTOCOL) != 0;

@@ -259,7 +259,6 @@ unsigned px_ctx_shed(struct px_ctx *ctx, unsigned permille, px_handover_fn fn, v
   /* Where shed connections go; a drain later sets its own (NULL for a graceful stop). */
   ctx->handover = fn;
   ctx->handover_arg = arg;
-  ctx->shed_until = uv_now(ctx->loop) + PX_SHED_MS;
   return px__client_shed(ctx, permille > 1000 ? 1000 : permille);
 }
 

@@ -97,10 +97,13 @@ void px_client_handed_over(uv_tcp_t *tcp);
  * half, until their requests reach that share; each goes to `fn` (as in a drain, with the bytes
  * of its next request read so far) when it is next between requests: at once if idle, else
  * when its current response is complete. Connections that cannot be handed over (private
- * ports, tunnels, tcp listeners) are never taken. A marked connection still busy PX_SHED_MS
- * later stays (the master takes shed connections only for a while). Request counts start
+ * ports, tunnels, tcp listeners), that are already marked, or that were handed here less
+ * than PX_SHED_SETTLE_MS ago (a connection the last shed moved must not bounce) are never
+ * taken. If `fn` refuses one, it stays and is served here. A marked connection still busy
+ * PX_SHED_MS later stays (the master takes shed connections only for a while). Request counts start
  * again from 0. Returns how many connections were marked; nothing during a drain. */
-#define PX_SHED_MS 3000
+#define PX_SHED_MS        3000
+#define PX_SHED_SETTLE_MS 5000 /* a connection handed here is not shed again for this long */
 unsigned px_ctx_shed(struct px_ctx *ctx, unsigned permille, px_handover_fn fn, void *arg);
 
 /* Connection limit (limits.max_connections): 1 when this worker has as many client connections

@@ -92,7 +92,6 @@ struct px_ctx {
   uint8_t full; /* active reached max_connections: room_cb runs when it drops */
   px_handover_fn handover;
   void *handover_arg;
-  uint64_t shed_until; /* uv_now: connections marked by px_ctx_shed go back only until then */
   void (*room_cb)(void *arg);
   void *room_arg;
   px_request_log_fn log_fn;

@@ -212,6 +212,21 @@ static int splice_pipe_ready(void) {
     failed = 1;
     return 0;
   }
+  /* Never fds 0-2: a process started with them closed would later make one of them its log
+   * (dup2 onto 2), and spliced bytes would go there. */
+  for (int i = 0; i < 2; i++)
+    if (splice_pipe[i] <= 2) {
+      int fd = fcntl(splice_pipe[i], F_DUPFD_CLOEXEC, 3);
+      if (fd < 0) {
+        close(splice_pipe[0]);
+        close(splice_pipe[1]);
+        splice_pipe[0] = splice_pipe[1] = -1;
+        failed = 1;
+        return 0;
+      }
+      close(splice_pipe[i]);
+      splice_pipe[i] = fd;
+    }
   cap = fcntl(splice_pipe[1], F_SETPIPE_SZ, SPLICE_PIPE_SIZE);
   if (cap < 0)
     cap = fcntl(splice_pipe[1], F_GETPIPE_SZ);
@@ -244,11 +259,43 @@ static size_t pipe_drain(char *dst, size_t n) {
 
 static void dir_eof(struct px_relay *r, struct px_relay_dir *d);
 
+/* A spliced direction reads once the copying way: when splice cannot take what is readable
+ * (TCP urgent data stops it at the mark: EAGAIN while epoll keeps saying readable, a busy
+ * loop; a plain read steps over the mark), and while the owner still has bytes queued for the
+ * destination in libuv (they go first: dir_flush queues behind them). */
+static void dir_copy_once(struct px_relay *r, struct px_relay_dir *d) {
+  ssize_t n;
+
+  if (d->b == NULL && (d->b = px_buf_get(r->pool)) == NULL) {
+    relay_end(r, PX_RELAY_RESET, side_of(r, d->from));
+    return;
+  }
+  do
+    n = read(d->from_fd, d->b->data + d->len, r->pool->size - d->len);
+  while (n < 0 && errno == EINTR);
+  if (n > 0) {
+    r->last_io = uv_now(d->from->loop);
+    d->len += (size_t)n;
+    dir_flush(r, d);
+    return;
+  }
+  if (d->len == 0)
+    buf_release(r, d);
+  if (n == 0)
+    dir_eof(r, d);
+  else if (errno != EAGAIN)
+    relay_end(r, PX_RELAY_RESET, side_of(r, d->from));
+}
+
 /* Readable source, splice mode: up to SPLICE_ROUNDS chunks socket -> pipe -> socket. A chunk
  * the destination does not take goes into the direction's buffer and out by dir_flush. */
 static void dir_splice(struct px_relay *r, struct px_relay_dir *d) {
   size_t chunk = r->pool->size < splice_cap ? r->pool->size : splice_cap;
 
+  if (uv_stream_get_write_queue_size(d->to) > 0) {
+    dir_copy_once(r, d);
+    return;
+  }
   for (int round = 0; round < SPLICE_ROUNDS && r->state == R_RUNNING; round++) {
     ssize_t n =
         splice(d->from_fd, NULL, splice_pipe[1], NULL, chunk, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
@@ -265,6 +312,8 @@ static void dir_splice(struct px_relay *r, struct px_relay_dir *d) {
         d->from_fd = -1; /* this socket cannot splice: copy from now on */
       else if (errno != EAGAIN)
         relay_end(r, PX_RELAY_RESET, side_of(r, d->from));
+      else if (round == 0)
+        dir_copy_once(r, d); /* readable, yet nothing to splice: urgent data */
       return;
     }
     r->last_io = uv_now(d->from->loop);
@@ -295,6 +344,7 @@ static void dir_splice(struct px_relay *r, struct px_relay_dir *d) {
     }
     d->len = pipe_drain(d->b->data, left);
     if (d->len != left) { /* cannot be: the pipe held exactly `left` bytes */
+      pipe_drain(NULL, 0);
       relay_end(r, PX_RELAY_RESET, side_of(r, d->from));
       return;
     }

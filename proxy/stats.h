@@ -52,10 +52,13 @@ struct px_hist {
   _Atomic uint64_t sum_us;
 };
 
+#define PX_BEAT_MS 100
+
 /* One worker slot's block. */
 struct px_stats {
   _Atomic uint64_t c[PX_ST_COUNT];
   _Atomic uint64_t active;      /* gauge: client connections open in this worker */
+  _Atomic uint64_t beat_ms;     /* the worker's loop time (uv_now), every PX_BEAT_MS */
   struct px_hist request_time;  /* first byte of a request to its end */
   struct px_hist upstream_time; /* an attempt's start (connect included) to its response head */
 };

@@ -185,7 +185,8 @@ struct worker *handoff_pick_rr(struct master *m);
 /* Starts the master's rebalancing tick (it only acts under handoff-least with `rebalance`). */
 void rebalance_init(struct master *m);
 uv_handle_t *rebalance_handle(struct master *m);
-/* 1 if w was asked to shed connections lately: its HANDOVERs are rebalancing, not a bug. */
+/* 1 if w serves and was asked to shed connections: its HANDOVERs are rebalancing, not a bug,
+ * and are never refused (that would close the client's connection). */
 int rebalance_takes_from(struct master *m, const struct worker *w);
 /* Where a connection w shed goes: the slot + 1 of the least busy worker, counted as moved; 0
  * when there is none (the strategy's pick decides). */
@@ -390,6 +391,7 @@ struct worker {
   uint32_t active;
   uint64_t rb_last, rb_tick; /* rebalance.c: requests counted at the last tick, and in it */
   uint64_t rb_asked;         /* uv_now when it was last asked to shed connections, 0: never */
+  uint64_t rb_moved_at_ask;  /* its rebalanced counter then (did the ask move anything?) */
   uint8_t rb_known, rb_over; /* rb_last is set; ticks in a row over its share */
   struct lsock *socks[2 * LBP_MAX_LISTENERS]; /* the listening sockets it accepts on */
   uint8_t nsocks;
@@ -488,6 +490,7 @@ struct master {
     uint32_t seen_gen;           /* the generation its counts are of */
     unsigned target;             /* slot + 1 of the least busy worker of the last move, 0: none */
     unsigned cooldown;           /* ticks to wait before judging again */
+    unsigned backoff;            /* the wait after the next ask: doubles while asks move nothing */
     uint64_t asked;              /* SHED requests sent */
     uint64_t moved;              /* connections sent to the target */
   } rb;                          /* rebalance.c */

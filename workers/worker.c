@@ -61,7 +61,7 @@ struct wproc {
   int expect_sockets, got_sockets;
   struct wlisten *socks[MAX_SOCKETS];
   uv_check_t check;
-  uv_timer_t status_timer, drain_timer, log_timer;
+  uv_timer_t status_timer, drain_timer, log_timer, beat_timer;
   struct alog alog; /* the access log (access_log), buffered */
   uv_signal_t sigterm;
   int least_loaded;
@@ -779,6 +779,16 @@ static void log_timer_cb(uv_timer_t *t) {
   lbp_log_flush(0);
 }
 
+/* The loop is alive: the master sends rebalanced connections only to a worker whose beat is
+ * fresh (a stopped or wedged worker serves no requests, so it would look least busy). */
+static void beat_timer_cb(uv_timer_t *t) {
+  struct wproc *w = t->data;
+
+  if (w->shm != NULL)
+    atomic_store_explicit(&lbp_shm_worker(w->shm, w->slot)->beat_ms, uv_now(t->loop),
+                          memory_order_relaxed);
+}
+
 int worker_run(int channel_fd) {
   struct wproc w;
   unsigned char hello[4];
@@ -811,6 +821,10 @@ int worker_run(int channel_fd) {
   uv_timer_init(w.loop, &w.log_timer);
   uv_timer_start(&w.log_timer, log_timer_cb, 1000, 1000);
   uv_unref((uv_handle_t *)&w.log_timer);
+  uv_timer_init(w.loop, &w.beat_timer);
+  w.beat_timer.data = &w;
+  uv_timer_start(&w.beat_timer, beat_timer_cb, PX_BEAT_MS, PX_BEAT_MS);
+  uv_unref((uv_handle_t *)&w.beat_timer);
   uv_signal_init(w.loop, &w.sigterm);
   w.sigterm.data = &w;
   uv_signal_start(&w.sigterm, sigterm_cb, SIGTERM);

@@ -1,6 +1,7 @@
 /* Tests for request-level rebalancing (workers/rebalance.c, px_ctx_shed): busy keep-alive
- * connections piled on one worker move, on the same TCP connection, to the idle one; nothing
- * fails; `rebalance: false` turns it off. */
+ * connections piled on one worker move, on the same TCP connection, to the idle one (pipelined
+ * requests included); nothing fails; never to a stopped worker; `rebalance: false` turns it
+ * off. */
 #include "itest.h"
 
 #include <pthread.h>
@@ -8,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <unistd.h>
 
 #define NCONN 8
@@ -18,6 +20,7 @@ struct heavy {
   atomic_ullong ok, on_other; /* responses; those from another worker than the first one */
   atomic_int failed;
   int first_slot;
+  int pipeline; /* two requests per write: a handover carries the second one along */
 };
 
 static int slot_of(const struct hc_resp *r) {
@@ -33,17 +36,28 @@ static void *heavy_loop(void *arg) {
   struct heavy *h = arg;
   struct hc_resp *r = malloc(sizeof(*r));
 
+  static const char req[] = "GET / HTTP/1.1\r\nHost: t\r\n\r\n";
+  static const char two[] = "GET / HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n";
+
   while (r != NULL && !atomic_load(h->stop)) {
-    int rc = hc_roundtrip(h->fd, "GET / HTTP/1.1\r\nHost: t\r\n\r\n", r);
-    if (rc != 0 || r->status != 200 || !r->keep_alive) {
-      fprintf(stderr, "heavy connection: rc %d status %d keep-alive %d\n", rc, r->status,
-              r->keep_alive);
+    int n = h->pipeline ? 2 : 1,
+        rc = hc_send_all(h->fd, n == 2 ? two : req, n == 2 ? sizeof(two) - 1 : sizeof(req) - 1);
+    for (int i = 0; i < n && rc == 0; i++) {
+      rc = hc_read_response(h->fd, r, 0);
+      if (rc != 0 || r->status != 200 || !r->keep_alive) {
+        fprintf(stderr, "heavy connection: rc %d status %d keep-alive %d\n", rc, r->status,
+                r->keep_alive);
+        rc = -1;
+        break;
+      }
+      atomic_fetch_add(&h->ok, 1);
+      if (slot_of(r) != h->first_slot)
+        atomic_fetch_add(&h->on_other, 1);
+    }
+    if (rc != 0) {
       atomic_store(&h->failed, 1);
       break;
     }
-    atomic_fetch_add(&h->ok, 1);
-    if (slot_of(r) != h->first_slot)
-      atomic_fetch_add(&h->on_other, 1);
   }
   free(r);
   return NULL;
@@ -74,8 +88,8 @@ struct run {
 };
 
 /* Opens NCONN keep-alive connections one after the other (handoff-least alternates them over
- * the two idle workers) and starts a closed loop of requests on those worker 1 took; the
- * others stay open and idle on worker 2. */
+ * the two idle workers); those worker 1 took will be busy (start_heavy), the others stay open
+ * and idle on worker 2. */
 static void pile_on_worker_1(struct run *rn) {
   struct hc_resp *r = malloc(sizeof(*r));
   int on2 = 0;
@@ -98,10 +112,15 @@ static void pile_on_worker_1(struct run *rn) {
     h->fd = rn->fds[i];
     h->stop = &rn->stop;
     h->first_slot = 1;
+    h->pipeline = rn->nheavy % 2 == 0;
   }
   free(r);
   cr_assert_geq(rn->nheavy, 2, "handoff-least gave worker 1 only %d of %d", rn->nheavy, NCONN);
   cr_assert_geq(on2, 2);
+}
+
+/* A closed loop of requests on each of worker 1's connections. */
+static void start_heavy(struct run *rn) {
   for (int i = 0; i < rn->nheavy; i++)
     cr_assert_eq(pthread_create(&rn->t[i], NULL, heavy_loop, &rn->h[i]), 0);
 }
@@ -139,6 +158,7 @@ Test(rebalance, busy_connections_move_to_the_idle_worker_and_requests_even_out) 
 
   it_start("handoff-least", 2, 1, "debug_header: true\n");
   pile_on_worker_1(&rn);
+  start_heavy(&rn);
   deadline = h_now_ms() + 30000;
   while (moved(&rn) == 0 && h_now_ms() < deadline)
     usleep(10000);
@@ -176,6 +196,7 @@ Test(rebalance, rebalance_false_leaves_connections_where_they_are) {
 
   it_start("handoff-least", 2, 1, "debug_header: true\nrebalance: false\n");
   pile_on_worker_1(&rn);
+  start_heavy(&rn);
   /* Rebalancing acts within about a second under this load: give it three, and 3000
    * requests. */
   until = h_now_ms() + 3000;
@@ -186,5 +207,45 @@ Test(rebalance, rebalance_false_leaves_connections_where_they_are) {
   cr_assert_geq(total_ok(&rn), 3000);
   cr_assert_eq(moved(&rn), 0);
   cr_assert_eq(metric("lbproxy_connections_rebalanced_total", 1), 0);
+  it_stop();
+}
+
+Test(rebalance, never_to_a_stopped_worker) {
+  struct run rn;
+  int64_t deadline, until;
+  uint64_t before[NCONN];
+  pid_t w2;
+
+  it_start("handoff-least", 2, 1, "debug_header: true\n");
+  pile_on_worker_1(&rn);
+  /* Worker 2 serves nothing while stopped, so it looks the least busy: its beat says it is
+   * not alive, and nothing goes there. */
+  w2 = it_worker_pid(2);
+  cr_assert_gt(w2, 0);
+  it_sigstop(w2);
+  start_heavy(&rn);
+  /* Rebalancing would act within about a second: a connection moved to worker 2 would make no
+   * progress from then on (no answer comes, so it cannot show as moved). Every connection must
+   * progress between the second and the fourth second. */
+  until = h_now_ms() + 2000;
+  deadline = h_now_ms() + 60000;
+  while ((h_now_ms() < until || total_ok(&rn) < 1500) && h_now_ms() < deadline)
+    usleep(10000);
+  for (int i = 0; i < rn.nheavy; i++)
+    before[i] = atomic_load(&rn.h[i].ok);
+  until = h_now_ms() + 2000;
+  while (h_now_ms() < until)
+    usleep(10000);
+  for (int i = 0; i < rn.nheavy; i++)
+    cr_assert_gt(atomic_load(&rn.h[i].ok), before[i],
+                 "busy connection %d made no progress: moved to the stopped worker?", i);
+  cr_assert_eq(moved(&rn), 0, "a busy connection was moved to a stopped worker");
+  /* Alive again: the load evens out. */
+  kill(w2, SIGCONT);
+  deadline = h_now_ms() + 30000;
+  while (moved(&rn) == 0 && h_now_ms() < deadline)
+    usleep(10000);
+  stop_run(&rn);
+  cr_assert_gt(moved(&rn), 0, "nothing moved once worker 2 was back");
   it_stop();
 }

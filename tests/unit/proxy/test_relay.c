@@ -302,6 +302,43 @@ static void a_slow_reader_makes_spliced_bytes_wait_in_a_buffer_intact(void) {
   cr_assert_gt(relay.spliced, 0);
 }
 
+/* A TCP urgent byte (MSG_OOB) stops splice at the mark (EAGAIN while the socket stays
+ * readable): the relay steps over it with a plain read, as copying always did, instead of
+ * spinning with the rest of the stream stuck behind it. */
+static void an_urgent_byte_does_not_stall_the_stream(void) {
+  char buf[16];
+  size_t got = 0;
+
+  start(0, 0, NULL);
+  cr_assert_eq(send(peer[0], "ab", 2, 0), 2);
+  cr_assert_eq(send(peer[0], "X", 1, MSG_OOB), 1);
+  cr_assert_eq(send(peer[0], "cd", 2, 0), 2);
+  while (got < 4) {
+    struct pollfd pf = {.fd = peer[1], .events = POLLIN};
+    if (poll(&pf, 1, 0) == 0) {
+      uv_run(&loop, UV_RUN_ONCE);
+      continue;
+    }
+    ssize_t r = recv(peer[1], buf + got, sizeof(buf) - got, 0);
+    cr_assert_gt(r, 0);
+    got += (size_t)r;
+  }
+  cr_assert_eq(got, 4);
+  cr_assert_arr_eq(buf, "abcd", 4); /* the urgent byte is out of band, as without a relay */
+  px_relay_stop(&relay);
+  run_until_done();
+}
+
+Test(relay, an_urgent_byte_does_not_stall_the_stream) {
+  use_splice = 0;
+  an_urgent_byte_does_not_stall_the_stream();
+}
+
+Test(relay_splice, an_urgent_byte_does_not_stall_the_stream) {
+  use_splice = 1;
+  an_urgent_byte_does_not_stall_the_stream();
+}
+
 Test(relay_splice, a_slow_reader_makes_spliced_bytes_wait_in_a_buffer_intact) {
   use_splice = 1;
   a_slow_reader_makes_spliced_bytes_wait_in_a_buffer_intact();
