@@ -119,11 +119,17 @@ static void up_timer_update(struct px_up *u) {
     uv_timer_stop(&u->timer);
 }
 
-/* The user released a complete response: pool the connection or close it. */
+/* The user released a complete response: pool the connection or close it. Beyond max_idle
+ * (keepalive) it is pooled as surplus, closed after PX_UP_SURPLUS_MS idle: under more
+ * concurrent requests than keepalive (500 clients on a slow server) closing it now would mean
+ * a new connect for the very next request (connect churn, TIME_WAIT, latency); HAProxy keeps
+ * them too and purges idle ones. At most keepalive connections are kept for keepalive_timeout,
+ * as before. */
 static void up_finish(struct px_up *u) {
   struct px_server *srv = u->srv;
   int keep = u->reusable && u->req_done && !u->writing && !u->send_failed && !u->env->closing &&
-             !srv->gone && srv->nidle < srv->max_idle;
+             !srv->gone && srv->max_idle > 0;
+  uint64_t idle_ms = srv->idle_ms;
 
   u->cbs = NULL;
   u->data = NULL;
@@ -135,9 +141,11 @@ static void up_finish(struct px_up *u) {
   px_buf_put(u->env->bufs, u->b);
   u->b = NULL;
   u->len = u->pos = u->fwd = 0;
+  if (srv->nidle >= srv->max_idle && idle_ms > PX_UP_SURPLUS_MS)
+    idle_ms = PX_UP_SURPLUS_MS;
   px_list_insert_head(&srv->idle, &u->idle_link);
   srv->nidle++;
-  uv_timer_start(&u->timer, up_timer_cb, srv->idle_ms, 0);
+  uv_timer_start(&u->timer, up_timer_cb, idle_ms, 0);
 }
 
 /* ---- delivering responses ---- */

@@ -28,6 +28,9 @@ enum px_up_fail {
 /* Returns the name of a failure type, for logs ("connect failed", ...). */
 const char *px_up_fail_name(enum px_up_fail ft);
 
+/* A pooled connection beyond the server's max_idle is closed after this long idle. */
+#define PX_UP_SURPLUS_MS 1000
+
 /* A server as the client sees it: where it is, and its idle keep-alive connections. Each one
  * is allocated on its own and reference-counted, because its pool may drop it (the master's
  * server list changed) while connections to it are still busy: the pool holds a reference
@@ -43,7 +46,8 @@ struct px_server {
   char name[64];       /* "host:port" or "ip:port", for logs */
   struct px_list idle; /* idle connections, most recently used first */
   unsigned nidle;
-  unsigned max_idle; /* idle connections kept at most (0: none) */
+  unsigned max_idle; /* idle connections kept for idle_ms (0: none are pooled); more are kept
+                        PX_UP_SURPLUS_MS only */
   uint64_t idle_ms;  /* an idle connection is closed after this long (keepalive_timeout) */
   unsigned refs;
   uint8_t gone; /* px_server_retire ran: no connection to it is pooled any more */

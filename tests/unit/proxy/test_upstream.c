@@ -507,6 +507,41 @@ Test(upstream, idle_connections_expire_after_keepalive_timeout) {
   server_join(); /* WAIT_EOF ends: the client closed it */
 }
 
+static int got_two(void) {
+  return res.completes >= 2 || res.errors > 0;
+}
+static int one_idle(void) {
+  return srv->nidle <= 1;
+}
+
+/* More connections busy at once than keepalive: the extra one is pooled too (the next request
+ * would otherwise connect anew), but closed after PX_UP_SURPLUS_MS, not keepalive_timeout. */
+Test(upstream, a_connection_beyond_keepalive_is_pooled_briefly) {
+  static const struct step script[] = {
+      {ACCEPT, NULL},
+      {READ_HEAD, NULL},
+      {SEND, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"},
+      {ACCEPT, NULL},
+      {READ_HEAD, NULL},
+      {SEND, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"},
+      END,
+  };
+  uint64_t t0;
+
+  server_start(script);
+  use_server(1, 10000);
+  get(GET, 0, 0);
+  get(GET, 0, 0); /* the first is busy: a second connection */
+  run_until(got_two);
+  cr_assert_eq(res.errors, 0);
+  cr_assert_eq(srv->nidle, 2, "the connection beyond keepalive was closed at once");
+  t0 = uv_now(&loop);
+  run_until(one_idle);
+  cr_assert_geq(uv_now(&loop) - t0, PX_UP_SURPLUS_MS - 100);
+  cr_assert_eq(srv->nidle, 1, "the connection within keepalive went too");
+  server_join();
+}
+
 Test(upstream, check_skips_a_pooled_connection_whose_fin_is_waiting) {
   static const struct step script[] = {
       {ACCEPT, NULL},
