@@ -164,12 +164,19 @@ Test(rebalance, busy_connections_move_to_the_idle_worker_and_requests_even_out) 
     usleep(10000);
   cr_assert_gt(moved(&rn), 0, "no connection moved in 30 s (%llu requests)",
                (unsigned long long)total_ok(&rn));
-  /* Requests even out: over the next stretch worker 2 serves a real share. */
+  /* Requests even out: once the moves settled (1000 requests), over the next 6000 worker 2
+   * serves a real share (without rebalancing it serves none; alone on a machine the split is
+   * about even). Bounds of 10 % and a long stretch: a loaded machine (sanitizers, tests in
+   * parallel) favours one process for a while, and 22/78 was seen so. */
+  base = total_ok(&rn);
+  deadline = h_now_ms() + 30000;
+  while (total_ok(&rn) < base + 1000 && h_now_ms() < deadline)
+    usleep(10000);
   r1 = metric("lbproxy_requests_total", 1);
   r2 = metric("lbproxy_requests_total", 2);
   base = total_ok(&rn);
-  deadline = h_now_ms() + 30000;
-  while (total_ok(&rn) < base + 2000 && h_now_ms() < deadline)
+  deadline = h_now_ms() + 60000;
+  while (total_ok(&rn) < base + 6000 && h_now_ms() < deadline)
     usleep(10000);
   d1 = metric("lbproxy_requests_total", 1) - r1;
   d2 = metric("lbproxy_requests_total", 2) - r2;
@@ -179,10 +186,10 @@ Test(rebalance, busy_connections_move_to_the_idle_worker_and_requests_even_out) 
           "served %llu, worker 2 %llu requests\n",
           moved(&rn), rn.nheavy, (unsigned long long)base, (unsigned long long)d1,
           (unsigned long long)d2);
-  cr_assert_geq(d1 + d2, 2000);
-  cr_assert_geq(d2 * 4, d1 + d2, "after the move worker 2 served %llu of %llu requests",
+  cr_assert_geq(d1 + d2, 6000);
+  cr_assert_geq(d2 * 10, d1 + d2, "after the move worker 2 served %llu of %llu requests",
                 (unsigned long long)d2, (unsigned long long)(d1 + d2));
-  cr_assert_geq(d1 * 4, d1 + d2, "after the move worker 1 served %llu of %llu requests",
+  cr_assert_geq(d1 * 10, d1 + d2, "after the move worker 1 served %llu of %llu requests",
                 (unsigned long long)d1, (unsigned long long)(d1 + d2));
   cr_assert_gt(metric("lbproxy_connections_rebalanced_total", 1), 0);
   cr_assert_lt(moved(&rn), rn.nheavy, "every busy connection moved: that is a new pile");
